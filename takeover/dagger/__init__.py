@@ -1,0 +1,1 @@
+"""DAgger rounds: workspace, model registry, metrics, simulated operator."""

@@ -1,0 +1,1 @@
+"""Robot links behind one ABC, chosen by URL (sim://, serial, ws://)."""

@@ -1,0 +1,1 @@
+"""Policy: model, dataset, training, ONNX export and the onnxruntime runtime."""

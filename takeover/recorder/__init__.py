@@ -1,0 +1,1 @@
+"""Crash-safe HDF5 episodes and the episode store."""

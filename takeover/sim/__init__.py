@@ -1,0 +1,1 @@
+"""The simulated docking AMR: world, rendering, kinematics, scripted expert."""

@@ -1,0 +1,238 @@
+"""The simulated differential-drive AMR in its docking room.
+
+`Simulator` is the robot base: it takes velocity commands, runs a command watchdog and a
+latched e-stop like real firmware, integrates the kinematics with actuation delay, acceleration
+limits and noise, checks collisions and docking contact, and produces observations (camera,
+LiDAR, odometry). It is deterministic for a given seed and sequence of commands and time steps.
+It has no clock of its own: callers step it (`step(dt_s)`); `SimLink` runs it in real time or in
+lockstep, and the serial and rosbridge servers wrap it the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from takeover.sim.render import CameraModel, Renderer
+from takeover.sim.world import (
+    DOCK_WIDTH_M,
+    KIND_DOCK,
+    ROBOT_RADIUS_M,
+    World,
+    segment_distance,
+    generate_world,
+)
+from takeover.types import Command, Observation, Odometry, Pose2D
+
+
+class SimOutcome(enum.Enum):
+    RUNNING = "running"
+    DOCKED = "docked"
+    COLLISION = "collision"
+    MISALIGNED = "misaligned"  # touched the dock outside the docking tolerance
+
+
+@dataclass(frozen=True)
+class DockingTolerance:
+    lateral_m: float = 0.02
+    heading_deg: float = 3.0
+    contact_speed_mps: float = 0.15
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated base. Defaults model a small AMR; all figures are per-seed randomised
+    around these where noted."""
+
+    camera: CameraModel = field(default_factory=CameraModel)
+    lidar_beams: int = 180
+    max_v_mps: float = 0.6  # the base's own hard limits
+    max_w_radps: float = 2.0
+    accel_v_mps2: float = 1.0
+    accel_w_radps2: float = 4.0
+    actuation_delay_s: float = 0.04  # per seed: +-50%
+    slip_frac: float = 0.03  # per seed: a constant scale error in [-slip, +slip]
+    noise_v_mps: float = 0.004
+    noise_w_radps: float = 0.01
+    odom_noise_m: float = 0.002
+    odom_noise_rad: float = 0.0015
+    watchdog_timeout_s: float = 0.25
+    physics_dt_s: float = 0.005
+    tolerance: DockingTolerance = field(default_factory=DockingTolerance)
+    battery_drain_per_s: float = 1.0 / 7200
+
+
+def wrap_angle(a: float) -> float:
+    return math.atan2(math.sin(a), math.cos(a))
+
+
+class Simulator:
+    """One simulated robot base. Not thread-safe: the owner serialises calls."""
+
+    def __init__(self, seed: int = 0, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.reset(seed)
+
+    # --- world -------------------------------------------------------------------------------
+
+    def reset(self, seed: int) -> None:
+        cfg = self.config
+        self.seed = seed
+        self.world: World = generate_world(seed)
+        self.renderer = Renderer(self.world, cfg.camera, lidar_beams=cfg.lidar_beams)
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+        self._render_rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA3]))
+        start = self.world.start
+        self.x, self.y, self.yaw = start.x_m, start.y_m, start.yaw_rad
+        self.v, self.w = 0.0, 0.0
+        self.t_ns = 0
+        self.delay_s = cfg.actuation_delay_s * float(self._rng.uniform(0.5, 1.5))
+        self.slip = 1.0 + float(self._rng.uniform(-cfg.slip_frac, cfg.slip_frac))
+        self._pending: deque[tuple[int, Command]] = deque()  # (apply at t_ns, command)
+        self._target = Command()
+        self._last_cmd_t_ns: int | None = None
+        self.estop = False
+        self.outcome = SimOutcome.RUNNING
+        self.battery = float(self._rng.uniform(0.2, 0.6))
+        self.contact_report: dict[str, float] = {}
+        self._dock_segments = np.flatnonzero(self.world.seg_kind == KIND_DOCK)
+        self._solid_segments = np.flatnonzero(self.world.seg_kind != KIND_DOCK)
+
+    @property
+    def dock_pose(self) -> Pose2D:
+        return self.world.dock
+
+    @property
+    def pose(self) -> Pose2D:
+        return Pose2D(self.x, self.y, self.yaw)
+
+    # --- firmware-like inputs --------------------------------------------------------------
+
+    def command(self, cmd: Command) -> None:
+        """A velocity command arrives at the base (feeds the watchdog)."""
+        if not cmd.is_finite:
+            cmd = Command()
+        self._last_cmd_t_ns = self.t_ns
+        self._pending.append((self.t_ns + int(self.delay_s * 1e9), cmd))
+
+    def set_estop(self, engaged: bool) -> None:
+        """Latch or release the base's e-stop; while latched the wheels are held at zero."""
+        self.estop = engaged
+        if engaged:
+            self._pending.clear()
+            self._target = Command()
+
+    # --- physics -----------------------------------------------------------------------------
+
+    def step(self, dt_s: float) -> None:
+        """Advance the world by dt_s seconds (in physics sub-steps)."""
+        cfg = self.config
+        n = max(1, round(dt_s / cfg.physics_dt_s))
+        h = dt_s / n
+        for _ in range(n):
+            self._substep(h)
+
+    def _substep(self, h: float) -> None:
+        cfg = self.config
+        self.t_ns += int(round(h * 1e9))
+        self.battery = min(1.0, self.battery + h / 1800) if self.outcome is SimOutcome.DOCKED \
+            else max(0.0, self.battery - h * cfg.battery_drain_per_s)
+        if self.outcome is not SimOutcome.RUNNING:
+            self.v = self.w = 0.0
+            return
+        while self._pending and self._pending[0][0] <= self.t_ns:
+            self._target = self._pending.popleft()[1]
+        watchdog_expired = (
+            self._last_cmd_t_ns is None
+            or (self.t_ns - self._last_cmd_t_ns) > cfg.watchdog_timeout_s * 1e9
+        )
+        target = Command() if (self.estop or watchdog_expired) else self._target
+        v_t = float(np.clip(target.v_mps, -cfg.max_v_mps, cfg.max_v_mps))
+        w_t = float(np.clip(target.w_radps, -cfg.max_w_radps, cfg.max_w_radps))
+        self.v += float(np.clip(v_t - self.v, -cfg.accel_v_mps2 * h, cfg.accel_v_mps2 * h))
+        self.w += float(np.clip(w_t - self.w, -cfg.accel_w_radps2 * h, cfg.accel_w_radps2 * h))
+        moving = abs(self.v) > 1e-4 or abs(self.w) > 1e-4
+        v_act = self.v * self.slip + (self._rng.normal(0, cfg.noise_v_mps) if moving else 0.0)
+        w_act = self.w * self.slip + (self._rng.normal(0, cfg.noise_w_radps) if moving else 0.0)
+        # Exact unicycle integration over the sub-step.
+        if abs(w_act) < 1e-6:
+            self.x += v_act * h * math.cos(self.yaw)
+            self.y += v_act * h * math.sin(self.yaw)
+        else:
+            r = v_act / w_act
+            new_yaw = self.yaw + w_act * h
+            self.x += r * (math.sin(new_yaw) - math.sin(self.yaw))
+            self.y -= r * (math.cos(new_yaw) - math.cos(self.yaw))
+            self.yaw = wrap_angle(new_yaw)
+        self._check_contacts()
+
+    def _check_contacts(self) -> None:
+        w = self.world
+        p = np.array([self.x, self.y])
+        d_dock = segment_distance(p, w.seg_a[self._dock_segments], w.seg_b[self._dock_segments])
+        if d_dock.min() <= ROBOT_RADIUS_M:
+            self._evaluate_dock_contact()
+            return
+        d_solid = segment_distance(p, w.seg_a[self._solid_segments], w.seg_b[self._solid_segments])
+        if d_solid.min() <= ROBOT_RADIUS_M:
+            self.outcome = SimOutcome.COLLISION
+            self.v = self.w = 0.0
+
+    def dock_errors(self) -> tuple[float, float]:
+        """(lateral error m, heading error rad) of the robot relative to the docked pose."""
+        dock = self.world.dock
+        tangent = (-math.sin(dock.yaw_rad), math.cos(dock.yaw_rad))
+        lateral = (self.x - dock.x_m) * tangent[0] + (self.y - dock.y_m) * tangent[1]
+        heading = wrap_angle(self.yaw - (dock.yaw_rad + math.pi))
+        return lateral, heading
+
+    def _evaluate_dock_contact(self) -> None:
+        tol = self.config.tolerance
+        lateral, heading = self.dock_errors()
+        speed = abs(self.v)
+        self.contact_report = {
+            "lateral_m": lateral,
+            "heading_deg": math.degrees(heading),
+            "speed_mps": speed,
+        }
+        ok = (
+            abs(lateral) < tol.lateral_m
+            and abs(math.degrees(heading)) < tol.heading_deg
+            and speed < tol.contact_speed_mps
+            and abs(lateral) < DOCK_WIDTH_M / 2
+        )
+        self.outcome = SimOutcome.DOCKED if ok else SimOutcome.MISALIGNED
+        self.v = self.w = 0.0
+
+    # --- sensors ------------------------------------------------------------------------------
+
+    def odometry(self) -> Odometry:
+        cfg = self.config
+        moving = self.outcome is SimOutcome.RUNNING
+        return Odometry(
+            x_m=self.x + float(self._rng.normal(0, cfg.odom_noise_m)),
+            y_m=self.y + float(self._rng.normal(0, cfg.odom_noise_m)),
+            yaw_rad=wrap_angle(self.yaw + float(self._rng.normal(0, cfg.odom_noise_rad))),
+            v_mps=self.v + (float(self._rng.normal(0, 0.003)) if moving else 0.0),
+            w_radps=self.w + (float(self._rng.normal(0, 0.005)) if moving else 0.0),
+        )
+
+    def observe(self, t_ns: int | None = None, with_image: bool = True,
+                with_scan: bool = True) -> Observation:
+        """Sense the world now. t_ns stamps the observation (default: sim time)."""
+        image = self.renderer.render(self.x, self.y, self.yaw, self._render_rng) if with_image else None
+        scan = self.renderer.scan(self.x, self.y, self.yaw, self._render_rng) if with_scan else None
+        return Observation(
+            t_ns=self.t_ns if t_ns is None else t_ns,
+            odom=self.odometry(),
+            image=image,
+            scan_m=scan,
+            battery_frac=self.battery,
+            docked=self.outcome is SimOutcome.DOCKED,
+            estop=self.estop,
+            bumper=self.outcome in (SimOutcome.COLLISION, SimOutcome.MISALIGNED),
+        )

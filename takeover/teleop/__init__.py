@@ -1,0 +1,1 @@
+"""Control core: fixed-rate loop, Arbiter (modes and safety), drivers and inputs."""

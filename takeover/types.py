@@ -1,0 +1,126 @@
+"""Core value types shared by every layer. Units are in the names.
+
+Nothing here imports anything heavier than numpy: these types travel through the control loop,
+the links, the recorder and the UI.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Mode(enum.Enum):
+    """The Arbiter's modes (see docs/safety.md)."""
+
+    IDLE = "IDLE"  # zero command
+    MANUAL = "MANUAL"  # the operator drives: a demonstration
+    AUTO = "AUTO"  # the policy drives, the operator supervises
+    TAKEOVER = "TAKEOVER"  # the operator overrides the policy: a correction
+    ESTOP = "ESTOP"  # latched; the operator must acknowledge
+    LINK_LOST = "LINK_LOST"  # latched; the operator must acknowledge
+
+    @property
+    def latched(self) -> bool:
+        return self in (Mode.ESTOP, Mode.LINK_LOST)
+
+
+class CommandSource(enum.Enum):
+    """Who decided the command that went to the base on one tick."""
+
+    NONE = "none"  # zero command: idle, deadman released, or a safety stop
+    HUMAN = "human"  # the operator's input (gamepad, keyboard, or a simulated operator)
+    POLICY = "policy"  # the learned policy
+
+
+# Sirius convention for per-step `action_mode`.
+ACTION_MODE_DEMONSTRATION = -1
+ACTION_MODE_ROBOT = 0
+ACTION_MODE_INTERVENTION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A velocity command for a differential-drive base."""
+
+    v_mps: float = 0.0
+    w_radps: float = 0.0
+
+    @property
+    def is_finite(self) -> bool:
+        return math.isfinite(self.v_mps) and math.isfinite(self.w_radps)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.v_mps == 0.0 and self.w_radps == 0.0
+
+
+ZERO_COMMAND = Command(0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Odometry:
+    """Base odometry: pose in the odometry (or map) frame and measured body velocities."""
+
+    x_m: float = 0.0
+    y_m: float = 0.0
+    yaw_rad: float = 0.0
+    v_mps: float = 0.0
+    w_radps: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pose2D:
+    x_m: float
+    y_m: float
+    yaw_rad: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Observation:
+    """What the robot reports at one instant.
+
+    t_ns: when the observation was taken, on the link's clock (`RobotLink.now_ns`), in integer
+    nanoseconds; the control loop compares it with the same clock to judge freshness.
+    image: uint8 (H, W, 3) RGB from the forward camera, or None when the robot has no camera.
+    scan_m: float32 (N,) LiDAR ranges in metres over 360 degrees, counter-clockwise from the
+    robot's forward axis; NaN where a beam returned nothing. None without a LiDAR.
+    """
+
+    t_ns: int
+    odom: Odometry = field(default_factory=Odometry)
+    image: npt.NDArray[np.uint8] | None = None
+    scan_m: npt.NDArray[np.float32] | None = None
+    battery_frac: float = 1.0
+    docked: bool = False
+    estop: bool = False
+    bumper: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StepRecord:
+    """What one control tick did: the unit of recording and of UI updates.
+
+    t_ns: tick start on the loop's clock. loop_late_ns: how far past its deadline the tick
+    started. policy_action: what the policy proposed (None when it proposed nothing), also while
+    the human drives. action_mode: the Sirius convention (-1 demonstration, 0 robot, 1 human
+    intervention), or None on ticks that are not part of a demonstration or a supervised run
+    (IDLE, ESTOP, LINK_LOST).
+    """
+
+    step: int
+    t_ns: int
+    observation: Observation | None
+    command: Command
+    source: CommandSource
+    mode: Mode
+    policy_action: Command | None
+    human_action: Command | None
+    action_mode: int | None
+    loop_late_ns: int
+    policy_latency_ns: int
+    reason: str = ""
