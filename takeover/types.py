@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -124,3 +125,13 @@ class StepRecord:
     loop_late_ns: int
     policy_latency_ns: int
     reason: str = ""
+
+
+class StepSink(Protocol):
+    """Receives every StepRecord from the control loop (recorder, UI, metrics).
+
+    `offer` is called on the loop's thread and must never block: put the record on a bounded
+    queue and return False if it had to be dropped.
+    """
+
+    def offer(self, record: StepRecord) -> bool: ...
