@@ -81,6 +81,7 @@ class RobotLink(abc.ABC):
 
     def clear_estop(self) -> None:
         """Release the base's latched e-stop (operator acknowledgement). Default: no-op."""
+        return None
 
     def now_ns(self) -> int:
         """The clock that observation timestamps use. Default: the host's monotonic clock."""

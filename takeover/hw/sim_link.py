@@ -88,6 +88,7 @@ class SimLink(RobotLink):
             return
         self._connected = True
         with self._lock:
+            self._t0_ns = time.monotonic_ns() - self.sim.t_ns
             self._publish(force=True)
         if not self.lockstep:
             self._stop.clear()

@@ -23,8 +23,8 @@ from takeover.sim.world import (
     KIND_DOCK,
     ROBOT_RADIUS_M,
     World,
-    segment_distance,
     generate_world,
+    segment_distance,
 )
 from takeover.types import Command, Observation, Odometry, Pose2D
 
@@ -138,7 +138,7 @@ class Simulator:
 
     def _substep(self, h: float) -> None:
         cfg = self.config
-        self.t_ns += int(round(h * 1e9))
+        self.t_ns += round(h * 1e9)
         self.battery = min(1.0, self.battery + h / 1800) if self.outcome is SimOutcome.DOCKED \
             else max(0.0, self.battery - h * cfg.battery_drain_per_s)
         if self.outcome is not SimOutcome.RUNNING:

@@ -1,0 +1,168 @@
+"""takeover.toml: typed configuration, validated with unknown keys rejected.
+
+Each section is a dataclass; `load_config` maps the TOML tables onto them and names the exact
+key that is wrong (unknown, wrong type, out of range) in one line. Units are in the key names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from takeover.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILENAME = "takeover.toml"
+
+
+@dataclass(frozen=True)
+class SpeedLimits:
+    """Per-mode limits on the command sent to the base."""
+
+    max_v_mps: float = 0.5
+    max_w_radps: float = 1.5
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """The Arbiter's rules (docs/safety.md)."""
+
+    manual: SpeedLimits = field(default_factory=SpeedLimits)
+    auto: SpeedLimits = field(default_factory=lambda: SpeedLimits(0.4, 1.2))
+    takeover: SpeedLimits = field(default_factory=SpeedLimits)
+    accel_v_mps2: float = 1.0  # speeding up
+    accel_w_radps2: float = 4.0
+    decel_v_mps2: float = 2.5  # slowing down (stops to zero are always immediate)
+    decel_w_radps2: float = 8.0
+    # A policy output beyond these is a fault (not merely clamped): the robot stops.
+    policy_abs_max_v_mps: float = 1.0
+    policy_abs_max_w_radps: float = 3.0
+    obs_freshness_ms: float = 250.0  # older observation: LINK_LOST (latched)
+    deadman_in_auto: bool = True  # hold-to-run supervision
+    takeover_deflection: float = 0.15  # stick deflection (0..1) that takes over in AUTO
+    auto_resume_centered_s: float = 0.0  # >0: sticks centred this long return to AUTO
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    rate_hz: float = 20.0
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    url: str = "sim://"
+    camera_width: int = 96
+    camera_height: int = 96
+
+
+@dataclass(frozen=True)
+class Config:
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+
+T = TypeVar("T")
+
+
+def _check_value(path: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {value!r}")
+        return _build(annotation, value, path)  # type: ignore[arg-type]
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _check_value(path, value, arg)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: {value!r} is not a valid value")
+    return value
+
+
+def _build(cls: type[T], table: dict[str, Any], prefix: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            raise ConfigError(f"unknown key {path!r}; known keys here: {', '.join(sorted(fields))}")
+        kwargs[key] = _check_value(path, value, hints[key])
+    return cls(**kwargs)
+
+
+def _validate(config: Config) -> None:
+    if not 1.0 <= config.loop.rate_hz <= 50.0:
+        raise ConfigError(f"loop.rate_hz = {config.loop.rate_hz}: must be between 1 and 50")
+    s = config.safety
+    for name in ("manual", "auto", "takeover"):
+        lim: SpeedLimits = getattr(s, name)
+        if lim.max_v_mps <= 0 or lim.max_w_radps <= 0:
+            raise ConfigError(f"safety.{name}: speed limits must be positive")
+    for name in ("accel_v_mps2", "accel_w_radps2", "decel_v_mps2", "decel_w_radps2",
+                 "obs_freshness_ms"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"safety.{name} must be positive")
+    if not 0.0 < s.takeover_deflection < 1.0:
+        raise ConfigError("safety.takeover_deflection must be between 0 and 1")
+
+
+def config_from_dict(table: dict[str, Any], source: str = CONFIG_FILENAME) -> Config:
+    try:
+        config = _build(Config, table, "")
+        _validate(config)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return config
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate a takeover.toml; None or a missing default file gives the defaults."""
+    if path is None:
+        return Config()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with `takeover init DIR`)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return config_from_dict(table, str(path))
+
+
+def workspace_config(workspace: Path) -> Config:
+    """The config of a workspace directory, or the defaults if it has no takeover.toml."""
+    path = workspace / CONFIG_FILENAME
+    return load_config(path) if path.exists() else Config()

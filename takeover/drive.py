@@ -1,0 +1,114 @@
+"""`takeover drive`: headless episodes through the full control loop and Arbiter.
+
+Each episode resets the (simulated) world with its seed, engages the driver and runs until the
+base docks, bumps, faults or times out. The expert demonstrates in MANUAL through a scripted
+operator that holds the deadman, exactly as a person at the gamepad would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from takeover.config import Config, load_config, workspace_config
+from takeover.errors import UsageError
+from takeover.hw.base import LinkOptions, RobotLink, open_link
+from takeover.sim.expert import DockingExpert
+from takeover.teleop.arbiter import Arbiter, OperatorEvent
+from takeover.teleop.drivers import ScriptedOperator
+from takeover.teleop.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner
+from takeover.teleop.loop import ControlLoop
+
+
+@dataclass(frozen=True)
+class DriveRequest:
+    robot_url: str | None
+    driver: str
+    episodes: int = 1
+    seed: int = 0
+    workspace: Path | None = None
+    policy: Path | None = None
+    record: bool = False
+    fast: bool = False
+    max_steps: int = 1200
+    rate_hz: float | None = None
+    config_path: Path | None = None
+
+
+def _config_for(request: DriveRequest) -> Config:
+    if request.config_path is not None:
+        return load_config(request.config_path)
+    if request.workspace is not None:
+        return workspace_config(request.workspace)
+    return Config()
+
+
+def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str, Any]:
+    """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields)."""
+    config = _config_for(request)
+    if request.driver != "expert":
+        raise UsageError(
+            f"--driver {request.driver} needs the policy runtime, which is not in this version "
+            "yet; use --driver expert"
+        )
+    if request.record:
+        raise UsageError("--record needs the episode recorder, which is not in this version yet")
+    url = request.robot_url or config.robot.url
+    options = LinkOptions(
+        fast=request.fast, seed=request.seed,
+        camera_width=config.robot.camera_width, camera_height=config.robot.camera_height,
+    )
+    link = open_link(url, options)
+    if request.fast and not link.lockstep:
+        raise UsageError(f"--fast works only with the simulator (sim://), not {url}")
+    if not link.supports_sim_control:
+        raise UsageError(
+            f"{url}: drive --driver expert needs a simulator (sim://, or `takeover sim serve`) "
+            "to reset episodes and tell the dock pose"
+        )
+    rate_hz = request.rate_hz or config.loop.rate_hz
+    if not 1.0 <= rate_hz <= 50.0:
+        raise UsageError(f"--rate-hz {rate_hz}: must be between 1 and 50")
+    link.connect()
+    try:
+        return _run_episodes(link, config, request, rate_hz, progress)
+    finally:
+        link.close()
+
+
+def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
+                  progress: TextIO | None) -> dict[str, Any]:
+    expert = DockingExpert(link.dock_pose())
+    loop = ControlLoop(link, Arbiter(config.safety), ScriptedOperator(expert.command),
+                       rate_hz=rate_hz)
+    runner = EpisodeRunner(loop, max_steps=request.max_steps)
+    if not link.lockstep:
+        loop.start()
+    results: list[EpisodeResult] = []
+    try:
+        for i in range(request.episodes):
+            seed = request.seed + i
+            # The dock moves with the seed: after the reset, ask the map for the dock.
+            result = runner.run(seed, OperatorEvent.MANUAL,
+                                prepare=lambda: expert.reset(link.dock_pose()))
+            results.append(result)
+            if progress is not None:
+                n_ok = sum(r.outcome == OUTCOME_SUCCESS for r in results)
+                print(f"episode {i + 1}/{request.episodes} seed {seed}: {result.outcome} "
+                      f"({result.detail}) in {result.steps} steps; {n_ok}/{len(results)} docked",
+                      file=progress, flush=True)
+    finally:
+        loop.stop()
+    successes = sum(r.outcome == OUTCOME_SUCCESS for r in results)
+    timing = loop.stats.summary(rate_hz, measured=not link.lockstep)
+    return {
+        "episodes": len(results),
+        "successes": successes,
+        "success_rate": successes / len(results),
+        "robot": link.url,
+        "driver": request.driver,
+        "fast": link.lockstep,
+        "loop": timing.as_json(),
+        "per_episode": [r.as_json() for r in results],
+    }

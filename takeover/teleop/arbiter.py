@@ -1,0 +1,292 @@
+"""The Arbiter: decides, every tick, which command goes to the base and in which mode.
+
+Pure logic, no threads and no I/O, so every rule is testable on its own (tests/teleop).
+Rules (docs/safety.md):
+- Deadman: motion only while the enable button is held, in MANUAL, TAKEOVER and (by default)
+  AUTO. Releasing it gives a zero command on that very tick.
+- In AUTO, stick deflection past `takeover_deflection` or the takeover button switches to
+  TAKEOVER at once and asks the loop to drop the policy's queued chunk. Back to AUTO only by an
+  explicit request, or after the sticks rest centred for `auto_resume_centered_s` if set.
+- E-stop (operator or the base's own) and link loss (link down, or an observation older than
+  `obs_freshness_ms`) latch: zero command until the operator acknowledges, and acknowledging
+  lands in IDLE, never in motion.
+- A NaN or out-of-range policy output stops the robot and drops to IDLE (a fault).
+- Every command is clamped to the mode's speed limits and to acceleration limits; a command to
+  stop (zero) passes at once.
+- A lost input device while the operator is in control stops the robot (IDLE).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from takeover.config import SafetyConfig, SpeedLimits
+from takeover.types import (
+    ACTION_MODE_DEMONSTRATION,
+    ACTION_MODE_INTERVENTION,
+    ACTION_MODE_ROBOT,
+    ZERO_COMMAND,
+    Command,
+    CommandSource,
+    Mode,
+    Observation,
+)
+
+
+class OperatorEvent(enum.Enum):
+    """Discrete requests from the operator (buttons, keys) or a supervising script."""
+
+    MANUAL = "manual"  # start driving by hand
+    AUTO = "auto"  # hand control to the policy
+    TAKEOVER = "takeover"  # take control from the policy
+    STOP = "stop"  # back to IDLE
+    ESTOP = "estop"  # latch the e-stop
+    ACKNOWLEDGE = "acknowledge"  # clear a latched ESTOP / LINK_LOST (lands in IDLE)
+
+
+@dataclass(frozen=True)
+class OperatorInput:
+    """The operator's continuous input on one tick.
+
+    command: what the sticks ask for, already scaled to speeds (deadzone, expo, turbo applied
+    by the input device). deflection: the largest stick deflection in [0, 1], used to detect a
+    takeover. connected: the input device is present.
+    """
+
+    deadman: bool = False
+    command: Command = ZERO_COMMAND
+    deflection: float = 0.0
+    connected: bool = True
+
+
+NO_INPUT = OperatorInput()
+
+
+@dataclass(frozen=True)
+class Decision:
+    command: Command
+    source: CommandSource
+    mode: Mode
+    action_mode: int | None
+    reason: str = ""
+    drop_policy_queue: bool = False  # a takeover started on this tick
+
+
+_OPERATOR_MODES = (Mode.MANUAL, Mode.TAKEOVER)
+
+
+class Arbiter:
+    """Owned by the control loop's thread; other threads reach it through loop events."""
+
+    def __init__(self, safety: SafetyConfig, policy_available: bool = False) -> None:
+        self.safety = safety
+        self.policy_available = policy_available
+        self.mode = Mode.IDLE
+        self.reason = ""
+        self._last = ZERO_COMMAND
+        self._centred_since_ns: int | None = None
+        self._drop_queue = False
+        self._ack_requested = False
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def handle(self, event: OperatorEvent) -> None:
+        """Apply an operator request. Requests that the rules refuse leave a reason."""
+        mode = self.mode
+        if event is OperatorEvent.ESTOP:
+            self._enter(Mode.ESTOP, "e-stop pressed")
+            return
+        if event is OperatorEvent.ACKNOWLEDGE:
+            if mode.latched:
+                self._ack_requested = True  # checked against the next observation in decide()
+            return
+        if mode.latched:
+            self.reason = f"{mode.value} is latched: acknowledge first"
+            return
+        if event is OperatorEvent.STOP:
+            self._enter(Mode.IDLE, "stopped by operator")
+        elif event is OperatorEvent.MANUAL:
+            self._enter(Mode.MANUAL, "manual driving")
+        elif event is OperatorEvent.AUTO:
+            if not self.policy_available:
+                self.reason = "no policy loaded: cannot engage AUTO"
+                return
+            self._enter(Mode.AUTO, "policy driving")
+        elif event is OperatorEvent.TAKEOVER and mode is Mode.AUTO:
+            self._start_takeover("takeover button")
+
+    def _enter(self, mode: Mode, reason: str) -> None:
+        self.mode = mode
+        self.reason = reason
+        self._centred_since_ns = None
+
+    def _start_takeover(self, reason: str) -> None:
+        self._enter(Mode.TAKEOVER, reason)
+        self._drop_queue = True
+
+    # --- per tick -------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        now_ns: int,
+        obs: Observation | None,
+        link_connected: bool,
+        operator: OperatorInput,
+        proposal: Command | None,
+        dt_s: float,
+    ) -> Decision:
+        """The command for this tick. `now_ns` is on the link's clock, `dt_s` the tick period."""
+        s = self.safety
+        fresh = (
+            link_connected
+            and obs is not None
+            and (now_ns - obs.t_ns) <= s.obs_freshness_ms * 1e6
+        )
+        # Latched faults first: they win over everything, including acknowledgement.
+        if not link_connected:
+            self._latch(Mode.LINK_LOST, "link down")
+        elif obs is None:
+            if self.mode is Mode.IDLE:
+                self.reason = "waiting for the first observation from the robot"
+            else:
+                self._latch(Mode.LINK_LOST, "no observation from the robot")
+        elif not fresh:
+            age_ms = (now_ns - obs.t_ns) / 1e6
+            self._latch(Mode.LINK_LOST, f"observation {age_ms:.0f} ms old (limit {s.obs_freshness_ms:.0f})")
+        if obs is not None and obs.estop and self.mode is not Mode.LINK_LOST:
+            self._latch(Mode.ESTOP, "the base reports its e-stop engaged")
+
+        if self._ack_requested:
+            self._ack_requested = False
+            self._try_acknowledge(obs, fresh)
+
+        operator_in_control = self.mode in _OPERATOR_MODES or (
+            self.mode is Mode.AUTO and s.deadman_in_auto
+        )
+        if operator_in_control and not operator.connected:
+            self._enter(Mode.IDLE, "input device lost: robot stopped")
+
+        drop = False
+        if self.mode is Mode.AUTO and (operator.deflection > s.takeover_deflection):
+            self._start_takeover("sticks moved: takeover")
+        if self._drop_queue:
+            drop, self._drop_queue = True, False
+
+        mode = self.mode
+        if mode is Mode.MANUAL:
+            return self._out(self._operator_command(operator, s.manual, dt_s),
+                             ACTION_MODE_DEMONSTRATION, drop)
+        if mode is Mode.TAKEOVER:
+            self._maybe_resume_auto(now_ns, operator)
+            return self._out(self._operator_command(operator, s.takeover, dt_s),
+                             ACTION_MODE_INTERVENTION, drop)
+        if mode is Mode.AUTO:
+            return self._out(self._policy_command(operator, proposal, dt_s), ACTION_MODE_ROBOT, drop)
+        self._last = ZERO_COMMAND
+        return Decision(ZERO_COMMAND, CommandSource.NONE, mode, None, self.reason, drop)
+
+    def _out(self, chosen: tuple[Command, CommandSource, str], action_mode: int, drop: bool) -> Decision:
+        command, source, why = chosen
+        # The mode may have changed inside (a policy fault drops to IDLE).
+        mode = self.mode
+        return Decision(
+            command, source, mode,
+            action_mode if mode in (Mode.MANUAL, Mode.AUTO, Mode.TAKEOVER) else None,
+            why or self.reason, drop,
+        )
+
+    def _latch(self, mode: Mode, reason: str) -> None:
+        if self.mode is mode:
+            self.reason = reason
+            return
+        if self.mode is Mode.ESTOP and mode is Mode.LINK_LOST:
+            return  # an e-stop stays an e-stop; acknowledging it re-checks the link
+        self._enter(mode, reason)
+        self._ack_requested = False
+
+    def _try_acknowledge(self, obs: Observation | None, fresh: bool) -> None:
+        if self.mode is Mode.ESTOP:
+            if obs is not None and obs.estop:
+                self.reason = "cannot acknowledge: the base's e-stop is still engaged"
+                return
+            if not fresh:
+                self._enter(Mode.LINK_LOST, "acknowledged e-stop, but the link is down")
+                return
+            self._enter(Mode.IDLE, "e-stop acknowledged")
+        elif self.mode is Mode.LINK_LOST:
+            if not fresh:
+                self.reason = "cannot acknowledge: the link is still down or stale"
+                return
+            self._enter(Mode.IDLE, "link restored and acknowledged")
+
+    def _maybe_resume_auto(self, now_ns: int, operator: OperatorInput) -> None:
+        hold_s = self.safety.auto_resume_centered_s
+        if hold_s <= 0:
+            return
+        if operator.deflection > 0.05:
+            self._centred_since_ns = None
+            return
+        if self._centred_since_ns is None:
+            self._centred_since_ns = now_ns
+        elif now_ns - self._centred_since_ns >= hold_s * 1e9:
+            self._enter(Mode.AUTO, "sticks centred: back to AUTO")
+
+    def _operator_command(self, operator: OperatorInput, limits: SpeedLimits, dt_s: float
+                          ) -> tuple[Command, CommandSource, str]:
+        if not operator.deadman:
+            self._last = ZERO_COMMAND
+            return ZERO_COMMAND, CommandSource.NONE, "deadman released"
+        cmd = operator.command
+        if not cmd.is_finite:
+            self._last = ZERO_COMMAND
+            return ZERO_COMMAND, CommandSource.NONE, "invalid operator input"
+        return self._limit(cmd, limits, dt_s), CommandSource.HUMAN, ""
+
+    def _policy_command(self, operator: OperatorInput, proposal: Command | None, dt_s: float
+                        ) -> tuple[Command, CommandSource, str]:
+        s = self.safety
+        if proposal is not None and (
+            not proposal.is_finite
+            or abs(proposal.v_mps) > s.policy_abs_max_v_mps
+            or abs(proposal.w_radps) > s.policy_abs_max_w_radps
+        ):
+            self._enter(Mode.IDLE, f"policy fault: output {proposal.v_mps}, {proposal.w_radps} "
+                        "is NaN or out of range; robot stopped")
+            self._last = ZERO_COMMAND
+            return ZERO_COMMAND, CommandSource.NONE, self.reason
+        if s.deadman_in_auto and not operator.deadman:
+            self._last = ZERO_COMMAND
+            return ZERO_COMMAND, CommandSource.NONE, "deadman released"
+        if proposal is None:
+            self._last = ZERO_COMMAND
+            return ZERO_COMMAND, CommandSource.NONE, "no policy proposal"
+        return self._limit(proposal, s.auto, dt_s), CommandSource.POLICY, ""
+
+    def _limit(self, cmd: Command, limits: SpeedLimits, dt_s: float) -> Command:
+        """Clamp to speed limits, then to acceleration limits relative to the last command."""
+        s = self.safety
+        v = _clip(cmd.v_mps, limits.max_v_mps)
+        w = _clip(cmd.w_radps, limits.max_w_radps)
+        if v == 0.0 and w == 0.0:
+            self._last = ZERO_COMMAND
+            return ZERO_COMMAND
+        v = _rate_limit(self._last.v_mps, v, s.accel_v_mps2 * dt_s, s.decel_v_mps2 * dt_s)
+        w = _rate_limit(self._last.w_radps, w, s.accel_w_radps2 * dt_s, s.decel_w_radps2 * dt_s)
+        self._last = Command(v, w)
+        return self._last
+
+
+def _clip(x: float, limit: float) -> float:
+    return max(-limit, min(limit, x))
+
+
+def _rate_limit(prev: float, target: float, up: float, down: float) -> float:
+    """Move from prev towards target: at most `up` per tick when speeding up, `down` when
+    slowing down; a sign change first slows to zero."""
+    if prev != 0.0 and target != 0.0 and math.copysign(1.0, prev) != math.copysign(1.0, target):
+        return 0.0 if abs(prev) <= down else prev - math.copysign(down, prev)
+    if abs(target) >= abs(prev):
+        return prev + _clip(target - prev, up)
+    return prev + _clip(target - prev, down)

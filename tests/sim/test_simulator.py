@@ -1,0 +1,194 @@
+"""The simulated base: determinism, kinematics, docking physics, watchdog, e-stop, expert."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from takeover.sim.expert import DockingExpert
+from takeover.sim.render import CameraModel
+from takeover.sim.simulator import SimConfig, SimOutcome, Simulator
+from takeover.sim.world import ROBOT_RADIUS_M, generate_world
+from takeover.types import Command
+
+
+def run_expert(seed: int, max_steps: int = 1200) -> Simulator:
+    sim = Simulator(seed)
+    expert = DockingExpert(sim.dock_pose)
+    for _ in range(max_steps):
+        if sim.outcome is not SimOutcome.RUNNING:
+            break
+        sim.command(expert.command(sim.odometry()))
+        sim.step(0.05)
+    return sim
+
+
+def test_same_seed_same_world_and_frames() -> None:
+    a, b = Simulator(11), Simulator(11)
+    for sim in (a, b):
+        for _ in range(20):
+            sim.command(Command(0.2, 0.3))
+            sim.step(0.05)
+    oa, ob = a.observe(), b.observe()
+    assert np.array_equal(oa.image, ob.image)
+    assert np.array_equal(oa.scan_m, ob.scan_m, equal_nan=True)
+    assert (a.x, a.y, a.yaw) == (b.x, b.y, b.yaw)
+
+
+def test_seeds_vary_dock_start_and_look() -> None:
+    worlds = [generate_world(s) for s in range(20)]
+    assert len({(round(w.dock.x_m, 2), round(w.dock.y_m, 2)) for w in worlds}) == 20
+    assert len({w.dock_wall for w in worlds}) >= 3
+    assert len({round(w.appearance.brightness, 3) for w in worlds}) == 20
+    starts = np.array([[w.start.x_m - w.dock.x_m, w.start.y_m - w.dock.y_m] for w in worlds])
+    assert starts.std(axis=0).min() > 0.3
+
+
+def test_observation_shapes_and_camera_size() -> None:
+    sim = Simulator(3, SimConfig(camera=CameraModel(64, 48)))
+    o = sim.observe()
+    assert o.image is not None and o.image.shape == (48, 64, 3) and o.image.dtype == np.uint8
+    assert o.scan_m is not None and o.scan_m.shape == (180,) and o.scan_m.dtype == np.float32
+    # The room is closed: every beam hits a wall within range.
+    assert np.isfinite(o.scan_m).all() and (o.scan_m > 0.1).all()
+
+
+def test_dock_marker_is_visible_from_the_start() -> None:
+    """The start pose faces the dock: the black-and-white marker shows in the first frame."""
+    for seed in range(10):
+        img = Simulator(seed).observe().image
+        assert img is not None
+        grey = img.astype(float).mean(axis=2)
+        assert (grey < 25).sum() > 4, f"seed {seed}: no marker-black pixels"
+
+
+def test_acceleration_limit_and_actuation_delay() -> None:
+    sim = Simulator(5)
+    sim.command(Command(0.5, 0.0))
+    sim.step(sim.delay_s * 0.5)
+    assert sim.v == 0.0, "the command has not reached the wheels yet"
+    for _ in range(4):
+        sim.command(Command(0.5, 0.0))
+        sim.step(0.05)
+    assert 0.0 < sim.v <= sim.config.accel_v_mps2 * 0.2 + 1e-9
+
+
+def test_watchdog_stops_the_base_when_commands_stop() -> None:
+    sim = Simulator(5)
+    for _ in range(20):
+        sim.command(Command(0.3, 0.0))
+        sim.step(0.05)
+    assert sim.v > 0.25
+    sim.step(0.25 + sim.delay_s)  # no more commands: watchdog (250 ms) expires
+    sim.step(0.5)  # decelerating at the base's limit
+    assert sim.v == 0.0
+
+
+def test_estop_latches_in_the_base() -> None:
+    sim = Simulator(5)
+    for _ in range(20):
+        sim.command(Command(0.3, 0.0))
+        sim.step(0.05)
+    sim.set_estop(True)
+    for _ in range(20):
+        sim.command(Command(0.3, 0.0))
+        sim.step(0.05)
+    assert sim.v == 0.0 and sim.observe().estop
+
+
+def place_at_dock(sim: Simulator, lateral_m: float, heading_deg: float, gap_m: float = 0.01) -> None:
+    d = sim.dock_pose
+    n = np.array([math.cos(d.yaw_rad), math.sin(d.yaw_rad)])
+    t = np.array([-n[1], n[0]])
+    p = np.array([d.x_m, d.y_m]) + n * (ROBOT_RADIUS_M + gap_m) + t * lateral_m
+    sim.x, sim.y = float(p[0]), float(p[1])
+    sim.yaw = d.yaw_rad + math.pi + math.radians(heading_deg)
+
+
+@pytest.mark.parametrize(
+    ("lateral_m", "heading_deg", "speed", "expected"),
+    [
+        (0.0, 0.0, 0.08, SimOutcome.DOCKED),
+        (0.015, -2.0, 0.1, SimOutcome.DOCKED),
+        (0.03, 0.0, 0.08, SimOutcome.MISALIGNED),  # lateral > 2 cm
+        (0.0, 5.0, 0.08, SimOutcome.MISALIGNED),  # heading > 3 deg
+        (0.0, 0.0, 0.3, SimOutcome.MISALIGNED),  # contact speed > 0.15 m/s
+    ],
+)
+def test_docking_tolerance(lateral_m: float, heading_deg: float, speed: float,
+                           expected: SimOutcome) -> None:
+    sim = Simulator(2, SimConfig(noise_v_mps=0, noise_w_radps=0, slip_frac=0.0))
+    place_at_dock(sim, lateral_m, heading_deg)
+    sim.v = speed
+    for _ in range(40):
+        if sim.outcome is not SimOutcome.RUNNING:
+            break
+        sim.command(Command(speed, 0.0))
+        sim.step(0.02)
+    assert sim.outcome is expected, sim.contact_report
+    o = sim.observe()
+    assert o.docked == (expected is SimOutcome.DOCKED)
+    assert o.bumper == (expected is not SimOutcome.DOCKED)
+
+
+def test_driving_into_a_wall_is_a_collision() -> None:
+    sim = Simulator(4)
+    # Face away from the dock and drive until something is hit.
+    sim.yaw = sim.dock_pose.yaw_rad
+    for _ in range(800):
+        if sim.outcome is not SimOutcome.RUNNING:
+            break
+        sim.command(Command(0.4, 0.0))
+        sim.step(0.05)
+    assert sim.outcome is SimOutcome.COLLISION and sim.observe().bumper
+
+
+def test_expert_docks_from_varied_starts() -> None:
+    outcomes = [run_expert(seed).outcome for seed in range(100, 112)]
+    assert outcomes.count(SimOutcome.DOCKED) >= 11, outcomes
+
+
+def test_expert_recovers_from_a_bad_pose_near_the_dock() -> None:
+    """The simulated operator hands the expert whatever pose a policy left: it backs out."""
+    sim = Simulator(21)
+    place_at_dock(sim, lateral_m=0.12, heading_deg=20.0, gap_m=0.15)
+    expert = DockingExpert(sim.dock_pose)
+    for _ in range(1200):
+        if sim.outcome is not SimOutcome.RUNNING:
+            break
+        sim.command(expert.command(sim.odometry()))
+        sim.step(0.05)
+    assert sim.outcome is SimOutcome.DOCKED, sim.contact_report
+
+
+def test_blind_replay_of_the_mean_expert_command_cannot_dock() -> None:
+    """Start poses vary enough that ignoring the sensors fails: replaying the expert's mean
+    command sequence (time-aligned over many episodes) docks almost never."""
+    seqs = []
+    for seed in range(200, 215):
+        sim = Simulator(seed)
+        expert = DockingExpert(sim.dock_pose)
+        cmds = []
+        for _ in range(1200):
+            if sim.outcome is not SimOutcome.RUNNING:
+                break
+            c = expert.command(sim.odometry())
+            cmds.append((c.v_mps, c.w_radps))
+            sim.command(c)
+            sim.step(0.05)
+        seqs.append(np.array(cmds))
+    n = max(len(s) for s in seqs)
+    padded = np.stack([np.pad(s, ((0, n - len(s)), (0, 0))) for s in seqs])
+    mean_cmds = padded.mean(axis=0)
+    docked = 0
+    for seed in range(300, 315):
+        sim = Simulator(seed)
+        for v, w in mean_cmds:
+            if sim.outcome is not SimOutcome.RUNNING:
+                break
+            sim.command(Command(float(v), float(w)))
+            sim.step(0.05)
+        docked += sim.outcome is SimOutcome.DOCKED
+    assert docked <= 1

@@ -1,0 +1,84 @@
+"""The `takeover` command as a user runs it: real subprocesses, real exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def takeover(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "takeover.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_drive_expert_fast_json_contract() -> None:
+    p = takeover("drive", "--driver", "expert", "--episodes", "3", "--seed", "7", "--fast",
+                 "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["episodes"] == 3 and out["successes"] == 3 and out["success_rate"] == 1.0
+    assert set(out["loop"]) >= {"rate_hz", "period_ms_p50", "late_ms_p99", "late_ms_max",
+                                "overruns"}
+    assert [e["seed"] for e in out["per_episode"]] == [7, 8, 9]
+    for e in out["per_episode"]:
+        assert set(e) >= {"seed", "outcome", "steps", "human_steps", "interventions"}
+        assert e["outcome"] == "success" and e["human_steps"] == e["steps"] > 50
+        assert e["interventions"] == 0
+
+
+def test_drive_realtime_one_episode() -> None:
+    p = takeover("drive", "--driver", "expert", "--episodes", "1", "--seed", "8", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["successes"] == 1
+    assert out["loop"]["late_ms_p99"] is not None and out["loop"]["ticks"] > 100
+    assert 19.0 < out["loop"]["rate_hz"] < 21.0
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [("ftp://robot", "unknown robot URL scheme 'ftp'"), ("robot", "has no scheme"),
+     ("sim://?color=red", "unknown option 'color'"), ("sim://?seed=x", "not an integer")],
+)
+def test_bad_robot_url_is_one_clear_line(url: str, needle: str) -> None:
+    p = takeover("drive", "--driver", "expert", "--robot", url, "--fast")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
+    if "scheme" in needle:
+        assert "sim://" in lines[0] and "ws://" in lines[0], "names the accepted forms"
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ("[robot]\nurll = 'sim://'\n", "unknown key 'robot.urll'"),
+        ("[safety]\nobs_freshness_ms = 'soon'\n", "safety.obs_freshness_ms: expected a number"),
+        ("[loop]\nrate_hz = 500\n", "loop.rate_hz"),
+        ("[robot\nurl = 1\n", "not valid TOML"),
+        ("[safety.manual]\nmax_v_mps = -1\n", "safety.manual"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, toml: str, needle: str) -> None:
+    (tmp_path / "takeover.toml").write_text(toml)
+    p = takeover("drive", "--driver", "expert", "--fast", "--workspace", str(tmp_path))
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "takeover.toml" in lines[0], lines
+
+
+def test_config_sets_robot_and_limits(tmp_path: Path) -> None:
+    (tmp_path / "takeover.toml").write_text(
+        "[robot]\nurl = 'sim://?seed=3'\ncamera_width = 64\n\n[loop]\nrate_hz = 25\n")
+    p = takeover("drive", "--driver", "expert", "--fast", "--json", "--workspace", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["robot"] == "sim://?seed=3"
+
+
+def test_episodes_must_be_positive() -> None:
+    p = takeover("drive", "--driver", "expert", "--episodes", "0")
+    assert p.returncode == 2 and "--episodes" in p.stderr

@@ -1,0 +1,47 @@
+"""Layering (DESIGN.md): each module imported alone in a fresh interpreter, then sys.modules
+is checked for what it must not pull in."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import takeover
+
+ALL_MODULES = sorted(m.name for m in pkgutil.walk_packages(takeover.__path__, "takeover."))
+NO_TEXTUAL = [m for m in ALL_MODULES
+              if m.split(".")[1] in ("hw", "sim", "recorder", "dagger", "policy")
+              or m in ("takeover.types", "takeover.config", "takeover.errors")]
+ROBOT_SIDE_PREFIXES = ("takeover.teleop", "takeover.policy.runtime", "takeover.hw",
+                       "takeover.sim", "takeover.recorder")
+NO_TORCH = [m for m in ALL_MODULES if m.startswith(ROBOT_SIDE_PREFIXES)]
+
+
+def imported_by(module: str) -> set[str]:
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    return {m.split(".")[0] for m in json.loads(out)}
+
+
+def test_modules_are_discovered() -> None:
+    assert "takeover.teleop.arbiter" in ALL_MODULES and "takeover.sim.simulator" in ALL_MODULES
+
+
+@pytest.mark.parametrize("module", NO_TEXTUAL)
+def test_core_never_imports_textual(module: str) -> None:
+    assert "textual" not in imported_by(module)
+
+
+@pytest.mark.parametrize("module", NO_TORCH)
+def test_robot_side_never_imports_torch(module: str) -> None:
+    leaked = imported_by(module) & {"torch", "timm", "torchvision"}
+    assert not leaked, f"{module} imports {leaked}"
+
+
+def test_cli_entry_imports_neither_torch_nor_textual() -> None:
+    assert not imported_by("takeover.cli") & {"torch", "timm", "textual"}
