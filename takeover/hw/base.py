@@ -133,6 +133,12 @@ class LinkOptions:
 # sim:// link does not import websockets, and so on.
 _REGISTRY: dict[str, str] = {
     "sim": "takeover.hw.sim_link:open_sim_link",
+    "serial": "takeover.hw.serial_link:open_serial_link",
+    "socket": "takeover.hw.serial_link:open_serial_link",
+    "loop": "takeover.hw.serial_link:open_serial_link",
+    "rfc2217": "takeover.hw.serial_link:open_serial_link",
+    "ws": "takeover.hw.rosbridge_link:open_rosbridge_link",
+    "wss": "takeover.hw.rosbridge_link:open_rosbridge_link",
 }
 _ACCEPTED_FORMS = "sim://, serial:///dev/ttyUSB0?baud=115200, socket://HOST:PORT, ws://HOST:9090"
 
