@@ -55,6 +55,8 @@ class SafetyConfig:
 @dataclass(frozen=True)
 class LoopConfig:
     rate_hz: float = 20.0
+    # SCHED_FIFO priority for the loop thread (Linux, needs root or CAP_SYS_NICE); 0: off.
+    realtime_priority: int = 10
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ def _build(cls: type[T], table: dict[str, Any], prefix: str) -> T:
 def _validate(config: Config) -> None:
     if not 1.0 <= config.loop.rate_hz <= 50.0:
         raise ConfigError(f"loop.rate_hz = {config.loop.rate_hz}: must be between 1 and 50")
+    if not 0 <= config.loop.realtime_priority <= 99:
+        raise ConfigError("loop.realtime_priority must be between 0 (off) and 99")
     s = config.safety
     for name in ("manual", "auto", "takeover"):
         lim: SpeedLimits = getattr(s, name)

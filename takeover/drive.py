@@ -81,7 +81,7 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                   progress: TextIO | None) -> dict[str, Any]:
     expert = DockingExpert(link.dock_pose())
     loop = ControlLoop(link, Arbiter(config.safety), ScriptedOperator(expert.command),
-                       rate_hz=rate_hz)
+                       rate_hz=rate_hz, realtime_priority=config.loop.realtime_priority)
     runner = EpisodeRunner(loop, max_steps=request.max_steps)
     if not link.lockstep:
         loop.start()
@@ -101,7 +101,7 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     finally:
         loop.stop()
     successes = sum(r.outcome == OUTCOME_SUCCESS for r in results)
-    timing = loop.stats.summary(rate_hz, measured=not link.lockstep)
+    timing = loop.timing()
     return {
         "episodes": len(results),
         "successes": successes,

@@ -1,27 +1,39 @@
-"""`sim://`: the in-process simulator as a RobotLink.
+"""`sim://`: the built-in simulator as a RobotLink.
 
 Two ways to run:
-- real time (default): a physics thread steps the simulator on absolute deadlines
-  (`physics_rate_hz`, default 100 Hz) and renders camera frames at `camera_rate_hz` (default
-  20 Hz) and scans at `scan_rate_hz` (10 Hz), like a real base with its sensors;
-- lockstep (`fast=True` or `sim://?fast=1`): the caller steps the world with `advance(dt_s)`,
-  as fast as the machine allows, with a fresh frame and scan after every step. Observation
-  timestamps are then on the simulator's clock, which `now_ns()` returns.
+- real time (default): the simulator runs in its own process (`takeover.sim.process`), like a
+  robot's own computer, stepping its physics on absolute deadlines (100 Hz) and rendering the
+  camera at 20 Hz and the LiDAR at 10 Hz. Observations and commands cross through shared memory
+  guarded by sequence counters (a seqlock), so `latest()` and `send()` never block and the
+  simulator's rendering never competes with the control loop for the interpreter lock; resets
+  and e-stops go over a socket. The child exits when its parent dies.
+- lockstep (`fast=True` or `sim://?fast=1`): the simulator lives in this process and the caller
+  steps it with `advance(dt_s)` as fast as the machine allows, with a fresh frame and scan after
+  every step. Observation timestamps are then on the simulator's clock, which `now_ns()` returns.
 
 URL options: `sim://?seed=7&fast=1&width=96&height=96`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
 
-from takeover.errors import UsageError
+from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink, query_params
+from takeover.sim.process import FLAG_BUMPER, FLAG_DOCKED, FLAG_ESTOP, SharedLayout, SharedViews
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, Simulator
-from takeover.types import Command, Observation, Pose2D
+from takeover.types import Command, Observation, Odometry, Pose2D
 
 
 def _int_param(params: dict[str, str], key: str, default: int, url: str) -> int:
@@ -29,12 +41,13 @@ def _int_param(params: dict[str, str], key: str, default: int, url: str) -> int:
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise UsageError(f"robot URL {url!r}: {key}={raw!r} is not an integer") from None
+    return value
 
 
-def open_sim_link(url: str, options: LinkOptions) -> SimLink:
+def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
     params = query_params(url)
     known = {"seed", "fast", "width", "height"}
     unknown = sorted(set(params) - known)
@@ -47,171 +60,249 @@ def open_sim_link(url: str, options: LinkOptions) -> SimLink:
         width_px=_int_param(params, "width", options.camera_width, url),
         height_px=_int_param(params, "height", options.camera_height, url),
     )
+    if not (8 <= camera.width_px <= 1024 and 8 <= camera.height_px <= 1024):
+        raise UsageError(f"robot URL {url!r}: camera size must be 8..1024 pixels a side")
     seed = _int_param(params, "seed", options.seed, url)
-    return SimLink(url, seed=seed, fast=fast, config=SimConfig(camera=camera))
+    config = SimConfig(camera=camera)
+    if fast:
+        return SimLink(url, seed=seed, config=config)
+    return RealtimeSimLink(url, seed=seed, config=config)
 
 
 class SimLink(RobotLink):
-    supports_sim_control = True
+    """The simulator in this process, stepped by the caller (lockstep)."""
 
-    def __init__(
-        self,
-        url: str = "sim://",
-        seed: int = 0,
-        fast: bool = False,
-        config: SimConfig | None = None,
-        physics_rate_hz: float = 100.0,
-        camera_rate_hz: float = 20.0,
-        scan_rate_hz: float = 10.0,
-    ) -> None:
+    supports_sim_control = True
+    lockstep = True
+
+    def __init__(self, url: str = "sim://?fast=1", seed: int = 0, config: SimConfig | None = None
+                 ) -> None:
         super().__init__(url)
-        self.lockstep = fast
         self.sim = Simulator(seed, config)
         self._lock = threading.Lock()
-        self._inbox: deque[Command] = deque(maxlen=64)
         self._latest: Observation | None = None
-        self._physics_period_s = 1.0 / physics_rate_hz
-        self._camera_period_ns = int(1e9 / camera_rate_hz)
-        self._scan_period_ns = int(1e9 / scan_rate_hz)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._connected = False
         self._frames = 0
-        self._last_image_ns = -(10**18)
-        self._last_scan_ns = -(10**18)
-        self._t0_ns = 0  # host monotonic time that corresponds to sim time 0 (real time)
-
-    # --- RobotLink -----------------------------------------------------------------------------
 
     def connect(self, timeout_s: float = 5.0) -> None:
-        if self._connected:
-            return
-        self._connected = True
         with self._lock:
-            self._t0_ns = time.monotonic_ns() - self.sim.t_ns
-            self._publish(force=True)
-        if not self.lockstep:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="sim-physics", daemon=True)
-            self._thread.start()
+            self._connected = True
+            self._publish()
 
     def send(self, command: Command) -> Command:
-        # Lock-free hand-over, so the control loop never waits for a frame being rendered: the
-        # physics thread (or `advance`) delivers it to the base, like a transport would.
-        self._inbox.append(command)
+        with self._lock:
+            self.sim.command(command)
         return command
 
     def latest(self) -> Observation | None:
         return self._latest
 
     def health(self) -> LinkHealth:
-        obs = self._latest
-        age_ms = float("inf") if obs is None else (self.now_ns() - obs.t_ns) / 1e6
-        return LinkHealth(
-            connected=self._connected, frames_ok=self._frames, last_rx_age_ms=age_ms,
-            detail="simulator (lockstep)" if self.lockstep else "simulator (real time)",
-        )
+        return LinkHealth(connected=self._connected, frames_ok=self._frames, last_rx_age_ms=0.0,
+                          detail="simulator (lockstep)")
 
     def close(self) -> None:
-        if not self._connected:
-            return
         with self._lock:
-            self._inbox.clear()
             self.sim.command(Command())
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-        self._connected = False
+            self._connected = False
 
     def estop(self) -> None:
         with self._lock:
             self.sim.set_estop(True)
-            self._publish(force=False)
+            self._publish()
 
     def clear_estop(self) -> None:
         with self._lock:
             self.sim.set_estop(False)
 
     def now_ns(self) -> int:
-        if self.lockstep:
-            return self.sim.t_ns
-        return time.monotonic_ns()
-
-    # --- simulator control ---------------------------------------------------------------------
+        return self.sim.t_ns
 
     def reset(self, seed: int) -> None:
         with self._lock:
             self.sim.reset(seed)
-            self._t0_ns = time.monotonic_ns()
-            self._last_image_ns = self._last_scan_ns = -(10**18)
-            self._publish(force=True)
+            self._publish()
 
     def dock_pose(self) -> Pose2D:
         return self.sim.dock_pose
 
     def advance(self, dt_s: float) -> None:
-        if not self.lockstep:
-            raise UsageError("sim:// runs in real time; open it with fast=True to step it")
         with self._lock:
-            self._deliver()
             self.sim.step(dt_s)
-            self._publish(force=True)
+            self._publish()
 
-    # --- internals -----------------------------------------------------------------------------
-
-    def _deliver(self) -> None:
-        """Hand queued commands to the base, oldest first; caller holds the lock."""
-        while self._inbox:
-            self.sim.command(self._inbox.popleft())
-
-    def _publish(self, force: bool) -> None:
-        """Sense and publish an observation; caller holds the lock.
-
-        In real time, frames and scans are rendered at their own rates; in between, the newest
-        odometry goes out with the last frame and scan.
-        """
-        sim = self.sim
-        stamp = sim.t_ns if self.lockstep else self._t0_ns + sim.t_ns
-        need_image = force or stamp - self._last_image_ns >= self._camera_period_ns
-        need_scan = force or stamp - self._last_scan_ns >= self._scan_period_ns
-        obs = sim.observe(t_ns=stamp, with_image=need_image, with_scan=need_scan)
-        prev = self._latest
-        if not need_image or not need_scan:
-            # Keep the previous sensor data, but stamp the observation by its oldest part so
-            # that freshness checks see how old the frame really is.
-            image = obs.image if need_image else (prev.image if prev else None)
-            scan = obs.scan_m if need_scan else (prev.scan_m if prev else None)
-            t_ns = min(
-                stamp if need_image else self._last_image_ns,
-                stamp if need_scan else self._last_scan_ns,
-            )
-            obs = Observation(
-                t_ns=t_ns, odom=obs.odom, image=image, scan_m=scan,
-                battery_frac=obs.battery_frac, docked=obs.docked, estop=obs.estop,
-                bumper=obs.bumper,
-            )
-        if need_image:
-            self._last_image_ns = stamp
-        if need_scan:
-            self._last_scan_ns = stamp
-        self._latest = obs
+    def _publish(self) -> None:
+        self._latest = self.sim.observe()
         self._frames += 1
 
-    def _run(self) -> None:
-        period_ns = int(self._physics_period_s * 1e9)
-        with self._lock:
-            self._t0_ns = time.monotonic_ns() - self.sim.t_ns
-        deadline = time.monotonic_ns() + period_ns
-        while not self._stop.is_set():
-            delay = deadline - time.monotonic_ns()
-            if delay > 0:
-                time.sleep(delay / 1e9)
-            with self._lock:
-                self._deliver()
-                self.sim.step(self._physics_period_s)
-                self._publish(force=False)
-            deadline += period_ns
-            now = time.monotonic_ns()
-            if now - deadline > 5 * period_ns:  # fell far behind (suspended?): resynchronise
-                deadline = now + period_ns
+
+class RealtimeSimLink(RobotLink):
+    """The simulator in a child process (`takeover.sim.process`), running in real time."""
+
+    supports_sim_control = True
+    lockstep = False
+
+    def __init__(self, url: str = "sim://", seed: int = 0, config: SimConfig | None = None,
+                 physics_rate_hz: float = 100.0, camera_rate_hz: float = 20.0,
+                 scan_rate_hz: float = 10.0) -> None:
+        super().__init__(url)
+        self.config = config or SimConfig()
+        self.seed = seed
+        self._rates = (physics_rate_hz, camera_rate_hz, scan_rate_hz)
+        cam = self.config.camera
+        self._layout = SharedLayout(cam.height_px, cam.width_px, self.config.lidar_beams)
+        self._send_lock = threading.Lock()
+        self._rpc_lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._block: mmap.mmap | None = None
+        self._views: SharedViews | None = None
+        self._dock: Pose2D | None = None
+        self._cache: Observation | None = None
+        self._cache_seq = -1
+        self._torn_reads = 0
+
+    def connect(self, timeout_s: float = 20.0) -> None:
+        if self._process is not None:
+            return
+        fd = _shared_fd(self._layout.size)
+        self._block = mmap.mmap(fd, self._layout.size)
+        self._views = self._layout.views(self._block)
+        host_sock, child_sock = socket.socketpair()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "takeover.sim.process", "--obs-fd", str(fd),
+                 "--ctl-fd", str(child_sock.fileno())],
+                pass_fds=(fd, child_sock.fileno()), stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child_sock.close()
+            os.close(fd)  # the mapping and the child keep the memory alive
+        self._conn = Connection(host_sock.detach())
+        self._conn.send((self.seed, self.config, self._layout, os.getpid(), self._rates))
+        try:
+            ready = self._conn.poll(timeout_s)
+            msg = self._conn.recv() if ready else None
+        except (EOFError, OSError):
+            msg = None
+        if msg is None or msg[0] != "ready":
+            self.close()
+            raise LinkError(f"{self.url}: the simulator process did not start "
+                            f"(within {timeout_s:.0f} s); run `python -m takeover.sim.process -h` "
+                            "to check the installation")
+        self._dock = Pose2D(*msg[1])
+
+    def send(self, command: Command) -> Command:
+        if not command.is_finite:
+            command = Command()
+        views = self._views
+        if views is None:
+            return command
+        with self._send_lock:
+            cmd = views.cmd
+            cmd[0] += 1
+            cmd[1], cmd[2] = command.v_mps, command.w_radps
+            cmd[0] += 1
+        return command
+
+    def latest(self) -> Observation | None:
+        views = self._views
+        if views is None:
+            return self._cache
+        h = views.header
+        for _ in range(1000):
+            seq = int(h[0])
+            if seq % 2:
+                continue
+            if seq == self._cache_seq:
+                return self._cache
+            t_ns, flags = int(h[1]), int(h[2])
+            state = views.state.copy()
+            image = views.image.copy()
+            scan = views.scan.copy()
+            if int(h[0]) != seq:
+                self._torn_reads += 1
+                continue
+            obs = Observation(
+                t_ns=t_ns,
+                odom=Odometry(*(float(x) for x in state[:5])),
+                image=image, scan_m=scan, battery_frac=float(state[5]),
+                docked=bool(flags & FLAG_DOCKED), estop=bool(flags & FLAG_ESTOP),
+                bumper=bool(flags & FLAG_BUMPER),
+            )
+            self._cache, self._cache_seq = obs, seq
+            return obs
+        return self._cache
+
+    def health(self) -> LinkHealth:
+        alive = self._process is not None and self._process.poll() is None
+        obs = self._cache
+        age = float("inf") if obs is None else (time.monotonic_ns() - obs.t_ns) / 1e6
+        frames = int(self._views.header[3]) if self._views is not None else 0
+        return LinkHealth(connected=alive, frames_ok=frames, frames_bad=self._torn_reads,
+                          last_rx_age_ms=age, detail="simulator process (real time)")
+
+    def _rpc(self, *request: Any, timeout_s: float = 10.0) -> tuple[Any, ...]:
+        with self._rpc_lock:
+            conn = self._conn
+            if conn is None:
+                raise LinkError(f"{self.url}: not connected")
+            try:
+                conn.send(request)
+                if not conn.poll(timeout_s):
+                    raise LinkError(f"{self.url}: the simulator did not answer {request[0]!r}")
+                reply: tuple[Any, ...] = conn.recv()
+            except (EOFError, OSError):
+                raise LinkError(f"{self.url}: the simulator process is gone") from None
+            return reply
+
+    def estop(self) -> None:
+        self.send(Command())
+        self._rpc("estop", True)
+
+    def clear_estop(self) -> None:
+        self._rpc("estop", False)
+
+    def reset(self, seed: int) -> None:
+        self.seed = seed
+        reply = self._rpc("reset", seed)
+        self._dock = Pose2D(*reply[1])
+
+    def dock_pose(self) -> Pose2D:
+        if self._dock is None:
+            raise LinkError(f"{self.url}: not connected")
+        return self._dock
+
+    def sim_outcome(self) -> tuple[str, dict[str, float]]:
+        """The simulator's own verdict (running, docked, collision, misaligned) and contact."""
+        reply = self._rpc("outcome")
+        return reply[1], reply[2]
+
+    def close(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        self.send(Command())
+        if process.poll() is None:
+            with contextlib.suppress(LinkError):
+                self._rpc("close", timeout_s=2.0)
+        try:
+            process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=2.0)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = None
+        self._conn = None
+
+
+def _shared_fd(size: int) -> int:
+    """An anonymous shared-memory file of `size` bytes (memfd on Linux, else a temp file)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("takeover-sim", 0)
+    else:  # pragma: no cover - non-Linux
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    os.ftruncate(fd, size)
+    return fd

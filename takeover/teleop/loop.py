@@ -12,6 +12,7 @@ and advances the world by one period after sending the command.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -91,8 +92,9 @@ class LoopTiming:
     late_ms_max: float | None
     overruns: int
     ticks: int
+    scheduling: str = ""
 
-    def as_json(self) -> dict[str, float | int | None]:
+    def as_json(self) -> dict[str, float | int | str | None]:
         return {
             "rate_hz": round(self.rate_hz, 3),
             "period_ms_p50": _r(self.period_ms_p50),
@@ -101,6 +103,7 @@ class LoopTiming:
             "late_ms_max": _r(self.late_ms_max),
             "overruns": self.overruns,
             "ticks": self.ticks,
+            "scheduling": self.scheduling,
         }
 
 
@@ -141,12 +144,13 @@ class LoopStats:
         self.overruns += other.overruns
         self.ticks += other.ticks
 
-    def summary(self, nominal_rate_hz: float, measured: bool = True) -> LoopTiming:
+    def summary(self, nominal_rate_hz: float, measured: bool = True, scheduling: str = ""
+                ) -> LoopTiming:
         if not measured or not self.late_ns:
             # Lockstep: no deadlines, so no lateness; the rate is ticks per wall-clock second.
             span = (self._last_ns or 0) - (self._first_ns or 0)
             rate = (self.ticks - 1) / (span / 1e9) if self.ticks > 1 and span > 0 else 0.0
-            return LoopTiming(rate, None, None, None, None, self.overruns, self.ticks)
+            return LoopTiming(rate, None, None, None, None, self.overruns, self.ticks, "lockstep")
         late = np.asarray(self.late_ns, dtype=np.float64) / 1e6
         period = np.asarray(self.period_ns, dtype=np.float64) / 1e6
         p50_period = float(np.median(period)) if period.size else None
@@ -159,6 +163,7 @@ class LoopStats:
             late_ms_max=float(late.max()),
             overruns=self.overruns,
             ticks=self.ticks,
+            scheduling=scheduling,
         )
 
 
@@ -173,6 +178,7 @@ class ControlLoop:
         policy: PolicyDriver | None = None,
         rate_hz: float = 20.0,
         sinks: Iterable[StepSink] = (),
+        realtime_priority: int = 10,
     ) -> None:
         self.link = link
         self.arbiter = arbiter
@@ -181,6 +187,8 @@ class ControlLoop:
         self.rate_hz = rate_hz
         self.period_ns = round(1e9 / rate_hz)
         self.sinks: list[StepSink] = list(sinks)
+        self.realtime_priority = realtime_priority
+        self.scheduling = "not started"  # what the loop thread got: SCHED_FIFO or normal
         self.stats = LoopStats()
         self.latest: StepRecord | None = None  # for UIs that poll
         self._events: queue.SimpleQueue[OperatorEvent] = queue.SimpleQueue()
@@ -273,11 +281,29 @@ class ControlLoop:
         if send_zero:
             self.link.send(Command())
 
+    def timing(self) -> LoopTiming:
+        return self.stats.summary(self.rate_hz, measured=not self.link.lockstep,
+                                  scheduling=self.scheduling)
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def _raise_priority(self) -> None:
+        """Ask for SCHED_FIFO for this thread (Linux; needs root or CAP_SYS_NICE), as robot
+        control loops do: on a loaded 2-core machine an ordinary thread can wait milliseconds
+        for a CPU. Without the permission the loop runs at normal priority and says so."""
+        self.scheduling = "normal"
+        if self.realtime_priority <= 0 or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+            self.scheduling = f"SCHED_FIFO {self.realtime_priority}"
+        except (PermissionError, OSError):
+            self.scheduling = "normal (no permission for SCHED_FIFO)"
+
     def _run(self) -> None:
+        self._raise_priority()
         period = self.period_ns
         deadline = time.perf_counter_ns()
         stats = self.stats
