@@ -1,0 +1,763 @@
+"""rosbridge v2 robot link over the `websockets` library (docs/rosbridge.md).
+
+    ws://robot:9090?cmd_vel=/cmd_vel&twist=stamped&image=/camera/image_raw/compressed&image_hz=20
+
+Options (all optional; an empty value turns an input off, e.g. `scan=`):
+
+    cmd_vel=/cmd_vel        where velocity commands go
+    twist=plain|stamped     geometry_msgs/msg/Twist (default) or TwistStamped; a stamped command
+                            carries only frame_id: rosbridge stamps it on arrival with the
+                            robot's clock, so clock skew between machines cannot get it dropped
+    frame_id=base_link      frame of a stamped command
+    odom=/odom              nav_msgs/msg/Odometry (required: it paces observations)
+    scan=/scan              sensor_msgs/msg/LaserScan
+    image=/camera/image_raw/compressed   sensor_msgs/msg/CompressedImage (JPEG or PNG)
+    image_hz=20             server-side throttle of the image subscription
+    battery=/battery_state  sensor_msgs/msg/BatteryState
+    estop=/estop            std_msgs/msg/Bool, the base's e-stop state
+    estop_service=/estop/set   std_srvs/srv/SetBool to latch (true) and release (false) it
+    docked=/docked          std_msgs/msg/Bool, charging contacts
+    bumper=/bumper          std_msgs/msg/Bool
+    cbor=0|1                ask for CBOR-encoded messages (binary frames; needs cbor2)
+    timeout_ms=500          no message this long and the link counts as down
+
+Why not roslibpy: it runs its own Twisted/asyncio reactor and cannot take binary CBOR frames.
+This client runs one asyncio loop in its own thread; `send` and `latest` never wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import itertools
+import json
+import math
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from takeover.errors import LinkError, UsageError
+from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
+from takeover.types import ZERO_COMMAND, Command, Observation, Odometry, Pose2D
+
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 0.5
+SERVICE_TIMEOUT_S = 2.0
+SIM_PROBE_TIMEOUT_S = 1.0
+LATENCY_SAMPLES = 20_000
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_FRAGMENT_SETS = 8
+
+
+@dataclass(frozen=True)
+class RosbridgeConfig:
+    url: str  # ws://host:port[/path], without our options
+    cmd_vel_topic: str = "/cmd_vel"
+    twist_stamped: bool = False
+    frame_id: str = "base_link"
+    odom_topic: str = "/odom"
+    scan_topic: str = "/scan"
+    image_topic: str = "/camera/image_raw/compressed"
+    image_hz: float = 20.0
+    battery_topic: str = "/battery_state"
+    estop_topic: str = "/estop"
+    estop_service: str = "/estop/set"
+    docked_topic: str = "/docked"
+    bumper_topic: str = "/bumper"
+    cbor: bool = False
+    timeout_ms: float = 500.0
+    reset_service: str = "/sim/reset"
+    dock_service: str = "/sim/get_dock_pose"
+
+
+_TOPIC_OPTIONS = {
+    "cmd_vel": "cmd_vel_topic", "odom": "odom_topic", "scan": "scan_topic",
+    "image": "image_topic", "battery": "battery_topic", "estop": "estop_topic",
+    "estop_service": "estop_service", "docked": "docked_topic", "bumper": "bumper_topic",
+    "frame_id": "frame_id",
+}
+_OPTIONS = sorted([*_TOPIC_OPTIONS, "twist", "image_hz", "cbor", "timeout_ms"])
+
+
+def parse_rosbridge_url(url: str) -> RosbridgeConfig:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise UsageError(f"robot URL {url!r} names no host; write it like ws://robot:9090")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise UsageError(f"robot URL {url!r}: the port is not a number in 0-65535") from None
+    params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(params) - set(_OPTIONS))
+    if unknown:
+        raise UsageError(
+            f"robot URL {url!r}: unknown option {unknown[0]!r}; ws:// accepts {', '.join(_OPTIONS)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, attr in _TOPIC_OPTIONS.items():
+        if key in params:
+            value = params[key].strip()
+            if value and key != "frame_id" and not value.startswith("/"):
+                value = "/" + value
+            kwargs[attr] = value
+    if "twist" in params:
+        if params["twist"] not in ("plain", "stamped"):
+            raise UsageError(f"robot URL {url!r}: twist={params['twist']!r}; use plain or stamped")
+        kwargs["twist_stamped"] = params["twist"] == "stamped"
+    for key in ("image_hz", "timeout_ms"):
+        if key in params:
+            try:
+                value_f = float(params[key])
+            except ValueError:
+                raise UsageError(f"robot URL {url!r}: {key}={params[key]!r} is not a number") from None
+            if not math.isfinite(value_f) or value_f <= 0:
+                raise UsageError(f"robot URL {url!r}: {key} must be a positive number")
+            kwargs[key] = value_f
+    if "cbor" in params:
+        kwargs["cbor"] = params["cbor"].lower() in ("1", "true", "yes", "on")
+        if kwargs["cbor"]:
+            try:
+                import cbor2  # noqa: F401
+            except ImportError:
+                raise UsageError(
+                    "cbor=1 needs the cbor2 package: pip install 'takeover[cbor]'"
+                ) from None
+    if not kwargs.get("odom_topic", "/odom"):
+        raise UsageError(f"robot URL {url!r}: odom= cannot be empty; odometry paces the link")
+    base_url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return RosbridgeConfig(url=base_url, **kwargs)
+
+
+def open_rosbridge_link(url: str, options: LinkOptions) -> RosbridgeLink:
+    return RosbridgeLink(url, parse_rosbridge_url(url), options)
+
+
+def yaw_from_quaternion(q: dict[str, Any]) -> float:
+    x, y, z, w = (float(q.get(k) or 0.0) for k in ("x", "y", "z", "w"))
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def _f(value: Any) -> float:
+    """A ROS float field as JSON or CBOR delivers it: null (NaN/inf) becomes NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def scan_to_robot_frame(msg: dict[str, Any]) -> npt.NDArray[np.float32]:
+    """A LaserScan as takeover's scan: N beams over 360 degrees CCW from the forward axis,
+    beam i at 2*pi*i/N, NaN where nothing returned. Scans that cover less than a full turn
+    leave NaN where they do not look."""
+    raw = msg.get("ranges")
+    if isinstance(raw, bytes | bytearray):  # CBOR typed array already decoded to bytes
+        ranges = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    elif isinstance(raw, np.ndarray):
+        ranges = raw.astype(np.float32)
+    elif isinstance(raw, list):
+        ranges = np.array([_f(r) for r in raw], dtype=np.float32)
+    else:
+        raise TypeError("ranges is not a list")
+    increment = _f(msg.get("angle_increment"))
+    angle_min = _f(msg.get("angle_min", 0.0))
+    if not math.isfinite(increment) or abs(increment) < 1e-5 or not math.isfinite(angle_min):
+        raise ValueError("angle_increment/angle_min are not usable")
+    n = round(2 * math.pi / abs(increment))
+    if not 0 < n <= 100_000 or len(ranges) > 100_000:
+        raise ValueError("implausible scan size")
+    range_min, range_max = _f(msg.get("range_min", 0.0)), _f(msg.get("range_max", math.inf))
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(ranges)
+        if math.isfinite(range_min):
+            valid &= ranges >= range_min
+        if math.isfinite(range_max):
+            valid &= ranges <= range_max
+    angles = angle_min + increment * np.arange(len(ranges))
+    index = np.rint(angles / abs(increment)).astype(np.int64) % n
+    out = np.full(n, np.nan, dtype=np.float32)
+    out[index[valid]] = ranges[valid]
+    return out
+
+
+def decode_compressed_image(data: bytes, width: int, height: int) -> npt.NDArray[np.uint8]:
+    """JPEG or PNG bytes -> RGB uint8 (height, width, 3), resized when the size differs."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (width, height))  # JPEG: decode at a reduced scale when it can
+        rgb = img.convert("RGB")
+        if rgb.size != (width, height):
+            rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+
+class _ImageDecoder:
+    """Decodes camera frames on its own thread, newest only, so the socket loop never waits
+    for a large JPEG (Pillow releases the GIL while it decodes)."""
+
+    def __init__(self, width: int, height: int,
+                 on_image: Callable[[int, npt.NDArray[np.uint8]], None],
+                 on_error: Callable[[str], None]) -> None:
+        self._size = (width, height)
+        self._on_image = on_image
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._pending: tuple[int, bytes] | None = None
+        self._stop = False
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="rosbridge-images", daemon=True)
+        self._thread.start()
+
+    def submit(self, t_ns: int, data: bytes) -> None:
+        with self._cond:
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = (t_ns, data)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(2.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                assert self._pending is not None
+                t_ns, data = self._pending
+                self._pending = None
+            try:
+                image = decode_compressed_image(data, *self._size)
+            except Exception as exc:  # a corrupt frame must not end the camera
+                self._on_error(f"{type(exc).__name__}: {exc}")
+                continue
+            self._on_image(t_ns, image)
+
+
+class RosbridgeLink(RobotLink):
+    """A ROS 2 robot reached through rosbridge v2. Thread-safe."""
+
+    def __init__(self, url: str, config: RosbridgeConfig,
+                 options: LinkOptions | None = None) -> None:
+        super().__init__(url)
+        self.config = config
+        self.options = options or LinkOptions()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ws: Any = None
+        self._stopping = False
+        self._connected = False
+        self._ever_connected = threading.Event()
+        self._first_error = ""
+        self._detail = "not connected"
+        self._ids = itertools.count(1)
+        self._pending_calls: dict[str, asyncio.Future[Any]] = {}
+        self._fragments: dict[str, dict[int, str]] = {}
+        # outgoing: the newest command waits in a slot for the loop's writer
+        self._cmd_slot: tuple[str, int] | None = None
+        self._cmd_lock = threading.Lock()
+        self._cmd_event: asyncio.Event | None = None
+        self._estop_latched = False
+        # incoming state
+        self._odom: Odometry | None = None
+        self._scan: tuple[int, npt.NDArray[np.float32]] | None = None
+        self._image: tuple[int, npt.NDArray[np.uint8]] | None = None
+        self._battery = 1.0
+        self._estop = False
+        self._docked = False
+        self._bumper = False
+        self._latest: Observation | None = None
+        self._obs_cond = threading.Condition()
+        self._last_rx_ns = 0
+        self._images: _ImageDecoder | None = None
+        self._is_sim = False
+        self._dock: Pose2D | None = None
+        self._counts: dict[str, int] = {
+            "messages_ok": 0, "bad_json": 0, "bad_messages": 0, "unknown_ops": 0,
+            "status_errors": 0, "reconnects": 0, "images": 0, "image_errors": 0, "scans": 0,
+            "tx_messages": 0, "tx_dropped": 0, "cbor_messages": 0,
+        }
+        self._last_status = ""
+        self._tx_latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
+
+    # --- capabilities ----------------------------------------------------------------------------
+
+    @property  # type: ignore[override]
+    def supports_sim_control(self) -> bool:
+        # Known only after connecting: the server answers the simulator's services or not.
+        return self._is_sim
+
+    # --- RobotLink ---------------------------------------------------------------------------------
+
+    def connect(self, timeout_s: float = 5.0) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        if self.config.image_topic:
+            self._images = _ImageDecoder(
+                self.options.camera_width, self.options.camera_height, self._on_image,
+                self._on_image_error,
+            )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rosbridge-io",
+                                        daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._session_loop(), self._loop)
+        deadline = time.monotonic() + timeout_s
+        if not self._ever_connected.wait(timeout_s):
+            reason = self._first_error or "no answer"
+            self._shutdown()
+            raise LinkError(
+                f"{self.url}: cannot reach rosbridge ({reason}); is rosbridge_server running "
+                "there and the port right?"
+            )
+        try:
+            self._is_sim = self._call(self.config.dock_service, {},
+                                      SIM_PROBE_TIMEOUT_S) is not None
+        except LinkError:
+            self._is_sim = False
+        self._wait_complete_observation(deadline)
+
+    def send(self, command: Command) -> Command:
+        t_call_ns = time.monotonic_ns()
+        if self._estop_latched or not command.is_finite:
+            command = ZERO_COMMAND
+        if not self._connected or self._loop is None:
+            return ZERO_COMMAND
+        text = self._twist_json(command)
+        with self._cmd_lock:
+            if self._cmd_slot is not None:
+                self._counts["tx_dropped"] += 1
+            self._cmd_slot = (text, t_call_ns)
+        event = self._cmd_event
+        if event is not None:
+            with contextlib.suppress(RuntimeError):  # loop closing
+                self._loop.call_soon_threadsafe(event.set)
+        return command
+
+    def latest(self) -> Observation | None:
+        return self._latest
+
+    def health(self) -> LinkHealth:
+        age_ms = (float("inf") if self._last_rx_ns == 0
+                  else (time.monotonic_ns() - self._last_rx_ns) / 1e6)
+        bad = self._counts["bad_json"] + self._counts["bad_messages"] + self._counts["unknown_ops"]
+        detail = self._detail
+        if self._last_status:
+            detail += f"; server said: {self._last_status}"
+        decoder = self._images
+        extra = {k: float(v) for k, v in self._counts.items()}
+        extra["images_dropped"] = float(decoder.dropped if decoder else 0)
+        return LinkHealth(
+            connected=self._connected and age_ms < self.config.timeout_ms,
+            frames_ok=self._counts["messages_ok"],
+            frames_bad=bad,
+            lost=0,  # rosbridge has no sequence numbers; drops by queue_length are by design
+            last_rx_age_ms=age_ms,
+            rtt_ms=None,
+            detail=detail,
+            extra=extra,
+        )
+
+    def close(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._say_goodbye(), self._loop).result(1.0)
+        self._shutdown()
+
+    def estop(self) -> None:
+        self._estop_latched = True
+        self.send(ZERO_COMMAND)
+        if self.config.estop_service:
+            self._call_async(self.config.estop_service, {"data": True})
+
+    def clear_estop(self) -> None:
+        if self.config.estop_service:
+            self._call_async(self.config.estop_service, {"data": False})
+        self._estop_latched = False
+
+    # --- simulator control ---------------------------------------------------------------------
+
+    def reset(self, seed: int) -> None:
+        if not self._is_sim:
+            raise UsageError(
+                f"{self.url}: reset is only available on a simulator (the server has no "
+                f"{self.config.reset_service} service)"
+            )
+        values = self._call(self.config.reset_service, {"seed": int(seed)}, SERVICE_TIMEOUT_S)
+        self._dock = self._pose_from(values)
+        with self._obs_cond:
+            self._latest = None
+            self._scan = self._image = None
+            self._odom = None
+        self._wait_complete_observation(time.monotonic() + SERVICE_TIMEOUT_S)
+
+    def dock_pose(self) -> Pose2D:
+        if self._dock is not None:
+            return self._dock
+        if not self._is_sim:
+            return super().dock_pose()
+        self._dock = self._pose_from(self._call(self.config.dock_service, {}, SERVICE_TIMEOUT_S))
+        return self._dock
+
+    def _pose_from(self, values: Any) -> Pose2D:
+        try:
+            pose = values["dock_pose"]
+            return Pose2D(float(pose["x"]), float(pose["y"]), float(pose["theta"]))
+        except (KeyError, TypeError, ValueError):
+            raise LinkError(f"{self.url}: the simulator's answer has no dock_pose") from None
+
+    def tx_latency_samples_ns(self) -> list[int]:
+        """Command-to-wire latencies (send() call to the frame handed to the socket)."""
+        return list(self._tx_latency_ns)
+
+    # --- services ----------------------------------------------------------------------------
+
+    def _call(self, service: str, args: dict[str, Any], timeout_s: float) -> Any:
+        """Call a service and wait for its values; LinkError when it fails or times out."""
+        if self._loop is None:
+            raise LinkError(f"{self.url}: not connected")
+        future = asyncio.run_coroutine_threadsafe(self._call_coro(service, args), self._loop)
+        try:
+            return future.result(timeout_s)
+        except (FutureTimeout, TimeoutError):
+            future.cancel()
+            raise LinkError(f"{self.url}: {service} did not answer within {timeout_s:g} s") from None
+
+    def _call_async(self, service: str, args: dict[str, Any]) -> None:
+        """Fire and forget (e-stop): the caller must not wait on the network."""
+        if self._loop is None:
+            return
+        coro = self._call_coro(service, args)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+    async def _call_coro(self, service: str, args: dict[str, Any]) -> Any:
+        ws = self._ws
+        if ws is None:
+            raise LinkError(f"{self.url}: not connected; {service} not called")
+        call_id = f"call_service:{service}:{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending_calls[call_id] = future
+        try:
+            await ws.send(json.dumps({"op": "call_service", "id": call_id, "service": service,
+                                      "args": args}))
+            return await future
+        finally:
+            self._pending_calls.pop(call_id, None)
+
+    # --- the loop thread -----------------------------------------------------------------------
+
+    def _twist_json(self, command: Command) -> str:
+        twist = {"linear": {"x": command.v_mps, "y": 0.0, "z": 0.0},
+                 "angular": {"x": 0.0, "y": 0.0, "z": command.w_radps}}
+        msg: dict[str, Any] = twist
+        if self.config.twist_stamped:
+            msg = {"header": {"frame_id": self.config.frame_id}, "twist": twist}
+        return json.dumps({"op": "publish", "topic": self.config.cmd_vel_topic, "msg": msg})
+
+    async def _session_loop(self) -> None:
+        from websockets.asyncio.client import connect
+
+        backoff = BACKOFF_MIN_S
+        self._cmd_event = asyncio.Event()
+        while not self._stopping:
+            try:
+                async with connect(self.config.url, open_timeout=2.0, max_size=MAX_MESSAGE_BYTES,
+                                   compression=None, ping_interval=1.0, ping_timeout=2.0,
+                                   close_timeout=0.5) as ws:
+                    self._ws = ws
+                    await self._setup(ws)
+                    backoff = BACKOFF_MIN_S
+                    writer = asyncio.create_task(self._writer(ws))
+                    try:
+                        async for raw in ws:
+                            self._on_raw(raw)
+                    finally:
+                        writer.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self._first_error:
+                    self._first_error = _one_line(exc)
+                self._detail = f"link lost ({_one_line(exc)}); reconnecting"
+            finally:
+                if self._connected:
+                    self._counts["reconnects"] += 1
+                self._connected = False
+                self._ws = None
+                for future in self._pending_calls.values():
+                    if not future.done():
+                        future.set_exception(LinkError(f"{self.url}: connection lost"))
+            if not self._stopping:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _setup(self, ws: Any) -> None:
+        """Advertise, subscribe, and stop the base (a fresh session starts from rest)."""
+        c = self.config
+        msg_type = "geometry_msgs/msg/TwistStamped" if c.twist_stamped \
+            else "geometry_msgs/msg/Twist"
+        await ws.send(json.dumps({"op": "advertise", "id": f"advertise:{c.cmd_vel_topic}",
+                                  "topic": c.cmd_vel_topic, "type": msg_type, "queue_size": 1}))
+        subscriptions = [
+            (c.odom_topic, "nav_msgs/msg/Odometry", 0),
+            (c.scan_topic, "sensor_msgs/msg/LaserScan", 0),
+            (c.image_topic, "sensor_msgs/msg/CompressedImage", int(1000 / c.image_hz)),
+            (c.battery_topic, "sensor_msgs/msg/BatteryState", 0),
+            (c.estop_topic, "std_msgs/msg/Bool", 0),
+            (c.docked_topic, "std_msgs/msg/Bool", 0),
+            (c.bumper_topic, "std_msgs/msg/Bool", 0),
+        ]
+        for topic, msg_type, throttle_ms in subscriptions:
+            if not topic:
+                continue
+            request: dict[str, Any] = {
+                "op": "subscribe", "id": f"subscribe:{topic}", "topic": topic, "type": msg_type,
+                "queue_length": 1, "throttle_rate": throttle_ms,
+            }
+            if c.cbor:
+                request["compression"] = "cbor"
+            await ws.send(json.dumps(request))
+        await ws.send(self._twist_json(ZERO_COMMAND))
+        if self._estop_latched and c.estop_service:
+            await ws.send(json.dumps({"op": "call_service", "id": "estop:relatch",
+                                      "service": c.estop_service, "args": {"data": True}}))
+        self._last_rx_ns = time.monotonic_ns()
+        self._detail = f"rosbridge at {c.url}"
+        self._connected = True
+        self._ever_connected.set()
+
+    async def _writer(self, ws: Any) -> None:
+        event = self._cmd_event
+        assert event is not None
+        while True:
+            await event.wait()
+            event.clear()
+            with self._cmd_lock:
+                slot, self._cmd_slot = self._cmd_slot, None
+            if slot is None:
+                continue
+            text, t_call_ns = slot
+            await ws.send(text)
+            self._tx_latency_ns.append(time.monotonic_ns() - t_call_ns)
+            self._counts["tx_messages"] += 1
+
+    async def _say_goodbye(self) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        c = self.config
+        await ws.send(self._twist_json(ZERO_COMMAND))
+        await ws.send(json.dumps({"op": "unadvertise", "topic": c.cmd_vel_topic}))
+
+    def _shutdown(self) -> None:
+        self._stopping = True
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            async def stop() -> None:
+                ws = self._ws
+                if ws is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(), 1.0)
+                for task in asyncio.all_tasks():
+                    if task is not asyncio.current_task():
+                        task.cancel()
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(stop(), loop).result(2.0)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(2.0)
+            loop.close()
+        self._loop = self._thread = None
+        self._connected = False
+        if self._images is not None:
+            self._images.stop()
+            self._images = None
+
+    # --- incoming --------------------------------------------------------------------------
+
+    def _on_raw(self, raw: str | bytes) -> None:
+        """Handle one WebSocket message. Never raises: anything malformed is counted."""
+        try:
+            if isinstance(raw, bytes | bytearray):
+                message = self._decode_cbor(bytes(raw))
+                self._counts["cbor_messages"] += 1
+            else:
+                message = json.loads(raw)
+        except Exception:
+            self._counts["bad_json"] += 1
+            return
+        try:
+            self._on_message(message)
+        except Exception:  # a message of the wrong shape: count it, keep going
+            self._counts["bad_messages"] += 1
+
+    @staticmethod
+    def _decode_cbor(raw: bytes) -> Any:
+        import cbor2
+
+        def tag_hook(*args: Any) -> Any:
+            # cbor2 < 6 calls tag_hook(decoder, tag); cbor2 6 calls tag_hook(tag, immutable).
+            tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
+            if tag.tag == 85 and isinstance(tag.value, bytes):  # float32 LE array (RFC 8746)
+                return np.frombuffer(tag.value, dtype="<f4")
+            return tag
+
+        return cbor2.loads(raw, tag_hook=tag_hook)
+
+    def _on_message(self, m: Any) -> None:
+        if not isinstance(m, dict):
+            raise TypeError("not an object")
+        op = m.get("op")
+        if op == "publish":
+            self._on_publish(m["topic"], m["msg"])
+        elif op == "service_response":
+            future = self._pending_calls.get(str(m.get("id")))
+            if future is not None and not future.done():
+                if m.get("result") is False:
+                    future.set_exception(
+                        LinkError(f"{self.url}: {m.get('service')} failed: {m.get('values')}")
+                    )
+                else:
+                    future.set_result(m.get("values"))
+            self._counts["messages_ok"] += 1
+        elif op == "status":
+            if m.get("level") in ("error", "warning"):
+                self._counts["status_errors"] += 1
+                self._last_status = str(m.get("msg"))[:200]
+            self._counts["messages_ok"] += 1
+        elif op == "fragment":
+            self._on_fragment(m)
+        else:
+            self._counts["unknown_ops"] += 1
+
+    def _on_fragment(self, m: dict[str, Any]) -> None:
+        frag_id, num, total, data = str(m["id"]), int(m["num"]), int(m["total"]), m["data"]
+        if not isinstance(data, str) or not 0 <= num < total <= 100_000:
+            raise ValueError("bad fragment")
+        parts = self._fragments.setdefault(frag_id, {})
+        parts[num] = data
+        while len(self._fragments) > MAX_FRAGMENT_SETS:
+            self._fragments.pop(next(iter(self._fragments)))
+        if len(parts) == total:
+            self._fragments.pop(frag_id, None)
+            self._on_raw("".join(parts[k] for k in range(total)))
+
+    def _on_publish(self, topic: Any, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            raise TypeError("msg is not an object")
+        c = self.config
+        now = time.monotonic_ns()
+        if topic == c.odom_topic:
+            pose = msg["pose"]["pose"]
+            twist = msg["twist"]["twist"]
+            odom = Odometry(
+                _f(pose["position"]["x"]), _f(pose["position"]["y"]),
+                yaw_from_quaternion(pose["orientation"]),
+                _f(twist["linear"]["x"]), _f(twist["angular"]["z"]),
+            )
+            self._odom = odom
+            self._publish_observation(now)
+        elif topic == c.scan_topic:
+            self._scan = (now, scan_to_robot_frame(msg))
+            self._counts["scans"] += 1
+        elif topic == c.image_topic:
+            data = msg["data"]
+            if isinstance(data, str):
+                data = base64.b64decode(data, validate=True)
+            elif isinstance(data, list):
+                data = bytes(data)
+            if not isinstance(data, bytes | bytearray) or not data:
+                raise TypeError("image data is not bytes")
+            if self._images is not None:
+                self._images.submit(now, bytes(data))
+        elif topic == c.battery_topic:
+            percentage = msg.get("percentage")
+            if isinstance(percentage, int | float) and math.isfinite(percentage):
+                self._battery = min(1.0, max(0.0, float(percentage)))
+        elif topic == c.estop_topic:
+            self._estop = _bool(msg)
+        elif topic == c.docked_topic:
+            self._docked = _bool(msg)
+        elif topic == c.bumper_topic:
+            self._bumper = _bool(msg)
+        else:
+            self._counts["unknown_ops"] += 1
+            return
+        self._last_rx_ns = now
+        self._counts["messages_ok"] += 1
+
+    def _on_image(self, t_ns: int, image: npt.NDArray[np.uint8]) -> None:
+        self._image = (t_ns, image)
+        self._counts["images"] += 1
+
+    def _on_image_error(self, reason: str) -> None:
+        self._counts["image_errors"] += 1
+
+    def _publish_observation(self, now: int) -> None:
+        odom = self._odom
+        if odom is None:
+            return
+        image, scan = self._image, self._scan
+        stamps = [now]
+        if image is not None:
+            stamps.append(image[0])
+        if scan is not None:
+            stamps.append(scan[0])
+        observation = Observation(
+            t_ns=min(stamps),  # its oldest part, so freshness checks see the real age
+            odom=odom,
+            image=None if image is None else image[1],
+            scan_m=None if scan is None else scan[1],
+            battery_frac=self._battery,
+            docked=self._docked,
+            estop=self._estop or self._estop_latched,
+            bumper=self._bumper,
+        )
+        with self._obs_cond:
+            self._latest = observation
+            self._obs_cond.notify_all()
+
+    def _wait_complete_observation(self, deadline: float) -> None:
+        c = self.config
+        with self._obs_cond:
+            while True:
+                obs = self._latest
+                if obs is not None and (obs.scan_m is not None or not c.scan_topic) and (
+                    obs.image is not None or not c.image_topic
+                ):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._obs_cond.wait(min(left, 0.05))
+
+
+def _bool(msg: dict[str, Any]) -> bool:
+    data = msg["data"]
+    if not isinstance(data, bool | int):
+        raise TypeError("data is not a bool")
+    return bool(data)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
