@@ -15,6 +15,8 @@ from typing import Any
 
 from takeover import __version__
 from takeover.errors import TakeoverError, UsageError
+from takeover.recorder.cli import add_data_parser
+from takeover.sim.serve_cli import add_sim_parser
 
 
 def _add_drive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,9 +69,23 @@ def _cmd_drive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("init", help="create a workspace with a commented takeover.toml")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.set_defaults(func=_cmd_init)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from takeover.dagger.workspace import init_workspace
+
+    path = init_workspace(args.dir)
+    print(f"workspace ready: {path} (edit {path / 'takeover.toml'})")
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim}")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -82,6 +98,14 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sim.add_argument("--height", type=int, default=96)
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=_cmd_bench_sim)
+    rec = bsub.add_parser("recorder", help="recording throughput per compression (640x480 @ 30 Hz)")
+    rec.add_argument("--quick", action="store_true", help="10 s per compression instead of 60 s")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=_cmd_bench_recorder)
+    links = bsub.add_parser("links", help="command-to-wire latency over serial and rosbridge")
+    links.add_argument("--seconds", type=float, default=10.0)
+    links.add_argument("--json", action="store_true")
+    links.set_defaults(func=_cmd_bench_links)
 
 
 def _cmd_bench_loop(args: argparse.Namespace) -> int:
@@ -102,6 +126,20 @@ def _cmd_bench_sim(args: argparse.Namespace) -> int:
 
     result = bench_sim(args.frames, args.width, args.height)
     _print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_recorder(args: argparse.Namespace) -> int:
+    from takeover.recorder.bench import run_recorder_bench
+
+    _print_result(run_recorder_bench(quick=args.quick), args.json)
+    return 0
+
+
+def _cmd_bench_links(args: argparse.Namespace) -> int:
+    from takeover.hw.bench import run_link_latency_bench
+
+    _print_result(run_link_latency_bench(duration_s=args.seconds), args.json)
     return 0
 
 
@@ -126,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"takeover {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_drive(sub)
+    _add_init(sub)
+    add_sim_parser(sub)
+    add_data_parser(sub)
     _add_bench(sub)
     return parser
 

@@ -7,6 +7,7 @@ operator that holds the deadman, exactly as a person at the gamepad would.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,6 +15,8 @@ from typing import Any, TextIO
 from takeover.config import Config, load_config, workspace_config
 from takeover.errors import UsageError
 from takeover.hw.base import LinkOptions, RobotLink, open_link
+from takeover.recorder.episode_file import EpisodeMeta
+from takeover.recorder.writer import EpisodeWriter, RecorderAlert
 from takeover.sim.expert import DockingExpert
 from takeover.teleop.arbiter import Arbiter, OperatorEvent
 from takeover.teleop.drivers import ScriptedOperator
@@ -52,8 +55,8 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
             f"--driver {request.driver} needs the policy runtime, which is not in this version "
             "yet; use --driver expert"
         )
-    if request.record:
-        raise UsageError("--record needs the episode recorder, which is not in this version yet")
+    if request.record and request.workspace is None:
+        raise UsageError("--record needs --workspace DIR (episodes go to DIR/rounds/rNNN/)")
     url = request.robot_url or config.robot.url
     options = LinkOptions(
         fast=request.fast, seed=request.seed,
@@ -82,24 +85,44 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     expert = DockingExpert(link.dock_pose())
     loop = ControlLoop(link, Arbiter(config.safety), ScriptedOperator(expert.command),
                        rate_hz=rate_hz, realtime_priority=config.loop.realtime_priority)
+    writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
+    if writer is not None:
+        loop.sinks.append(writer)
     runner = EpisodeRunner(loop, max_steps=request.max_steps)
     if not link.lockstep:
         loop.start()
     results: list[EpisodeResult] = []
+    saved: list[str] = []
     try:
         for i in range(request.episodes):
             seed = request.seed + i
-            # The dock moves with the seed: after the reset, ask the map for the dock.
-            result = runner.run(seed, OperatorEvent.MANUAL,
-                                prepare=lambda: expert.reset(link.dock_pose()))
+
+            def prepare(seed: int = seed) -> None:
+                # The dock moves with the seed: after the reset, ask the map for the dock.
+                expert.reset(link.dock_pose())
+                if writer is not None:
+                    writer.begin_episode(EpisodeMeta(
+                        round=0, rate_hz=rate_hz, operator="expert", robot_url=link.url,
+                        config=dataclasses.asdict(config), extra={"seed": seed},
+                        origin="takeover drive"))
+
+            result = runner.run(seed, OperatorEvent.MANUAL, prepare=prepare)
             results.append(result)
+            path_note = ""
+            if writer is not None:
+                path = writer.end_episode(result.outcome, end_reason=result.detail).result()
+                if path is not None:
+                    saved.append(str(path))
+                    path_note = f" -> {path}"
             if progress is not None:
                 n_ok = sum(r.outcome == OUTCOME_SUCCESS for r in results)
                 print(f"episode {i + 1}/{request.episodes} seed {seed}: {result.outcome} "
-                      f"({result.detail}) in {result.steps} steps; {n_ok}/{len(results)} docked",
-                      file=progress, flush=True)
+                      f"({result.detail}) in {result.steps} steps; {n_ok}/{len(results)} docked"
+                      f"{path_note}", file=progress, flush=True)
     finally:
         loop.stop()
+        if writer is not None:
+            writer.stop()
     successes = sum(r.outcome == OUTCOME_SUCCESS for r in results)
     timing = loop.timing()
     return {
@@ -111,4 +134,22 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         "fast": link.lockstep,
         "loop": timing.as_json(),
         "per_episode": [r.as_json() for r in results],
+        "recorded": saved,
     }
+
+
+def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,
+                  progress: TextIO | None) -> EpisodeWriter | None:
+    if not request.record:
+        return None
+    assert request.workspace is not None
+
+    def alert(a: RecorderAlert) -> None:
+        if progress is not None:
+            print(f"recorder: {a.message}", file=progress, flush=True)
+
+    # In lockstep nothing is real-time, so the simulation waits for the disk rather than drop.
+    writer = EpisodeWriter(request.workspace, rate_hz=rate_hz, backpressure=lockstep,
+                           on_alert=alert)
+    writer.start()
+    return writer

@@ -1,0 +1,84 @@
+"""The workspace: one directory per robot-and-task, holding config, rounds and models.
+
+```
+takeover.toml                 configuration (robot URL, limits, ...)
+rounds/r000/ep_0001.hdf5      r000 = initial demonstrations; rNNN = the run of model rNNN-1
+models/r001/policy.onnx       + card.json + checkpoint
+models/current                pointer to the deployed model
+```
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from takeover.config import CONFIG_FILENAME, config_from_dict
+from takeover.errors import UsageError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_TEMPLATE = """\
+# takeover workspace configuration. Every key is optional: the values shown are the defaults.
+# Units are in the key names. Unknown keys are rejected with the key named.
+
+[robot]
+# sim:// (built-in simulator), serial:///dev/ttyUSB0?baud=115200, socket://HOST:PORT,
+# ws://HOST:9090 (rosbridge v2)
+url = "sim://"
+camera_width = 96
+camera_height = 96
+
+[loop]
+rate_hz = 20.0            # control rate, 1..50
+realtime_priority = 10    # SCHED_FIFO priority of the loop thread (Linux, needs root or CAP_SYS_NICE); 0: off
+
+[safety]
+deadman_in_auto = true    # hold-to-run: the policy drives only while the enable button is held
+takeover_deflection = 0.15       # stick deflection (0..1) that takes over from the policy
+auto_resume_centered_s = 0.0     # > 0: sticks centred this long in TAKEOVER return to AUTO
+obs_freshness_ms = 250.0  # an older observation latches LINK_LOST
+accel_v_mps2 = 1.0
+accel_w_radps2 = 4.0
+decel_v_mps2 = 2.5
+decel_w_radps2 = 8.0
+policy_abs_max_v_mps = 1.0       # a policy output beyond this is a fault: the robot stops
+policy_abs_max_w_radps = 3.0
+
+[safety.manual]
+max_v_mps = 0.5
+max_w_radps = 1.5
+
+[safety.auto]
+max_v_mps = 0.4
+max_w_radps = 1.2
+
+[safety.takeover]
+max_v_mps = 0.5
+max_w_radps = 1.5
+"""
+
+
+def init_workspace(directory: Path) -> Path:
+    """Create a workspace (directories and a commented takeover.toml). Refuses to overwrite an
+    existing takeover.toml."""
+    directory = directory.expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory")
+    config_path = directory / CONFIG_FILENAME
+    if config_path.exists():
+        raise UsageError(f"{config_path} already exists; this is a workspace already")
+    # The template must stay valid: parse it before writing.
+    config_from_dict(tomllib.loads(CONFIG_TEMPLATE), "template")
+    (directory / "rounds").mkdir(parents=True, exist_ok=True)
+    (directory / "models").mkdir(parents=True, exist_ok=True)
+    tmp = config_path.with_name(f".{CONFIG_FILENAME}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(CONFIG_TEMPLATE)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, config_path)
+    return directory
