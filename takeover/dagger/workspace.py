@@ -11,14 +11,15 @@ models/current                pointer to the deployed model
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from takeover.config import CONFIG_FILENAME, config_from_dict
 from takeover.errors import UsageError
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover
+else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_TEMPLATE = """\

@@ -14,7 +14,6 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar
 
 from takeover.errors import UsageError
 from takeover.types import Command, Observation, Pose2D
@@ -43,14 +42,10 @@ class RobotLink(abc.ABC):
     """One robot base, reached over some transport.
 
     Required: `connect`, `send`, `latest`, `health`, `close`. Optional capabilities are
-    documented no-ops here and advertised by the class variables, so callers can ask before
-    they use them (harlequin's adapter habit).
+    documented no-ops here and advertised by properties (`supports_sim_control`, `lockstep`),
+    so callers can ask before they use them (harlequin's adapter habit).
     """
 
-    #: The link can reset the world with a seed and tell the dock pose (only simulators).
-    supports_sim_control: ClassVar[bool] = False
-    #: The link is stepped by the caller (`advance`) instead of running in real time.
-    lockstep: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -74,6 +69,16 @@ class RobotLink(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop the base (zero command) and release the transport. Idempotent."""
+
+    @property
+    def supports_sim_control(self) -> bool:
+        """The link can reset the world with a seed and tell the dock pose (simulators only)."""
+        return False
+
+    @property
+    def lockstep(self) -> bool:
+        """True when the caller steps the world (`advance`) instead of it running in real time."""
+        return False
 
     def estop(self) -> None:
         """Latch the base's own e-stop where it has one; by default, send a zero command."""

@@ -72,8 +72,13 @@ def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
 class SimLink(RobotLink):
     """The simulator in this process, stepped by the caller (lockstep)."""
 
-    supports_sim_control = True
-    lockstep = True
+    @property
+    def supports_sim_control(self) -> bool:
+        return True
+
+    @property
+    def lockstep(self) -> bool:
+        return True
 
     def __init__(self, url: str = "sim://?fast=1", seed: int = 0, config: SimConfig | None = None
                  ) -> None:
@@ -139,8 +144,9 @@ class SimLink(RobotLink):
 class RealtimeSimLink(RobotLink):
     """The simulator in a child process (`takeover.sim.process`), running in real time."""
 
-    supports_sim_control = True
-    lockstep = False
+    @property
+    def supports_sim_control(self) -> bool:
+        return True
 
     def __init__(self, url: str = "sim://", seed: int = 0, config: SimConfig | None = None,
                  physics_rate_hz: float = 100.0, camera_rate_hz: float = 20.0,
