@@ -49,6 +49,7 @@ BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 0.5
 SIM_REPLY_TIMEOUT_S = 2.0
 LATENCY_SAMPLES = 20_000
+MAX_IMAGE_SIDE = 2048  # SIM_IMAGE frames larger than this are refused (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -639,6 +640,12 @@ class SerialLink(RobotLink):
             if waitable is None:
                 self._stop.wait(0.002)  # a port select() cannot wait on (loop://): poll
             return 0
+        return self._receive(data)
+
+    def _receive(self, data: bytes) -> int:
+        """Decode and handle received bytes. Never raises on any input: what is not a valid
+        frame or message is counted in health. Returns how many of our own (host -> base)
+        frames came back (a loopback)."""
         echoes = 0
         for frame in self._decoder.feed(data):
             if not sp.is_from_base(frame.msg_id):
@@ -646,7 +653,10 @@ class SerialLink(RobotLink):
                 self._counts["unknown_messages"] += 1
                 continue
             self._last_rx_ns = time.monotonic_ns()
-            self._handle(frame)
+            try:
+                self._handle(frame)
+            except Exception:  # a valid frame with contents we cannot use: count, go on
+                self._counts["malformed"] += 1
         return echoes
 
     def _handle(self, frame: sp.Frame) -> None:
@@ -740,6 +750,10 @@ class SerialLink(RobotLink):
                 self._counts["scans"] += 1
 
     def _on_image(self, part: sp.SimImage) -> None:
+        if not (0 < part.width <= MAX_IMAGE_SIDE and 0 < part.height <= MAX_IMAGE_SIDE) \
+                or part.rows == 0:
+            self._counts["malformed"] += 1
+            return
         buf = self._image_buf
         if (part.frame_id != self._image_id or buf is None
                 or buf.shape != (part.height, part.width, 3)):
