@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from takeover import __version__
+from takeover.dagger.cli import add_dagger_parser
 from takeover.errors import TakeoverError, UsageError
 from takeover.recorder.cli import add_data_parser
 from takeover.sim.serve_cli import add_sim_parser
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(sub)
     add_sim_parser(sub)
     add_data_parser(sub)
+    add_dagger_parser(sub)
     _add_bench(sub)
     return parser
 

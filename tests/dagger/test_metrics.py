@@ -1,0 +1,119 @@
+"""Round metrics against hand-computed values on a small synthetic workspace (3 rounds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from takeover.dagger.metrics import wilson_interval, workspace_metrics
+from takeover.recorder.episode_file import EpisodeMeta
+from takeover.recorder.store import EpisodeStore
+from takeover.recorder.writer import EpisodeWriter
+from takeover.types import Command, CommandSource, Mode, Observation, Odometry, StepRecord
+
+RATE_HZ = 20.0
+MODE_OF = {-1: Mode.MANUAL, 0: Mode.AUTO, 1: Mode.TAKEOVER, None: Mode.IDLE}
+
+# round -> episodes: (action_mode runs, outcome)
+ROUNDS: dict[int, list[tuple[list[tuple[int | None, int]], str]]] = {
+    0: [([(-1, 40)], "success"), ([(-1, 20)], "failure")],
+    1: [([(0, 30), (1, 10), (0, 20)], "success"), ([(0, 20), (1, 5), (0, 10), (1, 5)], "failure")],
+    2: [([(0, 60)], "success"), ([(0, 40), (None, 5)], "aborted")],
+}
+
+
+def record(step: int, action_mode: int | None) -> StepRecord:
+    t = step * 50_000_000
+    human = action_mode in (-1, 1)
+    return StepRecord(
+        step=step, t_ns=t,
+        observation=Observation(t_ns=t, odom=Odometry(v_mps=0.1)),
+        command=Command(0.1, 0.0),
+        source=CommandSource.HUMAN if human else CommandSource.POLICY,
+        mode=MODE_OF[action_mode], policy_action=Command(0.1, 0.0),
+        human_action=Command(0.1, 0.0) if human else None, action_mode=action_mode,
+        loop_late_ns=0, policy_latency_ns=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    with EpisodeWriter(ws, rate_hz=RATE_HZ, backpressure=True, fsync=False) as writer:
+        for rnd, episodes in ROUNDS.items():
+            for runs, outcome in episodes:
+                writer.begin_episode(EpisodeMeta(round=rnd, rate_hz=RATE_HZ))
+                step = 0
+                for mode, n in runs:
+                    for _ in range(n):
+                        writer.offer(record(step, mode))
+                        step += 1
+                assert writer.end_episode(outcome).result(timeout=30) is not None
+    return ws
+
+
+def test_wilson_interval_known_values() -> None:
+    assert wilson_interval(1, 2) == pytest.approx((0.0945, 0.9055), abs=1e-4)
+    assert wilson_interval(1, 1) == pytest.approx((0.2065, 1.0), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_round_metrics_match_hand_computed_values(workspace: Path) -> None:
+    rows = workspace_metrics(EpisodeStore(workspace).episodes())
+    assert [r.round for r in rows] == [0, 1, 2]
+    r0, r1, r2 = rows
+    # r000: demonstrations only.
+    assert (r0.episodes, r0.steps, r0.human_steps, r0.robot_steps, r0.interventions) == (2, 60, 60, 0, 0)
+    assert r0.interventions_per_min is None and r0.mtbi_s is None and r0.autonomy == 0.0
+    assert (r0.successes, r0.decided, r0.success_rate) == (1, 2, 0.5)
+    assert (r0.ci_low, r0.ci_high) == pytest.approx((0.0945, 0.9055), abs=1e-4)
+    assert r0.operator_time_s == pytest.approx(3.0)
+    # r001: 80 robot steps = 4 s autonomous, 3 takeovers.
+    assert (r1.steps, r1.human_steps, r1.robot_steps, r1.interventions) == (100, 20, 80, 3)
+    assert r1.interventions_per_min == pytest.approx(45.0)
+    assert r1.mtbi_s == pytest.approx(4.0 / 3.0)
+    assert r1.autonomy == pytest.approx(0.8)
+    assert r1.success_rate == 0.5 and r1.autonomous_successes == 0
+    # r002: no takeovers; the aborted episode has no verdict.
+    assert (r2.steps, r2.human_steps, r2.robot_steps, r2.interventions) == (105, 0, 100, 0)
+    assert r2.interventions_per_min == 0.0 and r2.mtbi_s is None and r2.autonomy == 1.0
+    assert (r2.successes, r2.decided, r2.success_rate) == (1, 1, 1.0)
+    assert (r2.ci_low, r2.ci_high) == pytest.approx((0.2065, 1.0), abs=1e-4)
+    assert r2.autonomous_successes == 1
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "takeover.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_dagger_status_json_fields(workspace: Path) -> None:
+    p = run_cli("dagger", "status", "--workspace", str(workspace), "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout.splitlines()[-1])["rounds"]
+    for row in rows:
+        assert set(row) >= {"round", "episodes", "steps", "human_steps", "interventions",
+                            "interventions_per_min", "mtbi_s", "autonomy", "success_rate",
+                            "ci_low", "ci_high"}
+    assert [r["interventions"] for r in rows] == [0, 3, 0]
+    assert rows[1]["interventions_per_min"] == 45.0
+
+
+def test_dagger_status_table_shows_change_against_previous(workspace: Path) -> None:
+    p = run_cli("dagger", "status", "--workspace", str(workspace))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:3] == ["round", "episodes", "steps"]
+    r2 = next(line for line in lines if line.startswith("r002"))
+    assert "0.00 (-45.00)" in r2 and "100.0% (+20.0)" in r2 and "1/1 100% (+50)" in r2
+
+
+def test_dagger_status_on_missing_workspace_is_one_line(tmp_path: Path) -> None:
+    p = run_cli("dagger", "status", "--workspace", str(tmp_path / "nope"))
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
+    assert "does not exist" in p.stderr
