@@ -40,6 +40,7 @@ from takeover.recorder.layout import (
     PARTIAL_SUFFIX,
     fsync_dir,
 )
+from takeover.recorder.safeio import GuardedFile, WriteFailed
 from takeover.recorder.schema import (
     ACTION_MODE_UNLABELED,
     MODE_CODES,
@@ -322,16 +323,6 @@ def duration_of(t_first_ns: int | None, t_last_ns: int | None, rate_hz: float) -
     return (t_last_ns - t_first_ns) / 1e9 + 1.0 / rate_hz
 
 
-def file_fsync(f: h5py.File) -> None:
-    """fsync the HDF5 file's descriptor (sec2 driver); silently skipped where unavailable."""
-    try:
-        fd = f.id.get_vfd_handle()
-    except Exception:  # pragma: no cover - drivers without a descriptor
-        return
-    if isinstance(fd, int) and fd >= 0:
-        os.fsync(fd)
-
-
 class EpisodeFileWriter:
     """Writes one episode file. Use from one thread.
 
@@ -376,7 +367,16 @@ class EpisodeFileWriter:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         build_at = creating if crash_safe else self.path
-        self._f = h5py.File(build_at, "w", libver=schema.LIBVER, rdcc_nbytes=CHUNK_CACHE_BYTES)
+        if final.exists():
+            raise FileExistsError(f"{final} exists already; an episode is never overwritten")
+        self._io = GuardedFile(build_at)
+        try:
+            self._f = h5py.File(self._io, "w", libver=schema.LIBVER,
+                                rdcc_nbytes=CHUNK_CACHE_BYTES)
+        except BaseException:
+            self._io.close()
+            build_at.unlink(missing_ok=True)
+            raise
         try:
             write_start_attrs(self._f, meta, episode_index, compression)
             create_datasets(self._f, spec, compression)
@@ -387,11 +387,12 @@ class EpisodeFileWriter:
                 self._f.swmr_mode = True
                 self._f.flush()
                 if fsync:
-                    file_fsync(self._f)
+                    self._io.fsync()
+                self._io.check()
                 os.replace(creating, self.path)
                 fsync_dir(final.parent)
         except BaseException:
-            self._f.close()
+            self._close_quietly()
             with contextlib.suppress(FileNotFoundError):
                 build_at.unlink()
             raise
@@ -423,6 +424,7 @@ class EpisodeFileWriter:
             self._image.id.write_direct_chunk((i, 0, 0, 0), chunk[0], chunk[1])
         else:
             self._image[i] = frame
+        self._io.check()
         return True
 
     def write_raw_chunk(self, data: bytes, filter_mask: int) -> None:
@@ -432,6 +434,7 @@ class EpisodeFileWriter:
         self._image.resize(i + 1, axis=0)
         self.frames = i + 1
         self._image.id.write_direct_chunk((i, 0, 0, 0), data, filter_mask)
+        self._io.check()
 
     def skip_frame(self) -> None:
         self.write_frame(None)
@@ -448,6 +451,7 @@ class EpisodeFileWriter:
                 raise ValueError(f"column {name} has {len(data)} rows, expected {n}")
             ds.resize(start + n, axis=0)
             ds[start:] = data
+        self._io.check()
         self.rows = start + n
         self.counts.update(np.asarray(columns["action_mode"]))
         t = columns["t_ns"]
@@ -462,9 +466,11 @@ class EpisodeFileWriter:
             return ready
         self._f.flush()
         if self.fsync:
-            file_fsync(self._f)
+            self._io.fsync()
+        self._io.check()  # the steps are on disk before num_steps counts them
         self._f.attrs.modify("num_steps", np.int64(ready))
         self._f.flush()
+        self._io.check()
         self.committed = ready
         return ready
 
@@ -488,21 +494,35 @@ class EpisodeFileWriter:
         )
         self._f.flush()
         self._f.close()
-        self.closed = True
         if self.fsync:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._io.fsync()
+        self.closed = True
+        error = self._io.error
+        self._io.close()
+        if error is not None:  # keep the partial (recovery salvages it); never rename it
+            raise WriteFailed(error.errno, error.strerror or str(error), str(self.path))
+        if self.final.exists():
+            raise FileExistsError(f"{self.final} exists already; an episode is never overwritten")
         os.replace(self.path, self.final)
         fsync_dir(self.final.parent)
         return self.final
 
     def abandon(self) -> None:
-        """Close without finishing (after a write error): a `.partial` stays for recovery."""
+        """Close without finishing (after a write error): a `.partial` stays for recovery.
+
+        Once a write has failed, GuardedFile drops every later write, so HDF5 closes cleanly
+        and the file on disk stays as it was at the failure.
+        """
         if self.closed:
             return
         self.closed = True
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._io.error is None:
+            # Not a write failure (an exception of ours): stop writing anyway, so that what is
+            # on disk stays a consistent prefix of the writes.
+            self._io.error = OSError(0, "abandoned")
         with contextlib.suppress(Exception):
             self._f.close()
+        self._io.close()

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from takeover.recorder import schema
 from takeover.recorder.errors import EpisodeError
 from takeover.recorder.layout import PARTIAL_SUFFIX, final_path_of, parse_episode, parse_round
+from takeover.recorder.safeio import ClearedFlagsReader
 
 
 def attr_text(value: Any) -> str:
@@ -46,21 +47,22 @@ def _short(err: BaseException) -> str:
 def open_h5(path: Path) -> h5py.File:
     """Open an episode file read-only; EpisodeError (one line) if it cannot be opened.
 
-    `.partial` files are opened in SWMR-read mode, which reads a file whose writer is still
-    running or died, at the state of its last flush.
+    A `.partial` file whose writer is still running or died is read at the state of its last
+    flush (its "open for writing" flags are ignored, see safeio.ClearedFlagsReader).
     """
     if not path.exists():
         raise EpisodeError(f"{path}: no such episode file")
-    attempts: list[dict[str, Any]] = [{}]
+    try:
+        return h5py.File(path, "r")
+    except (OSError, ValueError) as err:  # h5py raises OSError for unreadable files
+        error: BaseException = err
     if path.name.endswith(PARTIAL_SUFFIX):
-        attempts.insert(0, {"swmr": True})
-    error: BaseException | None = None
-    for kwargs in attempts:
+        # Its writer is running or died: the superblock still says "open for writing".
+        # Read it as `h5clear -s` would leave it, without changing the file.
         try:
-            return h5py.File(path, "r", **kwargs)
-        except (OSError, ValueError) as err:  # h5py raises OSError for unreadable files
+            return h5py.File(ClearedFlagsReader(path), "r")
+        except (OSError, ValueError) as err:
             error = err
-    assert error is not None
     raise EpisodeError(f"{path}: not a readable HDF5 file ({_short(error)})")
 
 
