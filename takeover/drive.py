@@ -88,7 +88,11 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
     if writer is not None:
         loop.sinks.append(writer)
-    runner = EpisodeRunner(loop, max_steps=request.max_steps)
+    def note(text: str) -> None:
+        if progress is not None:
+            print(text, file=progress, flush=True)
+
+    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note)
     if not link.lockstep:
         loop.start()
     results: list[EpisodeResult] = []

@@ -89,6 +89,7 @@ class Arbiter:
         self._centred_since_ns: int | None = None
         self._drop_queue = False
         self._ack_requested = False
+        self._after_ack: list[OperatorEvent] = []
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -101,6 +102,10 @@ class Arbiter:
         if event is OperatorEvent.ACKNOWLEDGE:
             if mode.latched:
                 self._ack_requested = True  # checked against the next observation in decide()
+            return
+        if mode.latched and self._ack_requested:
+            # Requested right after an acknowledgement: applies once the latch has cleared.
+            self._after_ack.append(event)
             return
         if mode.latched:
             self.reason = f"{mode.value} is latched: acknowledge first"
@@ -161,6 +166,10 @@ class Arbiter:
         if self._ack_requested:
             self._ack_requested = False
             self._try_acknowledge(obs, fresh)
+            pending, self._after_ack = self._after_ack, []
+            if not self.mode.latched:
+                for event in pending:
+                    self.handle(event)
 
         operator_in_control = self.mode in _OPERATOR_MODES or (
             self.mode is Mode.AUTO and s.deadman_in_auto

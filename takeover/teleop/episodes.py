@@ -49,8 +49,14 @@ class EpisodeRunner:
 
     def __init__(self, loop: ControlLoop, max_steps: int = 1200,
                  on_record: Callable[[StepRecord], None] | None = None,
-                 keep_records: bool = False) -> None:
+                 keep_records: bool = False, acknowledge_faults: bool = True,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        """acknowledge_faults: a latched e-stop or link loss left by the previous episode is
+        acknowledged before the next one starts, as the operator running a batch would (the
+        Arbiter refuses it while the cause persists, and the episode then aborts)."""
         self.loop = loop
+        self.acknowledge_faults = acknowledge_faults
+        self.on_event = on_event
         self.max_steps = max_steps
         self.on_record = on_record
         self.keep_records = keep_records
@@ -67,6 +73,10 @@ class EpisodeRunner:
         loop, link = self.loop, self.loop.link
         self._stop_and_wait()
         link.reset(seed)
+        if self.acknowledge_faults and loop.arbiter.mode.latched:
+            if self.on_event is not None:
+                self.on_event(f"acknowledging {loop.arbiter.mode.value} ({loop.arbiter.reason})")
+            loop.post(OperatorEvent.ACKNOWLEDGE)
         if loop.policy is not None:
             loop.policy.reset()
         if prepare is not None:

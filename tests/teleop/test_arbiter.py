@@ -238,3 +238,25 @@ def test_waits_in_idle_for_first_observation_without_latching() -> None:
     arb = Arbiter(SafetyConfig())
     d = arb.decide(0, None, True, held(), None, DT)
     assert d.mode is Mode.IDLE and "waiting" in d.reason
+
+
+def test_request_right_after_acknowledge_applies_once_cleared() -> None:
+    arb = Arbiter(fast_accel())
+    arb.handle(OperatorEvent.ESTOP)
+    decide(arb, held())
+    arb.handle(OperatorEvent.ACKNOWLEDGE)
+    arb.handle(OperatorEvent.MANUAL)  # same batch of events as the acknowledgement
+    d = decide(arb, held(0.2))
+    assert d.mode is Mode.MANUAL and d.command == Command(0.2, 0.0)
+
+
+def test_request_after_refused_acknowledge_is_dropped() -> None:
+    arb = Arbiter(fast_accel())
+    arb.handle(OperatorEvent.MANUAL)
+    decide(arb, held(), link=False)
+    arb.handle(OperatorEvent.ACKNOWLEDGE)
+    arb.handle(OperatorEvent.MANUAL)
+    d = decide(arb, held(), link=False)
+    assert d.mode is Mode.LINK_LOST and d.command == Command(0, 0)
+    d = decide(arb, held())  # link back: still latched, the MANUAL request did not survive
+    assert d.mode is Mode.LINK_LOST
