@@ -103,9 +103,9 @@ def parse_serial_url(url: str) -> SerialLinkConfig:
                 f"robot URL {url!r} names no port; write it like serial:///dev/ttyUSB0?baud=115200"
             )
     else:
-        port = urllib.parse.urlunsplit(
-            (parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(rest), "")
-        )
+        # urlunsplit would drop the "//" of loop:// (no host); pyserial needs it
+        query = urllib.parse.urlencode(rest)
+        port = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     baud = _number_option(own.get("baud", "115200"), "baud", url)
     if baud != int(baud):
         raise UsageError(f"robot URL {url!r}: baud={own['baud']!r} is not a whole number")

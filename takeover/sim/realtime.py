@@ -70,6 +70,9 @@ class DriveSnapshot:
     watchdog_stopped: bool
     estop: bool
     host_stops: int  # how often the base stopped because its host went away
+    t_ns: int  # the base's clock (sim time since reset)
+    last_command_t_ns: int | None  # when the last velocity command reached the wheels
+    watchdog_tripped_t_ns: int | None  # the first tick the watchdog held the base after it
 
 
 class RealTimeBase:
@@ -98,6 +101,7 @@ class RealTimeBase:
         self._target = Command()
         self._last_cmd_sim_ns: int | None = None
         self._host_stops = 0
+        self._tripped_sim_ns: int | None = None
         self._next_state_ns = 0
         self._next_scan_ns = 0
         self._next_image_ns = 0
@@ -151,7 +155,7 @@ class RealTimeBase:
             self.sim.reset(seed)
             self.sim.set_estop(estop)
             self._target = Command()
-            self._last_cmd_sim_ns = None
+            self._last_cmd_sim_ns = self._tripped_sim_ns = None
             self._next_state_ns = self._next_scan_ns = self._next_image_ns = 0
             return self.sim.dock_pose
 
@@ -173,7 +177,7 @@ class RealTimeBase:
             target = Command() if (stopped or self.sim.estop) else self._target
             return DriveSnapshot(
                 target.v_mps, target.w_radps, self.sim.v, self.sim.w, stopped, self.sim.estop,
-                self._host_stops,
+                self._host_stops, self.sim.t_ns, self._last_cmd_sim_ns, self._tripped_sim_ns,
             )
 
     # --- physics thread ------------------------------------------------------------------------
@@ -190,8 +194,12 @@ class RealTimeBase:
                 sim.command(cmd)
                 self._target = cmd if cmd.is_finite else Command()
                 self._last_cmd_sim_ns = sim.t_ns
+                self._tripped_sim_ns = None
             sim.step(dt_s)
             now = sim.t_ns
+            if self._tripped_sim_ns is None and self._last_cmd_sim_ns is not None \
+                    and self._watchdog_stopped():
+                self._tripped_sim_ns = now
             state = scan = image = None
             if now >= self._next_state_ns:
                 self._next_state_ns = now + int(1e9 / self.state_rate_hz)

@@ -365,11 +365,23 @@ class TcpServer(_Transport):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             _close_quietly(conn)
+        # shutdown() wakes the accept thread's poll; close() alone would leave the socket
+        # listening until that poll times out, and a quick replug could not bind the port.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         _close_quietly(self._listener)
         self.firmware.host_hung_up()
 
     def replug(self) -> None:
-        self._listener = self._listen(self.port)
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                self._listener = self._listen(self.port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)  # the old socket is still going away
         self._plugged.set()
 
     def close(self) -> None:
