@@ -66,11 +66,70 @@ class RobotConfig:
     camera_height: int = 96
 
 
+#: SDL GameController names (Xbox labels; PlayStation: a = cross, b = circle, x = square,
+#: y = triangle, back = share, start = options, leftshoulder = L1, rightshoulder = R1).
+GAMEPAD_BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "leftstick", "rightstick",
+                   "leftshoulder", "rightshoulder", "dpup", "dpdown", "dpleft", "dpright")
+GAMEPAD_AXES = ("leftx", "lefty", "rightx", "righty", "lefttrigger", "righttrigger")
+
+
+@dataclass(frozen=True)
+class GamepadConfig:
+    """Gamepad mapping (teleop_twist_joy names; buttons and axes by SDL GameController name,
+    so Xbox and PlayStation pads map alike). Stick up and stick left are positive: forward and
+    counter-clockwise. Empty string: no button for that action."""
+
+    enabled: bool = True
+    enable_button: str = "leftshoulder"  # deadman: motion only while held
+    enable_turbo_button: str = "rightshoulder"  # deadman with the turbo scales
+    axis_linear: str = "lefty"
+    scale_linear: float = 0.3  # m/s at full deflection
+    scale_linear_turbo: float = 0.5
+    axis_angular: str = "rightx"
+    scale_angular: float = 1.0  # rad/s at full deflection
+    scale_angular_turbo: float = 1.5
+    deadzone: float = 0.08  # fraction of full deflection ignored around the centre
+    expo: float = 0.3  # 0: linear response; 1: cubic (fine control near the centre)
+    button_manual: str = "a"
+    button_auto: str = "y"
+    button_takeover: str = "x"
+    button_estop: str = "b"
+    button_acknowledge: str = "back"
+    button_stop: str = "dpright"
+    button_episode: str = "start"  # begin / end (as aborted unless labelled) an episode
+    button_success: str = "dpup"
+    button_failure: str = "dpdown"
+    button_abort: str = "dpleft"
+    poll_rate_hz: float = 100.0  # button and hot-plug polling (sticks are also read every tick)
+
+
+@dataclass(frozen=True)
+class KeyboardConfig:
+    """Keyboard driving. Terminals send no key-release: a driving key holds its command only
+    while its auto-repeat keeps arriving."""
+
+    scale_linear: float = 0.25  # m/s while an arrow key is held
+    scale_angular: float = 0.8  # rad/s
+    # After the first press: long enough to bridge the terminal's auto-repeat delay.
+    initial_hold_ms: float = 550.0
+    # Once repeats arrive: the command drops to zero this long after the last one.
+    repeat_hold_ms: float = 150.0
+
+
+@dataclass(frozen=True)
+class TuiConfig:
+    refresh_hz: float = 20.0  # telemetry refresh of the drive screen
+    camera: str = "auto"  # auto | halfblock | off (auto: Kitty/Sixel graphics where supported)
+
+
 @dataclass(frozen=True)
 class Config:
     robot: RobotConfig = field(default_factory=RobotConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    gamepad: GamepadConfig = field(default_factory=GamepadConfig)
+    keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
+    tui: TuiConfig = field(default_factory=TuiConfig)
 
 
 T = TypeVar("T")
@@ -138,6 +197,40 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"safety.{name} must be positive")
     if not 0.0 < s.takeover_deflection < 1.0:
         raise ConfigError("safety.takeover_deflection must be between 0 and 1")
+    _validate_inputs(config)
+
+
+def _validate_inputs(config: Config) -> None:
+    g = config.gamepad
+    for f in dataclasses.fields(g):
+        value = getattr(g, f.name)
+        if f.name.startswith("button_") or f.name in ("enable_button", "enable_turbo_button"):
+            if value not in GAMEPAD_BUTTONS and not (value == "" and f.name.startswith("button_")):
+                raise ConfigError(f"gamepad.{f.name} = {value!r}: not a gamepad button; use one of "
+                                  f"{', '.join(GAMEPAD_BUTTONS)}")
+        elif f.name.startswith("axis_") and value not in GAMEPAD_AXES:
+            raise ConfigError(f"gamepad.{f.name} = {value!r}: not a gamepad axis; use one of "
+                              f"{', '.join(GAMEPAD_AXES)}")
+        elif f.name.startswith("scale_") and value < 0:
+            raise ConfigError(f"gamepad.{f.name} must not be negative")
+    if g.enable_button == g.enable_turbo_button:
+        raise ConfigError("gamepad.enable_turbo_button must differ from gamepad.enable_button")
+    if not 0.0 <= g.deadzone < 0.9:
+        raise ConfigError("gamepad.deadzone must be between 0 and 0.9")
+    if not 0.0 <= g.expo <= 1.0:
+        raise ConfigError("gamepad.expo must be between 0 and 1")
+    if not 1.0 <= g.poll_rate_hz <= 1000.0:
+        raise ConfigError("gamepad.poll_rate_hz must be between 1 and 1000")
+    k = config.keyboard
+    for name in ("scale_linear", "scale_angular", "initial_hold_ms", "repeat_hold_ms"):
+        if getattr(k, name) <= 0:
+            raise ConfigError(f"keyboard.{name} must be positive")
+    if k.repeat_hold_ms > 1000 or k.initial_hold_ms > 2000:
+        raise ConfigError("keyboard hold times: repeat_hold_ms <= 1000, initial_hold_ms <= 2000")
+    if not 1.0 <= config.tui.refresh_hz <= 60.0:
+        raise ConfigError("tui.refresh_hz must be between 1 and 60")
+    if config.tui.camera not in ("auto", "halfblock", "off"):
+        raise ConfigError(f"tui.camera = {config.tui.camera!r}: use auto, halfblock or off")
 
 
 def config_from_dict(table: dict[str, Any], source: str = CONFIG_FILENAME) -> Config:
