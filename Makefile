@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest clean
+.PHONY: install demo test lint typecheck firmware pytest clean
 
 install: $(STAMP)
 
@@ -25,10 +25,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+firmware:
+	$(MAKE) -C firmware test
+
 pytest: install
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# pytest last: its summary is the closing line.
+test: lint typecheck firmware pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	$(MAKE) -C firmware clean
