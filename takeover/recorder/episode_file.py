@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import h5py
 import numpy as np
@@ -313,7 +314,26 @@ def set_end_attrs(
     a.modify("recovered", np.bool_(recovered))
     a.modify("end_time_ns", np.int64(end_time_ns))
     a.modify("end_reason", np.bytes_(encode_text(end_reason, 64)))
-    a.modify("outcome", np.bytes_(outcome))  # last: a final outcome means the rest is set
+    a.modify("outcome", np.bytes_(outcome))
+    a.modify("summary", np.bytes_(summary_json(a)))  # last: the rest is set
+
+
+def summary_json(attrs: h5py.AttributeManager) -> bytes:
+    """The `summary` attribute: every attribute in SUMMARY_ATTRS as one JSON object (without
+    `extra` if that would not fit; readers then read `extra` itself)."""
+    values: dict[str, Any] = {}
+    for name in schema.SUMMARY_ATTRS:
+        v = attrs[name]
+        if isinstance(v, bytes | np.bytes_):
+            v = bytes(v).decode("utf-8", errors="replace")
+        elif isinstance(v, np.generic):
+            v = v.item()
+        values[name] = v
+    text = json.dumps(values, sort_keys=True).encode()
+    if len(text) > schema.SUMMARY_BYTES:
+        del values["extra"]
+        text = json.dumps(values, sort_keys=True).encode()
+    return text
 
 
 def duration_of(t_first_ns: int | None, t_last_ns: int | None, rate_hz: float) -> float:
@@ -321,6 +341,37 @@ def duration_of(t_first_ns: int | None, t_last_ns: int | None, rate_hz: float) -
     if t_first_ns is None or t_last_ns is None:
         return 0.0
     return (t_last_ns - t_first_ns) / 1e9 + 1.0 / rate_hz
+
+
+class _TranslateAfterFailure:
+    """Once a write has failed, HDF5 may report the consequences as any exception; make them
+    all the WriteFailed that caused them."""
+
+    def __init__(self, io: GuardedFile) -> None:
+        self.io = io
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if exc is not None and self.io.error is not None and not isinstance(exc, WriteFailed) \
+                and isinstance(exc, Exception):
+            err = self.io.error
+            raise WriteFailed(err.errno, err.strerror or str(err), str(self.io.path)) from exc
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[Concatenate[EpisodeFileWriter, P], R]
+             ) -> Callable[Concatenate[EpisodeFileWriter, P], R]:
+    @functools.wraps(method)
+    def wrapper(self: EpisodeFileWriter, *args: P.args, **kwargs: P.kwargs) -> R:
+        with _TranslateAfterFailure(self._io):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class EpisodeFileWriter:
@@ -353,6 +404,7 @@ class EpisodeFileWriter:
         self.fsync = fsync
         self.rows = 0  # per-step rows written (not necessarily committed)
         self.frames = 0  # image dataset length
+        self.frames_raw = 0  # frames stored uncompressed because the writer was behind
         self.committed = 0
         self.counts = StepCounts()
         self.t_first_ns: int | None = None
@@ -378,33 +430,39 @@ class EpisodeFileWriter:
             build_at.unlink(missing_ok=True)
             raise
         try:
-            write_start_attrs(self._f, meta, episode_index, compression)
-            create_datasets(self._f, spec, compression)
-            self._datasets = {name: self._f[name] for name in schema.COLUMN_NAMES
-                              if name in self._f}
-            self._image = self._f.get("obs/image", None)
-            if crash_safe:
-                self._f.swmr_mode = True
-                self._f.flush()
-                if fsync:
-                    self._io.fsync()
-                self._io.check()
-                os.replace(creating, self.path)
-                fsync_dir(final.parent)
+            self._lay_out(episode_index, creating)
         except BaseException:
             self._close_quietly()
             with contextlib.suppress(FileNotFoundError):
                 build_at.unlink()
             raise
 
+    @_guarded
+    def _lay_out(self, episode_index: int, creating: Path) -> None:
+        write_start_attrs(self._f, self.meta, episode_index, self.compression)
+        create_datasets(self._f, self.spec, self.compression)
+        self._datasets = {name: self._f[name] for name in schema.COLUMN_NAMES if name in self._f}
+        self._image = self._f.get("obs/image", None)
+        if self.crash_safe:
+            self._f.swmr_mode = True
+            self._f.flush()
+            if self.fsync:
+                self._io.fsync()
+            self._io.check()
+            os.replace(creating, self.path)
+            fsync_dir(self.final.parent)
+
     # --- steps ----------------------------------------------------------------------------
 
-    def write_frame(self, frame: npt.NDArray[np.uint8] | None) -> bool:
+    @_guarded
+    def write_frame(self, frame: npt.NDArray[np.uint8] | None, compress: bool = True) -> bool:
         """Append the next step's camera frame (None: no frame, stored as zeros).
 
         Frames run ahead of the other per-step data, which is written in batches by
-        `append_columns`; both must have the same length before `commit`. Returns False if the
-        frame did not match the episode's image shape (stored as zeros).
+        `append_columns`; both must have the same length before `commit`. compress=False
+        stores the frame raw with the filter marked as skipped (HDF5's per-chunk filter mask),
+        which readers decode transparently: the writer does this while it is behind. Returns
+        False if the frame did not match the episode's image shape (stored as zeros).
         """
         if self._image is None:
             return frame is None
@@ -415,7 +473,11 @@ class EpisodeFileWriter:
             return True
         if frame.shape != self.spec.image_shape or frame.dtype != np.uint8:
             return False
-        if self.compression.encodes_outside_hdf5:
+        if not compress and self.compression.name != "none":
+            raw = memoryview(np.ascontiguousarray(frame).data).cast("B")
+            self._image.id.write_direct_chunk((i, 0, 0, 0), raw, 0b1)
+            self.frames_raw += 1
+        elif self.compression.encodes_outside_hdf5:
             if frame is self._last_frame and self._last_chunk is not None:
                 chunk = self._last_chunk  # the loop ran faster than the camera: same frame
             else:
@@ -427,6 +489,7 @@ class EpisodeFileWriter:
         self._io.check()
         return True
 
+    @_guarded
     def write_raw_chunk(self, data: bytes, filter_mask: int) -> None:
         """Append the next frame as an already-encoded chunk (recovery's fast copy)."""
         assert self._image is not None
@@ -439,6 +502,7 @@ class EpisodeFileWriter:
     def skip_frame(self) -> None:
         self.write_frame(None)
 
+    @_guarded
     def append_columns(self, columns: Mapping[str, np.ndarray]) -> None:
         """Append rows to every per-step dataset but the image (all the same length)."""
         n = len(columns["t_ns"])
@@ -459,6 +523,7 @@ class EpisodeFileWriter:
             self.t_first_ns = int(t[0])
         self.t_last_ns = int(t[-1])
 
+    @_guarded
     def commit(self) -> int:
         """Make every complete step durable and counted in `num_steps`; returns that count."""
         ready = self.rows if self._image is None else min(self.rows, self.frames)
@@ -476,6 +541,7 @@ class EpisodeFileWriter:
 
     # --- end ------------------------------------------------------------------------------
 
+    @_guarded
     def finalize(
         self, outcome: Outcome | str, *, end_reason: str = "", dropped_steps: int = 0,
         recovered: bool = False, end_time_ns: int | None = None,

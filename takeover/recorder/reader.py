@@ -128,6 +128,19 @@ class EpisodeInfo:
     @classmethod
     def from_attrs(cls, path: Path, attrs: h5py.AttributeManager, size_bytes: int) -> EpisodeInfo:
         check_schema(path, attrs)
+        summary = attr_text(attrs.get("summary", ""))
+        if summary:  # one attribute read instead of twenty (see schema.SUMMARY_ATTRS)
+            try:
+                values = json.loads(summary)
+                if "extra" not in values:
+                    values["extra"] = attr_text(attrs.get("extra", "{}"))
+                return cls._from_values(path, values, size_bytes)
+            except (ValueError, KeyError, TypeError):
+                pass  # fall back to the attributes themselves
+        return cls._from_values(path, attrs, size_bytes)
+
+    @classmethod
+    def _from_values(cls, path: Path, attrs: Any, size_bytes: int) -> EpisodeInfo:
         try:
             extra = json.loads(attr_text(attrs.get("extra", "{}")))
         except ValueError:

@@ -4,10 +4,11 @@ clean stop instead of a damaged library state.
 When a write fails (full disk, file-size limit, a drive that went away), HDF5's own error path
 leaves its objects half-closed, and h5py can crash the whole process later while freeing them,
 taking the control loop with it. So HDF5 writes through this object (h5py's `fileobj` driver):
-the first failed write is remembered, and that write and every later one are dropped while HDF5
-is told they succeeded. What is on disk is then exactly a prefix of HDF5's writes, the same
-state a crash at that moment would leave, which SWMR keeps consistent and recovery salvages.
-The episode writer checks `error` after each HDF5 call and stops recording.
+the first failed write is remembered, and that write and every later one are kept in memory
+instead of on disk while HDF5 is told they succeeded (reads see them, so HDF5's view stays
+whole). What is on disk is then exactly a prefix of HDF5's writes, the same state a crash at
+that moment would leave, which SWMR keeps consistent and recovery salvages. The episode writer
+checks `error` after each HDF5 call, stops recording and closes the file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import os
 from pathlib import Path
 
 from takeover.recorder.errors import RecorderError
+
+#: After a failure, at most this much of HDF5's later writes is kept in memory (only the
+#: closing metadata is expected: recording stops at the failure).
+HELD_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class WriteFailed(RecorderError, OSError):
@@ -34,6 +39,9 @@ class GuardedFile(io.RawIOBase):
         self.fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
         self._pos = 0
         self.error: OSError | None = None
+        # Writes after the failure, (offset, bytes), kept so that HDF5 reads back what it wrote.
+        self._held: list[tuple[int, bytes]] = []
+        self._held_bytes = 0
 
     # io.RawIOBase protocol used by h5py's fileobj driver: seek, tell, readinto, write,
     # truncate, flush.
@@ -71,7 +79,12 @@ class GuardedFile(io.RawIOBase):
                 break
             view[done:done + len(chunk)] = chunk
             done += len(chunk)
-        self._pos += len(view)
+        start, end = self._pos, self._pos + len(view)
+        for offset, data in self._held:  # in write order: later writes win
+            lo, hi = max(start, offset), min(end, offset + len(data))
+            if lo < hi:
+                view[lo - start:hi - start] = data[lo - offset:hi - offset]
+        self._pos = end
         return len(view)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
@@ -84,8 +97,16 @@ class GuardedFile(io.RawIOBase):
                     done += os.pwrite(self.fd, view[done:], self._pos + done)
             except OSError as err:
                 self.error = err
+                self._hold(self._pos + done, view[done:])
+        else:
+            self._hold(self._pos, view)
         self._pos += n
         return n
+
+    def _hold(self, offset: int, data: memoryview) -> None:
+        if self._held_bytes < HELD_LIMIT_BYTES:
+            self._held.append((offset, bytes(data)))
+            self._held_bytes += len(data)
 
     def truncate(self, size: int | None = None) -> int:
         size = self._pos if size is None else size

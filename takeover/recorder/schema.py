@@ -169,7 +169,13 @@ ATTR_TYPES: dict[str, type] = {
     "interventions": int,  # maximal runs of action_mode 1
     "dropped_steps": int,  # steps the writer dropped because its queue was full
     "recovered": bool,  # rebuilt from a .partial after a crash
+    # The attributes above (but config) as one JSON object, written last at the end of the
+    # episode: listing reads this one attribute instead of twenty ("" in a .partial).
+    "summary": str,
 }
+#: Attributes copied into `summary`.
+SUMMARY_ATTRS = tuple(a for a in ATTR_TYPES if a not in ("config", "summary"))
+SUMMARY_BYTES = 8192
 REQUIRED_ATTRS = tuple(ATTR_TYPES)
 #: The end-of-episode attributes and their fixed HDF5 types (modified in place under SWMR).
 END_ATTR_DTYPES: dict[str, np.dtype] = {
@@ -185,4 +191,5 @@ END_ATTR_DTYPES: dict[str, np.dtype] = {
     "interventions": np.dtype("<i8"),
     "dropped_steps": np.dtype("<i8"),
     "recovered": np.dtype(bool),
+    "summary": np.dtype(f"S{SUMMARY_BYTES}"),
 }

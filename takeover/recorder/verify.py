@@ -8,6 +8,7 @@ camera frame, which finds damaged chunks at the cost of reading the whole file.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,14 @@ def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:
                         ("interventions", counts.interventions)):
         if int(a[attr]) != value:
             problems.append(f"attribute {attr}={int(a[attr])} but the data has {value}")
+    summary = attr_text(a["summary"])
+    try:
+        values = json.loads(summary)
+        stale = [k for k, v in values.items() if k in a and _plain(a[k]) != v]
+        if stale:
+            problems.append(f"attribute summary disagrees with attribute {stale[0]!r}")
+    except ValueError:
+        problems.append("attribute summary is not JSON")
     for dataset_name in ("action", "obs/odom"):
         values = f[dataset_name][:]
         if np.isinf(values).any():
@@ -160,6 +169,14 @@ def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:
                 problems.append(f"obs/image frame {i} cannot be decoded ({err})")
                 break
     return problems
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bytes | np.bytes_):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 @dataclass

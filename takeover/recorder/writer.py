@@ -88,6 +88,7 @@ class WriterStats:
     last_saved: Path | None
     last_alert: RecorderAlert | None
     busy_s: float  # time the writer thread spent working (not waiting)
+    frames_raw: int  # frames stored uncompressed because the writer was behind (total)
 
 
 @dataclass
@@ -249,6 +250,8 @@ class EpisodeWriter(threading.Thread):
         self._last_behind_warn = -math.inf
         self._dropped_reported = 0
         self._batch_rows = max(1, math.ceil(rate_hz * min(0.25, flush_interval_s)))
+        self._raw_backlog = max(2, math.ceil(0.25 * rate_hz))
+        self._frames_raw = 0
 
     # --- the controlling thread ----------------------------------------------------------
 
@@ -333,6 +336,7 @@ class EpisodeWriter(threading.Thread):
             last_saved=self._last_saved,
             last_alert=self._last_alert,
             busy_s=self._busy_ns / 1e9,
+            frames_raw=self._frames_raw,
         )
 
     # --- the writer thread ----------------------------------------------------------------
@@ -435,7 +439,13 @@ class EpisodeWriter(threading.Thread):
     def _write_step(self, ep: _OpenEpisode, record: StepRecord) -> None:
         assert ep.file is not None and ep.columns is not None
         obs = record.observation
-        frame_ok = ep.file.write_frame(obs.image if obs is not None else None)
+        # Behind by more than a quarter second: store frames raw until the backlog is gone,
+        # rather than let the queue fill (compression costs far more than writing).
+        behind = self._inbox.steps >= self._raw_backlog
+        frames_raw = ep.file.frames_raw
+        frame_ok = ep.file.write_frame(obs.image if obs is not None else None,
+                                       compress=not behind)
+        self._frames_raw += ep.file.frames_raw - frames_raw
         ep.columns.add_record(record)
         if (not frame_ok or ep.columns.mismatched_scans) and not ep.shape_warned:
             ep.shape_warned = True

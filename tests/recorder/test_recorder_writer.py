@@ -33,11 +33,11 @@ class Gate:
         self.release = threading.Event()
         original = episode_file.EpisodeFileWriter.write_frame
 
-        def gated(this: Any, frame: Any) -> bool:
+        def gated(this: Any, frame: Any, **kwargs: Any) -> bool:
             if not self.entered.is_set():
                 self.entered.set()
                 assert self.release.wait(60)
-            return original(this, frame)
+            return original(this, frame, **kwargs)
 
         monkeypatch.setattr(episode_file.EpisodeFileWriter, "write_frame", gated)
 
