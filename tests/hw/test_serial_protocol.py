@@ -104,8 +104,8 @@ def test_sequence_counter_counts_gaps_and_resyncs_on_restart() -> None:
 # --- properties -------------------------------------------------------------------------------
 
 
-@settings(FAST, max_examples=6_000)
-@given(st.lists(st.binary(max_size=600), min_size=1, max_size=10))
+@settings(FAST, max_examples=9_000)
+@given(st.lists(st.binary(max_size=600), min_size=1, max_size=12))
 def test_random_bytes_never_raise_and_are_accounted_for(chunks: list[bytes]) -> None:
     count("random_bytes", len(chunks))
     decoder = sp.FrameDecoder()
