@@ -22,23 +22,28 @@ Options (all optional; an empty value turns an input off, e.g. `scan=`):
     timeout_ms=500          no message this long and the link counts as down
 
 Why not roslibpy: it runs its own Twisted/asyncio reactor and cannot take binary CBOR frames.
-This client runs one asyncio loop in its own thread; `send` and `latest` never wait on it.
+This client uses the websockets library's threaded (sync) client: a session thread receives and
+reconnects, a writer thread sends what could not go out at once. `send` writes a command
+straight from the caller's thread when the socket takes it without waiting, else leaves it in
+a one-command slot; `latest` returns a reference. Neither waits on the network.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import io
 import itertools
 import json
 import math
+import select
+import socket
 import threading
 import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -258,21 +263,23 @@ class RosbridgeLink(RobotLink):
         super().__init__(url)
         self.config = config
         self.options = options or LinkOptions()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._tx_thread: threading.Thread | None = None
         self._ws: Any = None
-        self._stopping = False
+        self._stop = threading.Event()
         self._connected = False
         self._ever_connected = threading.Event()
         self._first_error = ""
         self._detail = "not connected"
         self._ids = itertools.count(1)
-        self._pending_calls: dict[str, asyncio.Future[Any]] = {}
+        self._pending_calls: dict[str, Future[Any]] = {}
         self._fragments: dict[str, dict[int, str]] = {}
-        # outgoing: the newest command waits in a slot for the loop's writer
+        # outgoing: commands go straight out from the caller's thread when the socket can take
+        # them at once; otherwise the newest waits in a slot (and other messages in a bounded
+        # queue) for the writer thread
+        self._tx_cond = threading.Condition()
         self._cmd_slot: tuple[str, int] | None = None
-        self._cmd_lock = threading.Lock()
-        self._cmd_event: asyncio.Event | None = None
+        self._outbox: deque[str] = deque(maxlen=64)
         self._estop_latched = False
         # incoming state
         self._odom: Odometry | None = None
@@ -291,7 +298,7 @@ class RosbridgeLink(RobotLink):
         self._counts: dict[str, int] = {
             "messages_ok": 0, "bad_json": 0, "bad_messages": 0, "unknown_ops": 0,
             "status_errors": 0, "reconnects": 0, "images": 0, "image_errors": 0, "scans": 0,
-            "tx_messages": 0, "tx_dropped": 0, "cbor_messages": 0,
+            "tx_messages": 0, "tx_direct": 0, "tx_dropped": 0, "cbor_messages": 0,
         }
         self._last_status = ""
         self._tx_latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
@@ -308,17 +315,17 @@ class RosbridgeLink(RobotLink):
     def connect(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
             return
-        self._stopping = False
+        self._stop.clear()
         if self.config.image_topic:
             self._images = _ImageDecoder(
                 self.options.camera_width, self.options.camera_height, self._on_image,
                 self._on_image_error,
             )
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="rosbridge-io",
+        self._thread = threading.Thread(target=self._session_loop, name="rosbridge-rx",
                                         daemon=True)
+        self._tx_thread = threading.Thread(target=self._writer, name="rosbridge-tx", daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._session_loop(), self._loop)
+        self._tx_thread.start()
         deadline = time.monotonic() + timeout_s
         if not self._ever_connected.wait(timeout_s):
             reason = self._first_error or "no answer"
@@ -338,17 +345,15 @@ class RosbridgeLink(RobotLink):
         t_call_ns = time.monotonic_ns()
         if self._estop_latched or not command.is_finite:
             command = ZERO_COMMAND
-        if not self._connected or self._loop is None:
+        if not self._connected:
             return ZERO_COMMAND
         text = self._twist_json(command)
-        with self._cmd_lock:
-            if self._cmd_slot is not None:
-                self._counts["tx_dropped"] += 1
-            self._cmd_slot = (text, t_call_ns)
-        event = self._cmd_event
-        if event is not None:
-            with contextlib.suppress(RuntimeError):  # loop closing
-                self._loop.call_soon_threadsafe(event.set)
+        if not self._send_now(text, t_call_ns):
+            with self._tx_cond:
+                if self._cmd_slot is not None:
+                    self._counts["tx_dropped"] += 1
+                self._cmd_slot = (text, t_call_ns)
+                self._tx_cond.notify()
         return command
 
     def latest(self) -> Observation | None:
@@ -376,10 +381,13 @@ class RosbridgeLink(RobotLink):
         )
 
     def close(self) -> None:
-        if self._thread is None or self._loop is None:
+        if self._thread is None:
             return
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self._say_goodbye(), self._loop).result(1.0)
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):  # stop the base before letting go
+                ws.send(self._twist_json(ZERO_COMMAND))
+                ws.send(json.dumps({"op": "unadvertise", "topic": self.config.cmd_vel_topic}))
         self._shutdown()
 
     def estop(self) -> None:
@@ -432,38 +440,36 @@ class RosbridgeLink(RobotLink):
 
     def _call(self, service: str, args: dict[str, Any], timeout_s: float) -> Any:
         """Call a service and wait for its values; LinkError when it fails or times out."""
-        if self._loop is None:
-            raise LinkError(f"{self.url}: not connected")
-        future = asyncio.run_coroutine_threadsafe(self._call_coro(service, args), self._loop)
-        try:
-            return future.result(timeout_s)
-        except (FutureTimeout, TimeoutError):
-            future.cancel()
-            raise LinkError(f"{self.url}: {service} did not answer within {timeout_s:g} s") from None
-
-    def _call_async(self, service: str, args: dict[str, Any]) -> None:
-        """Fire and forget (e-stop): the caller must not wait on the network."""
-        if self._loop is None:
-            return
-        coro = self._call_coro(service, args)
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-
-    async def _call_coro(self, service: str, args: dict[str, Any]) -> Any:
-        ws = self._ws
-        if ws is None:
-            raise LinkError(f"{self.url}: not connected; {service} not called")
         call_id = f"call_service:{service}:{next(self._ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: Future[Any] = Future()
         self._pending_calls[call_id] = future
         try:
-            await ws.send(json.dumps({"op": "call_service", "id": call_id, "service": service,
-                                      "args": args}))
-            return await future
+            ws = self._ws
+            if ws is None:
+                raise LinkError(f"{self.url}: not connected; {service} not called")
+            try:
+                ws.send(json.dumps({"op": "call_service", "id": call_id, "service": service,
+                                    "args": args}))
+            except Exception as exc:
+                raise LinkError(f"{self.url}: {service}: {_one_line(exc)}") from None
+            try:
+                return future.result(timeout_s)
+            except (FutureTimeout, TimeoutError):
+                raise LinkError(
+                    f"{self.url}: {service} did not answer within {timeout_s:g} s"
+                ) from None
         finally:
             self._pending_calls.pop(call_id, None)
 
-    # --- the loop thread -----------------------------------------------------------------------
+    def _call_async(self, service: str, args: dict[str, Any]) -> None:
+        """Fire and forget (e-stop): the caller must not wait on the network."""
+        text = json.dumps({"op": "call_service", "id": f"call_service:{service}:"
+                           f"{next(self._ids)}", "service": service, "args": args})
+        with self._tx_cond:
+            self._outbox.append(text)
+            self._tx_cond.notify()
+
+    # --- the connection ------------------------------------------------------------------------
 
     def _twist_json(self, command: Command) -> str:
         twist = {"linear": {"x": command.v_mps, "y": 0.0, "z": 0.0},
@@ -473,28 +479,67 @@ class RosbridgeLink(RobotLink):
             msg = {"header": {"frame_id": self.config.frame_id}, "twist": twist}
         return json.dumps({"op": "publish", "topic": self.config.cmd_vel_topic, "msg": msg})
 
-    async def _session_loop(self) -> None:
-        from websockets.asyncio.client import connect
+    def _send_now(self, text: str, t_call_ns: int) -> bool:
+        """Fast path for `send`: write from the caller's thread when nothing is queued, no
+        other thread holds the connection and the socket takes the frame at once; False
+        leaves it to the writer thread. A hand-over to another thread can cost a whole GIL
+        switch interval (5 ms) under CPU load; this costs one send() system call."""
+        ws = self._ws
+        if ws is None or self._cmd_slot is not None or self._outbox:
+            return False
+        try:
+            # The reader holds the connection's lock while it parses what arrived (tens of
+            # microseconds); waiting that out beats handing over to another thread.
+            if not ws.protocol_mutex.acquire(timeout=0.001):
+                return False
+            ws.protocol_mutex.release()
+            _, writable, _ = select.select([], [ws.socket], [], 0)
+            if not writable:
+                return False
+            ws.send(text)
+        except Exception:  # closed under us: the session thread reconnects
+            return False
+        self._tx_latency_ns.append(time.monotonic_ns() - t_call_ns)
+        self._counts["tx_messages"] += 1
+        self._counts["tx_direct"] += 1
+        return True
+
+    def _writer(self) -> None:
+        while not self._stop.is_set():
+            with self._tx_cond:
+                if self._cmd_slot is None and not self._outbox:
+                    self._tx_cond.wait(0.1)
+                slot, self._cmd_slot = self._cmd_slot, None
+                texts = list(self._outbox)
+                self._outbox.clear()
+            ws = self._ws
+            if ws is None:
+                continue
+            try:
+                for text in texts:
+                    ws.send(text)
+                if slot is not None:
+                    ws.send(slot[0])
+                    self._tx_latency_ns.append(time.monotonic_ns() - slot[1])
+                    self._counts["tx_messages"] += 1
+            except Exception:  # the session thread sees the closed connection and reconnects
+                self._counts["tx_dropped"] += 1
+
+    def _session_loop(self) -> None:
+        from websockets.sync.client import connect
 
         backoff = BACKOFF_MIN_S
-        self._cmd_event = asyncio.Event()
-        while not self._stopping:
+        while not self._stop.is_set():
             try:
-                async with connect(self.config.url, open_timeout=2.0, max_size=MAX_MESSAGE_BYTES,
-                                   compression=None, ping_interval=1.0, ping_timeout=2.0,
-                                   close_timeout=0.5) as ws:
-                    self._ws = ws
-                    await self._setup(ws)
+                with connect(self.config.url, open_timeout=2.0, max_size=MAX_MESSAGE_BYTES,
+                             compression=None, ping_interval=1.0, ping_timeout=2.0,
+                             close_timeout=0.5) as ws:
+                    ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self._setup(ws)
                     backoff = BACKOFF_MIN_S
-                    writer = asyncio.create_task(self._writer(ws))
-                    try:
-                        async for raw in ws:
-                            self._on_raw(raw)
-                    finally:
-                        writer.cancel()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+                    for raw in ws:
+                        self._on_raw(raw)
+            except Exception as exc:  # refused, dropped, timed out: reconnect
                 if not self._first_error:
                     self._first_error = _one_line(exc)
                 self._detail = f"link lost ({_one_line(exc)}); reconnecting"
@@ -503,20 +548,20 @@ class RosbridgeLink(RobotLink):
                     self._counts["reconnects"] += 1
                 self._connected = False
                 self._ws = None
-                for future in self._pending_calls.values():
+                for future in list(self._pending_calls.values()):
                     if not future.done():
                         future.set_exception(LinkError(f"{self.url}: connection lost"))
-            if not self._stopping:
-                await asyncio.sleep(backoff)
+            if not self._stop.is_set():
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def _setup(self, ws: Any) -> None:
+    def _setup(self, ws: Any) -> None:
         """Advertise, subscribe, and stop the base (a fresh session starts from rest)."""
         c = self.config
         msg_type = "geometry_msgs/msg/TwistStamped" if c.twist_stamped \
             else "geometry_msgs/msg/Twist"
-        await ws.send(json.dumps({"op": "advertise", "id": f"advertise:{c.cmd_vel_topic}",
-                                  "topic": c.cmd_vel_topic, "type": msg_type, "queue_size": 1}))
+        ws.send(json.dumps({"op": "advertise", "id": f"advertise:{c.cmd_vel_topic}",
+                            "topic": c.cmd_vel_topic, "type": msg_type, "queue_size": 1}))
         subscriptions = [
             (c.odom_topic, "nav_msgs/msg/Odometry", 0),
             (c.scan_topic, "sensor_msgs/msg/LaserScan", 0),
@@ -535,58 +580,29 @@ class RosbridgeLink(RobotLink):
             }
             if c.cbor:
                 request["compression"] = "cbor"
-            await ws.send(json.dumps(request))
-        await ws.send(self._twist_json(ZERO_COMMAND))
+            ws.send(json.dumps(request))
+        ws.send(self._twist_json(ZERO_COMMAND))
         if self._estop_latched and c.estop_service:
-            await ws.send(json.dumps({"op": "call_service", "id": "estop:relatch",
-                                      "service": c.estop_service, "args": {"data": True}}))
+            ws.send(json.dumps({"op": "call_service", "id": "estop:relatch",
+                                "service": c.estop_service, "args": {"data": True}}))
         self._last_rx_ns = time.monotonic_ns()
         self._detail = f"rosbridge at {c.url}"
+        self._ws = ws
         self._connected = True
         self._ever_connected.set()
 
-    async def _writer(self, ws: Any) -> None:
-        event = self._cmd_event
-        assert event is not None
-        while True:
-            await event.wait()
-            event.clear()
-            with self._cmd_lock:
-                slot, self._cmd_slot = self._cmd_slot, None
-            if slot is None:
-                continue
-            text, t_call_ns = slot
-            await ws.send(text)
-            self._tx_latency_ns.append(time.monotonic_ns() - t_call_ns)
-            self._counts["tx_messages"] += 1
-
-    async def _say_goodbye(self) -> None:
-        ws = self._ws
-        if ws is None:
-            return
-        c = self.config
-        await ws.send(self._twist_json(ZERO_COMMAND))
-        await ws.send(json.dumps({"op": "unadvertise", "topic": c.cmd_vel_topic}))
-
     def _shutdown(self) -> None:
-        self._stopping = True
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None:
-            async def stop() -> None:
-                ws = self._ws
-                if ws is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(ws.close(), 1.0)
-                for task in asyncio.all_tasks():
-                    if task is not asyncio.current_task():
-                        task.cancel()
-
+        self._stop.set()
+        ws = self._ws
+        if ws is not None:
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(stop(), loop).result(2.0)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(2.0)
-            loop.close()
-        self._loop = self._thread = None
+                ws.close()
+        with self._tx_cond:
+            self._tx_cond.notify_all()
+        for thread in (self._thread, self._tx_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(2.0)
+        self._thread = self._tx_thread = None
         self._connected = False
         if self._images is not None:
             self._images.stop()
@@ -632,12 +648,12 @@ class RosbridgeLink(RobotLink):
         elif op == "service_response":
             future = self._pending_calls.get(str(m.get("id")))
             if future is not None and not future.done():
-                if m.get("result") is False:
-                    future.set_exception(
-                        LinkError(f"{self.url}: {m.get('service')} failed: {m.get('values')}")
-                    )
-                else:
-                    future.set_result(m.get("values"))
+                with contextlib.suppress(InvalidStateError):  # the caller gave up meanwhile
+                    if m.get("result") is False:
+                        future.set_exception(LinkError(
+                            f"{self.url}: {m.get('service')} failed: {m.get('values')}"))
+                    else:
+                        future.set_result(m.get("values"))
             self._counts["messages_ok"] += 1
         elif op == "status":
             if m.get("level") in ("error", "warning"):

@@ -241,7 +241,7 @@ def test_hostile_server_over_a_real_websocket_is_counted_and_survived() -> None:
         for message in _junk_messages(random.Random(3)):
             await ws.send(message)
             await asyncio.sleep(0.001)
-        await asyncio.sleep(30)
+        await state["stop"].wait()
 
     async def main() -> None:
         async with serve(handler, "127.0.0.1", 0) as srv:
