@@ -12,7 +12,8 @@ Options (all optional; an empty value turns an input off, e.g. `scan=`):
     odom=/odom              nav_msgs/msg/Odometry (required: it paces observations)
     scan=/scan              sensor_msgs/msg/LaserScan
     image=/camera/image_raw/compressed   sensor_msgs/msg/CompressedImage (JPEG or PNG)
-    image_hz=20             server-side throttle of the image subscription
+    image_hz=30             cap on the image rate (server-side throttle_rate); keep it above
+                            the camera's rate, or jitter makes the throttle drop frames
     battery=/battery_state  sensor_msgs/msg/BatteryState
     estop=/estop            std_msgs/msg/Bool, the base's e-stop state
     estop_service=/estop/set   std_srvs/srv/SetBool to latch (true) and release (false) it
@@ -73,7 +74,7 @@ class RosbridgeConfig:
     odom_topic: str = "/odom"
     scan_topic: str = "/scan"
     image_topic: str = "/camera/image_raw/compressed"
-    image_hz: float = 20.0
+    image_hz: float = 30.0  # a cap: above the camera's rate, so that jitter costs no frame
     battery_topic: str = "/battery_state"
     estop_topic: str = "/estop"
     estop_service: str = "/estop/set"
@@ -305,7 +306,7 @@ class RosbridgeLink(RobotLink):
 
     # --- capabilities ----------------------------------------------------------------------------
 
-    @property  # type: ignore[override]
+    @property
     def supports_sim_control(self) -> bool:
         # Known only after connecting: the server answers the simulator's services or not.
         return self._is_sim

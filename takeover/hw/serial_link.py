@@ -228,7 +228,7 @@ class SerialLink(RobotLink):
 
     # --- capabilities ----------------------------------------------------------------------------
 
-    @property  # type: ignore[override]
+    @property
     def supports_sim_control(self) -> bool:
         # Known only after the handshake: the base says whether it is a simulator.
         return bool(self._capabilities & sp.Capability.SIM)

@@ -447,8 +447,8 @@ class HelloAck(Message):
     @classmethod
     def unpack(cls, payload: bytes) -> HelloAck:
         cls._check_fixed(payload)
-        fields = cls.FORMAT.unpack(payload)
-        return cls(*fields[:-1], name=fields[-1].rstrip(b"\x00"))
+        version, nonce, caps, watchdog_ms, state_hz, scan_hz, name = cls.FORMAT.unpack(payload)
+        return cls(version, nonce, caps, watchdog_ms, state_hz, scan_hz, name.rstrip(b"\x00"))
 
 
 @dataclass(frozen=True, slots=True)

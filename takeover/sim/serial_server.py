@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import select
 import socket
@@ -22,6 +23,7 @@ import threading
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -259,8 +261,8 @@ class _Transport:
         self._plugged = threading.Event()
         self._plugged.set()
 
-    def _spawn(self, target: object, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -325,7 +327,7 @@ class TcpServer(_Transport):
             if old is not None:
                 _close_quietly(old)
                 self.firmware.host_hung_up()
-            self._spawn(lambda c=conn: self._reader(c), "sim-fw-rx")  # type: ignore[misc]
+            self._spawn(functools.partial(self._reader, conn), "sim-fw-rx")
 
     def _reader(self, conn: socket.socket) -> None:
         while not self._stop.is_set():

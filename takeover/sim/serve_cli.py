@@ -15,8 +15,13 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from takeover.errors import UsageError
+
+if TYPE_CHECKING:
+    from takeover.sim.rosbridge_server import SimRosbridgeServer
+    from takeover.sim.serial_server import SimSerialServer
 
 
 def parse_host_port(text: str, flag: str) -> tuple[str, int]:
@@ -61,7 +66,7 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """Serve until SIGINT/SIGTERM (or until `stop` is set, for tests); returns an exit code."""
     stop = stop or threading.Event()
-    server: object
+    server: SimRosbridgeServer | SimSerialServer
     if args.rosbridge:
         from takeover.sim.rosbridge_server import SimRosbridgeServer
 
@@ -89,7 +94,7 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
         else:
             server = SimSerialServer("pty", seed=args.seed, link_path=args.pty_link,
                                      version=version)
-            where = server.transport.path
+            where = server.url  # the pty's path (or the --pty-link symlink to it)
     print(where, flush=True)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -102,7 +107,7 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
         while not stop.wait(0.2):
             pass
     finally:
-        server.close()  # type: ignore[attr-defined]
+        server.close()
     return 0
 
 
