@@ -187,10 +187,8 @@ def _summary_ms(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def _image_rates(url: str, duration_s: float) -> dict[str, float]:
+def _image_rates(url: str, duration_s: float) -> dict[str, Any]:
     """Camera frames per second received by our client and by roslibpy, side by side."""
-    from takeover.hw.rosbridge_link import RosbridgeLink
-
     counts = {"roslibpy": 0}
     roslibpy_error = ""
     ros: Any = None
@@ -223,9 +221,9 @@ def _image_rates(url: str, duration_s: float) -> dict[str, float]:
         if ros is not None:
             with contextlib.suppress(Exception):
                 ros.close()
-    result = {"ours_hz": ours / duration_s, "roslibpy_hz": theirs / duration_s}
+    result: dict[str, Any] = {"ours_hz": ours / duration_s, "roslibpy_hz": theirs / duration_s}
     if roslibpy_error:
-        result["roslibpy_error"] = float("nan")
+        result["roslibpy_error"] = roslibpy_error
     return result
 
 
