@@ -18,6 +18,7 @@ from takeover.dagger.cli import add_dagger_parser
 from takeover.errors import TakeoverError, UsageError
 from takeover.recorder.cli import add_data_parser
 from takeover.sim.serve_cli import add_sim_parser
+from takeover.teleop.tui.run import add_run_parser
 
 
 def _add_drive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"takeover {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(sub)
     _add_drive(sub)
     _add_init(sub)
     add_sim_parser(sub)

@@ -29,6 +29,7 @@ from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
 from takeover.teleop.arbiter import Arbiter, OperatorEvent
 from takeover.teleop.episode_edit import annotate_episode
+from takeover.teleop.gc_pacing import GcPacer
 from takeover.teleop.gamepad import GamepadInput
 from takeover.teleop.keyboard import KeyboardInput
 from takeover.teleop.loop import ControlLoop, PolicyDriver, SinkQueue
@@ -140,7 +141,9 @@ class OperatorSession:
                  workspace: Path | None = None, *, gamepad: GamepadInput | None = None,
                  use_gamepad: bool | None = None, policy_loader: PolicyLoader | None = None,
                  model: ModelRef | None = None, train_command: list[str] | None = None,
-                 close_link: bool = True) -> None:
+                 close_link: bool = True, pace_gc: bool = False) -> None:
+        """pace_gc: run full garbage collections between ticks (see gc_pacing.py); for a
+        process with a UI."""
         self.config = config
         self.link = link
         self.workspace = workspace
@@ -160,6 +163,9 @@ class OperatorSession:
                                 self.operator, policy, rate_hz=config.loop.rate_hz,
                                 sinks=[self.ui_queue],
                                 realtime_priority=config.loop.realtime_priority)
+        self.gc_pacer = GcPacer() if pace_gc else None
+        if self.gc_pacer is not None:
+            self.loop.sinks.append(self.gc_pacer)
         self.writer: EpisodeWriter | None = None
         self.episode = EpisodeState(round=self.round)
         self.training: TrainingJob | None = None
@@ -188,6 +194,8 @@ class OperatorSession:
             self.writer.start()
             self.loop.sinks.append(self.writer)
         self.loop.start()
+        if self.gc_pacer is not None:
+            self.gc_pacer.start()
         if self.gamepad is not None:
             # SDL starts in the gamepad thread; the loop does not wait for it.
             threading.Thread(target=self.gamepad.start, name="gamepad-start", daemon=True).start()
@@ -210,6 +218,8 @@ class OperatorSession:
                 future.cancel()
         if self.gamepad is not None:
             self.gamepad.stop()
+        if self.gc_pacer is not None:
+            self.gc_pacer.stop()
         if self.close_link:
             self.link.close()
 

@@ -1,0 +1,75 @@
+"""`takeover run [--robot URL] [--workspace DIR] [--policy PATH]`: the operator's terminal.
+
+This module only parses arguments; Textual is imported when the command runs, so other
+commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from takeover.config import CONFIG_FILENAME, Config, workspace_config
+from takeover.errors import UsageError
+
+
+def add_run_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run", help="the operator's terminal: drive, record, supervise, train, deploy",
+        description="Open the operator's terminal (TUI). With no robot configured it starts on "
+        "the built-in simulator (sim://). Space is the e-stop key everywhere.")
+    p.add_argument("--robot", metavar="URL", help="robot URL (default: config, else sim://)")
+    p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
+                   help="workspace for episodes and models (default: the current directory if "
+                   "it holds a takeover.toml; without one, recording is off)")
+    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                   help="ONNX policy for AUTO (default: the workspace's current model)")
+    p.add_argument("--no-gamepad", action="store_true", help="keyboard only")
+    p.set_defaults(func=cmd_run)
+
+
+def _workspace(arg: Path | None) -> Path | None:
+    if arg is not None:
+        path = arg.expanduser()
+        if not path.is_dir():
+            raise UsageError(f"workspace {path} does not exist; create it with `takeover init {path}`")
+        return path.resolve()
+    cwd = Path.cwd()
+    return cwd if (cwd / CONFIG_FILENAME).is_file() else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    from takeover.hw.base import LinkOptions, open_link
+    from takeover.teleop.session import ModelRef, current_model, default_policy_loader
+
+    workspace = _workspace(args.workspace)
+    config = workspace_config(workspace) if workspace is not None else Config()
+    url = args.robot or config.robot.url
+    link = open_link(url, LinkOptions(camera_width=config.robot.camera_width,
+                                      camera_height=config.robot.camera_height))
+    model: ModelRef | None = None
+    if args.policy is not None:
+        if not args.policy.is_file():
+            raise UsageError(f"--policy {args.policy}: no such model file")
+        model = ModelRef(args.policy.parent.name or args.policy.stem, args.policy)
+    else:
+        model = current_model(workspace)
+    policy = None
+    policy_note = ""
+    if model is not None:
+        try:
+            policy = default_policy_loader(model.onnx)
+        except Exception as err:  # start anyway: driving by hand needs no model
+            policy_note = f"model {model.model_id} not loaded: {err}"
+            model = None
+    from takeover.teleop.tui.app import make_app
+
+    app = make_app(config, link, policy, workspace, model=model,
+                   use_gamepad=False if args.no_gamepad else None)
+    app.startup_note = policy_note
+    app.t_command = t0
+    app.run()
+    return 0

@@ -1,0 +1,314 @@
+"""Widgets of the operator's terminal: camera, mini-map, mode banner, charts.
+
+They draw what they are given (`show(...)`), never reach into the control core themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+from rich.color import Color
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Static
+
+from takeover.types import Command, Mode, Pose2D
+
+# --- camera ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def _cell_style(top: int, bottom: int) -> Style:
+    """Colours packed as 15-bit RGB (5 bits a channel): few distinct styles, cached."""
+    def rgb(c: int) -> Color:
+        return Color.from_rgb(((c >> 10) & 31) * 8.2, ((c >> 5) & 31) * 8.2, (c & 31) * 8.2)
+
+    return Style(color=rgb(top), bgcolor=rgb(bottom))
+
+
+def halfblock_rows(image: npt.NDArray[np.uint8], width: int, height: int) -> list[Strip]:
+    """An RGB image as `height` rows of `width` cells, two pixels a cell (upper half block)."""
+    h, w, _ = image.shape
+    if width <= 0 or height <= 0:
+        return []
+    # Keep the aspect ratio (a cell is about twice as tall as wide: two pixels fit it).
+    scale = min(width / w, 2 * height / h)
+    out_w, out_h = max(1, int(w * scale)), max(2, int(h * scale) // 2 * 2)
+    ys = np.minimum((np.arange(out_h) * h / out_h).astype(np.intp), h - 1)
+    xs = np.minimum((np.arange(out_w) * w / out_w).astype(np.intp), w - 1)
+    small = image[ys][:, xs].astype(np.uint16) >> 3
+    packed = (small[..., 0] << 10) | (small[..., 1] << 5) | small[..., 2]
+    pad_left = (width - out_w) // 2
+    strips: list[Strip] = []
+    blank = Segment(" " * pad_left) if pad_left else None
+    for row in range(0, out_h, 2):
+        top, bottom = packed[row].tolist(), packed[row + 1].tolist()
+        segments = [blank] if blank else []
+        segments.extend(Segment("▀", _cell_style(t, b)) for t, b in zip(top, bottom, strict=True))
+        strips.append(Strip(segments, pad_left + out_w))
+    return strips
+
+
+class CameraView(Widget):
+    """The robot's camera in half-block cells (two pixels per character cell)."""
+
+    DEFAULT_CSS = """
+    CameraView { height: 1fr; width: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._image: npt.NDArray[np.uint8] | None = None
+        self._strips: list[Strip] = []
+        self._drawn_size = (0, 0)
+        self.caption = "no camera"
+
+    def show(self, image: npt.NDArray[np.uint8] | None) -> None:
+        if image is self._image:
+            return
+        self._image = image
+        self._strips = []
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        size = (self.size.width, self.size.height)
+        if self._image is None:
+            if y == self.size.height // 2:
+                return Strip([Segment(self.caption.center(self.size.width), Style(dim=True))])
+            return Strip.blank(self.size.width)
+        if not self._strips or size != self._drawn_size:
+            self._drawn_size = size
+            self._strips = halfblock_rows(self._image, *size)
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(self.size.width)
+
+
+# --- braille canvas ---------------------------------------------------------------------
+
+_BRAILLE_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+
+
+class BrailleCanvas:
+    """Dots on a (width*2, height*4) grid; each layer has a colour, later layers win a cell."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = max(1, width), max(1, height)
+        self.bits = np.zeros((self.height, self.width), dtype=np.uint8)
+        self.colour = np.zeros((self.height, self.width), dtype=np.int16)
+        self.styles: list[Style] = [Style()]
+
+    def layer(self, style: Style) -> int:
+        self.styles.append(style)
+        return len(self.styles) - 1
+
+    def dots(self, px: npt.NDArray[np.float64], py: npt.NDArray[np.float64], layer: int) -> None:
+        """Dots at pixel coordinates (x right, y down); those off the canvas are dropped."""
+        xi, yi = np.floor(px).astype(np.intp), np.floor(py).astype(np.intp)
+        ok = (xi >= 0) & (xi < self.width * 2) & (yi >= 0) & (yi < self.height * 4)
+        xi, yi = xi[ok], yi[ok]
+        if xi.size == 0:
+            return
+        cx, cy = xi // 2, yi // 4
+        table = np.array(_BRAILLE_BITS, dtype=np.uint8)
+        np.bitwise_or.at(self.bits, (cy, cx), table[yi % 4, xi % 2])
+        self.colour[cy, cx] = layer
+
+    def line(self, x0: float, y0: float, x1: float, y1: float, layer: int) -> None:
+        n = max(2, int(max(abs(x1 - x0), abs(y1 - y0))) + 1)
+        t = np.linspace(0.0, 1.0, n)
+        self.dots(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t, layer)
+
+    def strips(self) -> list[Strip]:
+        out = []
+        for row in range(self.height):
+            segments = []
+            for col in range(self.width):
+                b = int(self.bits[row, col])
+                if b:
+                    segments.append(Segment(chr(0x2800 + b), self.styles[int(self.colour[row, col])]))
+                else:
+                    segments.append(Segment(" "))
+            out.append(Strip(Segment.simplify(segments), self.width))
+        return out
+
+
+def rollout(pose: Pose2D, commands: Sequence[Command], dt_s: float) -> list[tuple[float, float]]:
+    """Positions reached by executing `commands` from `pose` (unicycle model)."""
+    x, y, th = pose.x_m, pose.y_m, pose.yaw_rad
+    points = [(x, y)]
+    for c in commands:
+        th += c.w_radps * dt_s
+        x += c.v_mps * math.cos(th) * dt_s
+        y += c.v_mps * math.sin(th) * dt_s
+        points.append((x, y))
+    return points
+
+
+class MiniMap(Widget):
+    """Top-down view centred on the robot, north up: trail, LiDAR points, the policy's plan,
+    the robot and (simulator) the dock."""
+
+    DEFAULT_CSS = """
+    MiniMap { height: 1fr; width: 1fr; }
+    """
+
+    def __init__(self, *, span_m: float = 5.0, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.span_m = span_m
+        self._strips: list[Strip] = []
+        self._data: tuple[object, ...] | None = None
+
+    def show(self, pose: Pose2D | None, trail: Sequence[tuple[float, float]],
+             scan_m: npt.NDArray[np.float32] | None, plan: Sequence[tuple[float, float]],
+             dock: Pose2D | None) -> None:
+        self._data = (pose, trail, scan_m, plan, dock)
+        self._strips = []
+        self.refresh()
+
+    def _draw(self) -> list[Strip]:
+        width, height = self.size.width, self.size.height
+        canvas = BrailleCanvas(width, height)
+        if self._data is None or width < 4 or height < 2:
+            return canvas.strips()
+        pose, trail, scan, plan, dock = self._data
+        assert pose is None or isinstance(pose, Pose2D)
+        if pose is None:
+            return canvas.strips()
+        px_w, px_h = canvas.width * 2, canvas.height * 4
+        # A braille dot is about as wide as it is tall on most fonts (2x4 dots in a 1x2 cell).
+        m_per_px = self.span_m / min(px_w, px_h)
+
+        def to_px(xy: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+            return (px_w / 2 + (xy[:, 0] - pose.x_m) / m_per_px,
+                    px_h / 2 - (xy[:, 1] - pose.y_m) / m_per_px)
+
+        scan_layer = canvas.layer(Style(color="grey50"))
+        trail_layer = canvas.layer(Style(color="dodger_blue1"))
+        dock_layer = canvas.layer(Style(color="magenta", bold=True))
+        plan_layer = canvas.layer(Style(color="yellow", bold=True))
+        robot_layer = canvas.layer(Style(color="bright_green", bold=True))
+        if isinstance(scan, np.ndarray) and scan.size:
+            angles = pose.yaw_rad + np.linspace(0.0, 2 * math.pi, scan.size, endpoint=False)
+            ok = np.isfinite(scan)
+            r = scan[ok].astype(np.float64)
+            pts = np.stack([pose.x_m + r * np.cos(angles[ok]), pose.y_m + r * np.sin(angles[ok])], 1)
+            canvas.dots(*to_px(pts), scan_layer)
+        if trail:
+            canvas.dots(*to_px(np.asarray(trail, dtype=np.float64)), trail_layer)
+        if isinstance(dock, Pose2D):
+            d = np.array([[dock.x_m, dock.y_m]])
+            dx, dy = to_px(d)
+            hx = dx[0] + 3 * math.cos(dock.yaw_rad)
+            hy = dy[0] - 3 * math.sin(dock.yaw_rad)
+            canvas.line(dx[0], dy[0], hx, hy, dock_layer)
+        if plan:
+            p = np.asarray(plan, dtype=np.float64)
+            xs, ys = to_px(p)
+            for i in range(len(xs) - 1):
+                canvas.line(xs[i], ys[i], xs[i + 1], ys[i + 1], plan_layer)
+        cx, cy = px_w / 2, px_h / 2
+        canvas.line(cx, cy, cx + 4 * math.cos(pose.yaw_rad), cy - 4 * math.sin(pose.yaw_rad),
+                    robot_layer)
+        canvas.dots(np.array([cx - 1, cx, cx + 1, cx]), np.array([cy, cy - 1, cy, cy + 1]), robot_layer)
+        return canvas.strips()
+
+    def render_line(self, y: int) -> Strip:
+        if len(self._strips) != self.size.height:
+            self._strips = self._draw()
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(self.size.width)
+
+
+# --- banner, charts ---------------------------------------------------------------------
+
+MODE_LABEL = {Mode.IDLE: "IDLE", Mode.MANUAL: "MANUAL", Mode.AUTO: "AUTO",
+              Mode.TAKEOVER: "TAKEOVER", Mode.ESTOP: "E-STOP", Mode.LINK_LOST: "LINK LOST"}
+
+
+class ModeBanner(Static):
+    """The mode, large and in its colour, with the reason underneath."""
+
+    def show(self, mode: Mode | None, reason: str, extra: str = "", alarm: str = "") -> None:
+        for m in Mode:
+            self.set_class(m is mode, f"mode-{m.value.lower()}")
+        self.set_class(bool(alarm), "alarm")
+        label = "CONNECTING" if mode is None else MODE_LABEL[mode]
+        text = Text(justify="center")
+        text.append(" ".join(label) + "\n", style="bold")
+        text.append(alarm or reason or " ", style="bold" if alarm else "")
+        if extra:
+            text.append(f"\n{extra}", style="italic")
+        self.update(text)
+
+
+def bar(value: float, limit: float, width: int = 16) -> str:
+    """A centred bar for a signed value in [-limit, limit]."""
+    half = width // 2
+    if limit <= 0 or not math.isfinite(value):
+        return "·" * width
+    n = max(-half, min(half, round(value / limit * half)))
+    cells = ["·"] * width
+    if n > 0:
+        for i in range(half, half + n):
+            cells[i] = "█"
+    elif n < 0:
+        for i in range(half + n, half):
+            cells[i] = "█"
+    cells[half] = "│" if n == 0 else cells[half]
+    return "".join(cells)
+
+
+def line_chart(series: Sequence[Sequence[float | None]], width: int, height: int,
+               styles: Sequence[str]) -> Text:
+    """Braille line chart of a few series sharing one y axis (None gaps skipped)."""
+    values = [v for s in series for v in s if v is not None and math.isfinite(v)]
+    canvas = BrailleCanvas(width, height)
+    if not values:
+        return Text("(no data yet)", style="dim")
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        hi = lo + 1.0
+    px_w, px_h = canvas.width * 2 - 1, canvas.height * 4 - 1
+    for s, style in zip(series, styles, strict=False):
+        layer = canvas.layer(Style.parse(style))
+        pts = [(i, v) for i, v in enumerate(s) if v is not None and math.isfinite(v)]
+        n = max(2, len(s))
+        xy = [(i / (n - 1) * px_w, px_h - (v - lo) / (hi - lo) * px_h) for i, v in pts]
+        for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+            canvas.line(x0, y0, x1, y1, layer)
+        if len(xy) == 1:
+            canvas.dots(np.array([xy[0][0]]), np.array([xy[0][1]]), layer)
+    text = Text()
+    for i, strip in enumerate(canvas.strips()):
+        for seg in strip:
+            text.append(seg.text, seg.style)
+        label = f" {hi:.4g}" if i == 0 else (f" {lo:.4g}" if i == canvas.height - 1 else "")
+        text.append(label + ("\n" if i < canvas.height - 1 else ""), style="dim")
+    return text
+
+
+def bar_chart(rows: Sequence[tuple[str, float | None]], width: int = 30, unit: str = "") -> Text:
+    """Horizontal bars, one per labelled value."""
+    top = max((v for _, v in rows if v is not None), default=0.0)
+    text = Text()
+    for i, (label, value) in enumerate(rows):
+        text.append(f"{label} ", style="bold")
+        if value is None:
+            text.append("-", style="dim")
+        else:
+            n = 0 if top <= 0 else round(value / top * width)
+            text.append("█" * n, style="orange1")
+            text.append(f" {value:.2f}{unit}")
+        if i < len(rows) - 1:
+            text.append("\n")
+    return text
