@@ -29,8 +29,8 @@ from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
 from takeover.teleop.arbiter import Arbiter, OperatorEvent
 from takeover.teleop.episode_edit import annotate_episode
-from takeover.teleop.gc_pacing import GcPacer
 from takeover.teleop.gamepad import GamepadInput
+from takeover.teleop.gc_pacing import GcPacer
 from takeover.teleop.keyboard import KeyboardInput
 from takeover.teleop.loop import ControlLoop, PolicyDriver, SinkQueue
 from takeover.teleop.operator import CombinedOperator
