@@ -295,6 +295,7 @@ class RosbridgeLink(RobotLink):
         self._last_rx_ns = 0
         self._images: _ImageDecoder | None = None
         self._is_sim = False
+        self._probed = False
         self._dock: Pose2D | None = None
         self._counts: dict[str, int] = {
             "messages_ok": 0, "bad_json": 0, "bad_messages": 0, "unknown_ops": 0,
@@ -308,7 +309,11 @@ class RosbridgeLink(RobotLink):
 
     @property
     def supports_sim_control(self) -> bool:
-        # Known only after connecting: the server answers the simulator's services or not.
+        """Before connecting: True, rosbridge can carry the simulator's services (so a caller
+        may plan for it). After: whether this server answered /sim/get_dock_pose; reset() on
+        a real robot raises UsageError."""
+        if not self._probed:
+            return True
         return self._is_sim
 
     # --- RobotLink ---------------------------------------------------------------------------------
@@ -340,6 +345,7 @@ class RosbridgeLink(RobotLink):
                                       SIM_PROBE_TIMEOUT_S) is not None
         except LinkError:
             self._is_sim = False
+        self._probed = True
         self._wait_complete_observation(deadline)
 
     def send(self, command: Command) -> Command:

@@ -230,7 +230,11 @@ class SerialLink(RobotLink):
 
     @property
     def supports_sim_control(self) -> bool:
-        # Known only after the handshake: the base says whether it is a simulator.
+        """Before the handshake: True, the protocol can carry simulator control (so a caller
+        may plan for it before connecting). After: whether this base is a simulator (the SIM
+        capability in its HELLO_ACK); reset() on a real base raises UsageError."""
+        if self._hello_ack is None and not self._ever_connected.is_set():
+            return True
         return bool(self._capabilities & sp.Capability.SIM)
 
     # --- RobotLink ---------------------------------------------------------------------------------

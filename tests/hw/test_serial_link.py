@@ -135,6 +135,17 @@ def test_bad_urls_are_usage_errors(url: str, needle: str) -> None:
         open_link(url)
 
 
+def test_sim_control_is_possible_before_connecting_and_known_after(
+        tcp_server: SimSerialServer) -> None:
+    link = open_link(tcp_server.url)
+    assert link.supports_sim_control  # the protocol can carry it; `drive` may plan for it
+    link.connect()
+    try:
+        assert link.supports_sim_control  # and this base said it is a simulator
+    finally:
+        link.close()
+
+
 def test_pyserial_urls_keep_their_own_options() -> None:
     config = parse_serial_url("socket://127.0.0.1:5760?logging=debug&timeout_ms=300&images=0")
     assert config.port == "socket://127.0.0.1:5760?logging=debug"
