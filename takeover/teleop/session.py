@@ -85,7 +85,7 @@ def default_policy_loader(path: Path) -> PolicyDriver:
     from takeover.errors import UsageError
 
     try:
-        from takeover.policy import runtime  # type: ignore[attr-defined]
+        from takeover.policy import runtime
     except ImportError:
         raise UsageError("the policy runtime (takeover.policy.runtime) is not installed in this "
                          "version; cannot load a model") from None
