@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,6 +286,30 @@ def test_estop_stays_latched_across_unplug_and_base_reboot(tcp_server: SimSerial
             return rebooted.base.snapshot().target_v_mps > 0.1
 
         wait_for(moving, 3.0, "motion after release")
+
+
+def test_pty_unplug_and_replug_behind_a_stable_path(tmp_path: Path) -> None:
+    # Like a USB adapter behind /dev/serial/by-id/...: the device goes away and comes back
+    # under a new /dev/pts/N, and the symlink follows it.
+    stable = tmp_path / "robot-tty"
+    with SimSerialServer("pty", seed=4, link_path=str(stable)) as server:
+        link = open_link(f"serial://{stable}")
+        link.connect()
+        try:
+            link.estop()
+            wait_for(lambda: server.base.estop, 2.0, "the base's e-stop")
+            server.unplug()
+            lost_s = wait_for(lambda: not link.health().connected, 1.0, "disconnection")
+            server.replug()  # a new pty (the kernel may give it the same number)
+            replug_s = wait_for(lambda: link.health().connected, 3.0, "reconnection")
+            assert server.base.estop  # the base kept its latch; the host did not clear it
+            wait_for(lambda: (obs := link.latest()) is not None and obs.estop
+                     and obs.t_ns > time.monotonic_ns() - 100_000_000, 2.0, "a fresh e-stopped state")
+        finally:
+            link.close()
+    print(f"pty unplug: not connected after {lost_s * 1e3:.0f} ms; reconnected "
+          f"{replug_s:.2f} s after replug")
+    assert replug_s < 2.0
 
 
 def _hostile_base(listener: socket.socket, stop: threading.Event) -> None:
