@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 
+from takeover.recorder.episode_file import summary_json
 from takeover.recorder.layout import fsync_dir
 from takeover.recorder.reader import read_info
 from takeover.recorder.schema import Outcome
@@ -38,11 +40,14 @@ def annotate_episode(path: Path, outcome: Outcome | str | None = None, notes: st
     try:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "r+") as f:
+            a = f.attrs
             if oc is not None:
-                f.attrs["outcome"] = oc.value
-                f.attrs["relabeled"] = True
+                a.modify("outcome", np.bytes_(oc.value))
+                a["relabeled"] = True
+                if "summary" in a:  # the recorder's one-read copy of the attributes
+                    a.modify("summary", np.bytes_(summary_json(a)))
             if notes is not None:
-                f.attrs["notes"] = notes
+                a["notes"] = notes
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

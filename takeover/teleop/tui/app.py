@@ -22,6 +22,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 
 from takeover.config import Config
 from takeover.dagger.metrics import round_metrics
@@ -134,10 +135,13 @@ class TakeoverApp(App[None]):
         snap = self.session.poll()
         self.snapshot = snap
         screen = self.screen
-        if isinstance(screen, DriveScreen) and screen.ready:
-            screen.show(snap)
-        elif isinstance(screen, EpisodesScreen | RoundsScreen) and screen.ready:
-            screen.show(snap.mode, snap.reason)
+        try:
+            if isinstance(screen, DriveScreen) and screen.ready:
+                screen.show(snap)
+            elif isinstance(screen, EpisodesScreen | RoundsScreen) and screen.ready:
+                screen.show(snap.mode, snap.reason)
+        except NoMatches:  # the screen is being torn down (quitting)
+            return
         if snap.writer is not None and snap.writer.episodes_saved != self._saved_seen:
             self._saved_seen = snap.writer.episodes_saved
             self._round_summary()

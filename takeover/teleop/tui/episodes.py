@@ -145,6 +145,9 @@ class EpisodesScreen(Screen[None]):
 
         self.app.push_screen(ConfirmDialog(f"Move {info.key} to the trash?"), done)
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_replay()  # enter on a row (the table consumes the key)
+
     def action_replay(self) -> None:
         info = self.selected()
         if info is not None:
