@@ -16,6 +16,7 @@ from typing import Any
 from takeover import __version__
 from takeover.dagger.cli import add_dagger_parser
 from takeover.errors import TakeoverError, UsageError
+from takeover.policy.cli import add_latency_bench, add_policy_parsers
 from takeover.recorder.cli import add_data_parser
 from takeover.sim.serve_cli import add_sim_parser
 from takeover.teleop.tui.run import add_run_parser
@@ -87,7 +88,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links}")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links,latency}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -108,6 +109,7 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     links.add_argument("--seconds", type=float, default=10.0)
     links.add_argument("--json", action="store_true")
     links.set_defaults(func=_cmd_bench_links)
+    add_latency_bench(bsub)
 
 
 def _cmd_bench_loop(args: argparse.Namespace) -> int:
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_dagger_parser(sub)
     _add_bench(sub)
+    add_policy_parsers(sub)
     return parser
 
 

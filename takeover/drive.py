@@ -2,7 +2,9 @@
 
 Each episode resets the (simulated) world with its seed, engages the driver and runs until the
 base docks, bumps, faults or times out. The expert demonstrates in MANUAL through a scripted
-operator that holds the deadman, exactly as a person at the gamepad would.
+operator that holds the deadman, exactly as a person at the gamepad would. The policy drives in
+AUTO (onnxruntime only, no torch) while a scripted supervisor holds the deadman and never takes
+over: the policy's own performance.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from takeover.config import Config, load_config, workspace_config
 from takeover.errors import UsageError
@@ -19,9 +21,12 @@ from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
 from takeover.sim.expert import DockingExpert
 from takeover.teleop.arbiter import Arbiter, OperatorEvent
-from takeover.teleop.drivers import ScriptedOperator
+from takeover.teleop.drivers import DeadmanHolder, ScriptedOperator
 from takeover.teleop.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner
-from takeover.teleop.loop import ControlLoop
+from takeover.teleop.loop import ControlLoop, OperatorSource
+
+if TYPE_CHECKING:
+    from takeover.policy.runtime import ChunkPolicy
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,10 @@ def _config_for(request: DriveRequest) -> Config:
 def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str, Any]:
     """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields)."""
     config = _config_for(request)
-    if request.driver != "expert":
-        raise UsageError(
-            f"--driver {request.driver} needs the policy runtime, which is not in this version "
-            "yet; use --driver expert"
-        )
+    if request.driver not in ("expert", "policy"):
+        raise UsageError(f"--driver {request.driver} is not in this version yet; use --driver "
+                         "expert or --driver policy")
+    policy = _load_policy(request, config) if request.driver == "policy" else None
     if request.record and request.workspace is None:
         raise UsageError("--record needs --workspace DIR (episodes go to DIR/rounds/rNNN/)")
     url = request.robot_url or config.robot.url
@@ -67,24 +71,43 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
         raise UsageError(f"--fast works only with the simulator (sim://), not {url}")
     if not link.supports_sim_control:
         raise UsageError(
-            f"{url}: drive --driver expert needs a simulator (sim://, or `takeover sim serve`) "
-            "to reset episodes and tell the dock pose"
+            f"{url}: drive --driver {request.driver} needs a simulator (sim://, or `takeover sim "
+            "serve`) to reset episodes and tell the dock pose"
         )
     rate_hz = request.rate_hz or config.loop.rate_hz
     if not 1.0 <= rate_hz <= 50.0:
         raise UsageError(f"--rate-hz {rate_hz}: must be between 1 and 50")
     link.connect()
     try:
-        return _run_episodes(link, config, request, rate_hz, progress)
+        return _run_episodes(link, config, request, rate_hz, progress, policy)
     finally:
         link.close()
 
 
+def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
+    """The ONNX policy (--policy PATH, else the workspace's models/current), checked against
+    the configured camera before anything moves."""
+    from takeover.policy.registry import resolve_policy_path
+    from takeover.policy.runtime import load_policy
+
+    policy = load_policy(resolve_policy_path(request.policy, request.workspace))
+    image_shape = (config.robot.camera_height, config.robot.camera_width, 3)
+    policy.runtime.check_sensors(image_shape, policy.runtime.spec.scan_beams)
+    return policy
+
+
 def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
-                  progress: TextIO | None) -> dict[str, Any]:
+                  progress: TextIO | None, policy: ChunkPolicy | None = None) -> dict[str, Any]:
     expert = DockingExpert(link.dock_pose())
-    loop = ControlLoop(link, Arbiter(config.safety), ScriptedOperator(expert.command),
-                       rate_hz=rate_hz, realtime_priority=config.loop.realtime_priority)
+    if policy is None:
+        operator: OperatorSource = ScriptedOperator(expert.command)
+        engage, operator_name, model_id = OperatorEvent.MANUAL, "expert", ""
+    else:
+        operator = DeadmanHolder()
+        engage, operator_name, model_id = OperatorEvent.AUTO, "deadman-holder", policy.runtime.model_id
+    loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None), operator,
+                       policy=policy, rate_hz=rate_hz,
+                       realtime_priority=config.loop.realtime_priority)
     writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
     if writer is not None:
         loop.sinks.append(writer)
@@ -106,11 +129,12 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                 expert.reset(link.dock_pose())
                 if writer is not None:
                     writer.begin_episode(EpisodeMeta(
-                        round=0, rate_hz=rate_hz, operator="expert", robot_url=link.url,
+                        round=_record_round(request.workspace, model_id), rate_hz=rate_hz,
+                        model_id=model_id, operator=operator_name, robot_url=link.url,
                         config=dataclasses.asdict(config), extra={"seed": seed},
                         origin="takeover drive"))
 
-            result = runner.run(seed, OperatorEvent.MANUAL, prepare=prepare)
+            result = runner.run(seed, engage, prepare=prepare)
             results.append(result)
             path_note = ""
             if writer is not None:
@@ -137,9 +161,20 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         "driver": request.driver,
         "fast": link.lockstep,
         "loop": timing.as_json(),
+        **({} if policy is None else {"policy": {
+            "model": str(policy.runtime.path), "model_id": model_id,
+            "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
+            **policy.latency_summary()}}),
         "per_episode": [r.as_json() for r in results],
         "recorded": saved,
     }
+
+
+def _record_round(workspace: Path | None, model_id: str) -> int:
+    """r000 for demonstrations; a run of model rNNN is recorded as round NNN + 1."""
+    if model_id.startswith("r") and model_id[1:].isdigit():
+        return int(model_id[1:]) + 1
+    return 0
 
 
 def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,

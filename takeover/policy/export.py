@@ -1,0 +1,120 @@
+"""ONNX export with the normalisation inside the graph, metadata, and a parity check.
+
+The exported graph takes raw sensor values (uint8 frame, LiDAR metres with NaN, v and w) and
+returns commands in m/s and rad/s (see `takeover.policy.spec`). Its metadata properties carry the
+`ModelSpec` (chunk size, rate, input spec, model id, training data digest) as JSON under
+`takeover.spec`, plus the same fields as plain keys for people and other tools.
+
+Parity: the ONNX model and the PyTorch model are run on real dataset frames and the largest
+absolute difference in the output commands is recorded in the model card; above
+`PARITY_TOLERANCE` the export fails.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from takeover.policy.model import DockingPolicy, PhysicalPolicy
+from takeover.policy.runtime import PolicyRuntime
+from takeover.policy.spec import INPUT_NAMES, OUTPUT_NAME, SPEC_METADATA_KEY, ModelSpec, PolicyError
+
+PARITY_TOLERANCE = 1e-4  # max abs error in m/s or rad/s
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class ParityFrames:
+    """Real observations to check parity and calibrate quantisation on: (B, ...) arrays."""
+
+    image: np.ndarray  # uint8 (B, H, W, 3)
+    scan: np.ndarray  # float32 (B, N)
+    proprio: np.ndarray  # float32 (B, 2)
+
+    def __len__(self) -> int:
+        return int(self.image.shape[0])
+
+    def feeds(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        sl = slice(start, stop)
+        return {"image": np.ascontiguousarray(self.image[sl]),
+                "scan": np.ascontiguousarray(self.scan[sl]),
+                "proprio": np.ascontiguousarray(self.proprio[sl])}
+
+
+def export_onnx(model: DockingPolicy, path: Path, spec: ModelSpec) -> None:
+    """Write the model as ONNX (dynamic batch axis) with its spec in the metadata, atomically."""
+    model = model.eval().to("cpu")
+    graph = PhysicalPolicy(model).eval()
+    h, w = spec.image_height, spec.image_width
+    example = (torch.zeros(1, h, w, 3, dtype=torch.uint8),
+               torch.ones(1, spec.scan_beams, dtype=torch.float32),
+               torch.zeros(1, 2, dtype=torch.float32))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notices are not for users
+        torch.onnx.export(
+            graph, example, buffer,  # type: ignore[arg-type]  # a file object works too
+            input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            dynamic_axes={n: {0: "batch"} for n in (*INPUT_NAMES, OUTPUT_NAME)},
+            opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )
+    proto = onnx.load_model_from_string(buffer.getvalue())
+    write_metadata(proto, spec)
+    onnx.checker.check_model(proto)
+    save_onnx_atomic(proto, path)
+
+
+def write_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
+    meta = {
+        SPEC_METADATA_KEY: spec.to_json(),
+        "chunk_size": str(spec.chunk_size),
+        "rate_hz": str(spec.rate_hz),
+        "model_id": spec.model_id,
+        "data_digest": spec.data_digest,
+        "backbone": spec.backbone,
+        "inputs": json.dumps({k: list(v) for k, v in spec.input_shapes().items()}),
+        "outputs": json.dumps({OUTPUT_NAME: [spec.chunk_size, 2], "units": ["m/s", "rad/s"]}),
+    }
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "takeover"
+
+
+def save_onnx_atomic(proto: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save_model(proto, str(tmp))
+    os.replace(tmp, path)
+
+
+def parity_error(model: DockingPolicy, onnx_path: Path, frames: ParityFrames,
+                 batch_size: int = 64) -> float:
+    """Max abs difference (m/s, rad/s) between PyTorch and onnxruntime on `frames`."""
+    if len(frames) == 0:
+        raise PolicyError("parity check needs at least one dataset frame")
+    runtime = PolicyRuntime(onnx_path, intra_op_threads=max(1, torch.get_num_threads()))
+    graph = PhysicalPolicy(model.eval().to("cpu")).eval()
+    worst = 0.0
+    with torch.no_grad():
+        for start in range(0, len(frames), batch_size):
+            feeds = frames.feeds(start, start + batch_size)
+            ref = graph(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES)).numpy()
+            got = runtime.infer_batch(feeds["image"], feeds["scan"], feeds["proprio"])
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def check_parity(error: float, path: Path) -> None:
+    if not error <= PARITY_TOLERANCE:
+        raise PolicyError(f"{path}: ONNX parity error {error:.2e} exceeds {PARITY_TOLERANCE:.0e}; "
+                          "the export is not faithful (kept the previous model)")

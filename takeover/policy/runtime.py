@@ -1,0 +1,290 @@
+"""The robot-side policy: an onnxruntime session and a chunk executor. No torch, no timm.
+
+    runtime = PolicyRuntime.load("models/r001/policy.onnx")   # validated against its metadata
+    policy = ChunkPolicy(runtime, ChunkExecutor(runtime.spec.chunk_size))
+    loop = ControlLoop(link, arbiter, operator, policy)       # PolicyDriver protocol
+
+The model predicts K future commands (batch, K, 2) from one observation. The executor turns the
+stream of chunks into one command per tick:
+
+- temporal ensembling (ACT, Zhao et al. 2023): a new chunk every tick; the command for tick t
+  averages every stored chunk's prediction for t, weighted exp(-k * i) with i = 0 for the oldest
+  prediction. k = 0 is a plain mean; larger k trusts the oldest prediction more (smoother).
+- receding horizon: execute the first `n_action_steps` of a chunk, then infer again.
+
+`drop_queued_actions()` (called by the loop on every takeover) forgets every queued and stored
+prediction, so the next AUTO tick plans from the new observation.
+
+Inference is on the loop's thread: one inference takes about 1 ms on one core (docs/policy.md,
+`takeover bench latency`), a fiftieth of the 50 ms period, and running it inline keeps the
+command exactly aligned with the observation it came from. `max_latency_ms` guards the
+assumption: an inference slower than that is counted (`slow_inferences`) so a deployment on a
+slower computer shows it in `takeover bench latency` and the loop timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from takeover.policy.spec import (
+    INPUT_NAMES,
+    OUTPUT_NAME,
+    SPEC_METADATA_KEY,
+    ModelSpec,
+    PolicyError,
+)
+from takeover.types import Command, Observation
+
+EXECUTION_MODES = ("ensemble", "receding")
+_INPUT_DTYPES = {"image": "tensor(uint8)", "scan": "tensor(float)", "proprio": "tensor(float)"}
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
+    """Explicit threads: by default onnxruntime spins a pool as wide as the machine, which on
+    a 2-core robot computer competes with the control loop and the drivers."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads otherwise spin-wait after each run and burn a core between ticks.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class PolicyRuntime:
+    """One ONNX policy model, checked against its metadata, run with explicit thread settings."""
+
+    def __init__(self, path: Path | str, intra_op_threads: int = 1, inter_op_threads: int = 1
+                 ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise PolicyError(f"{self.path}: no such model file (train one with `takeover train`, "
+                              "or pass --policy PATH to an exported policy.onnx)")
+        if self.path.is_dir():
+            raise PolicyError(f"{self.path} is a directory; pass the policy.onnx inside it")
+        self.intra_op_threads = intra_op_threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=session_options(intra_op_threads, inter_op_threads),
+                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise PolicyError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if SPEC_METADATA_KEY not in meta:
+            raise PolicyError(f"{self.path}: not a takeover policy (no {SPEC_METADATA_KEY!r} "
+                              "metadata); export it with `takeover export`")
+        self.spec = ModelSpec.from_json(meta[SPEC_METADATA_KEY], str(self.path))
+        self.metadata = dict(meta)
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        """The graph's inputs and output must be what the metadata promises."""
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if set(inputs) != set(INPUT_NAMES):
+            raise PolicyError(f"{self.path}: model inputs {sorted(inputs)} do not match the "
+                              f"policy interface {list(INPUT_NAMES)}")
+        for name, want in self.spec.input_shapes().items():
+            arg = inputs[name]
+            if arg.type != _INPUT_DTYPES[name]:
+                raise PolicyError(f"{self.path}: input {name!r} is {arg.type}, expected "
+                                  f"{_INPUT_DTYPES[name]}")
+            got = tuple(arg.shape[1:])
+            if got != want:
+                raise PolicyError(f"{self.path}: input {name!r} has shape {got} per sample, but "
+                                  f"its metadata says {want}; the model and its metadata disagree")
+        outputs = self.session.get_outputs()
+        if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME:
+            raise PolicyError(f"{self.path}: expected one output {OUTPUT_NAME!r}")
+        if tuple(outputs[0].shape[1:]) != (self.spec.chunk_size, 2):
+            raise PolicyError(f"{self.path}: output shape {tuple(outputs[0].shape[1:])} does not "
+                              f"match chunk size {self.spec.chunk_size} x 2 in its metadata")
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id or self.path.parent.name
+
+    def check_sensors(self, image_shape: tuple[int, ...] | None, scan_beams: int | None) -> None:
+        """PolicyError (one line) if this model cannot run on a robot with these sensors."""
+        why = self.spec.sensor_mismatch(image_shape, scan_beams)
+        if why is not None:
+            raise PolicyError(f"{self.path}: {why}")
+
+    def check_observation(self, obs: Observation) -> None:
+        self.check_sensors(None if obs.image is None else tuple(obs.image.shape),
+                           None if obs.scan_m is None else int(obs.scan_m.shape[0]))
+
+    def infer_batch(self, image: npt.NDArray[np.uint8], scan: FloatArray, proprio: FloatArray
+                    ) -> FloatArray:
+        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> (B, K, 2) commands."""
+        out = self.session.run([OUTPUT_NAME], {"image": image, "scan": scan, "proprio": proprio})
+        return np.asarray(out[0], dtype=np.float32)
+
+    def infer(self, obs: Observation) -> FloatArray:
+        """One observation -> its chunk (K, 2) of (v_mps, w_radps)."""
+        if obs.image is None or obs.scan_m is None:
+            self.check_observation(obs)  # raises with the missing sensor named
+        assert obs.image is not None and obs.scan_m is not None
+        image = np.ascontiguousarray(obs.image, dtype=np.uint8)[None]
+        scan = np.asarray(obs.scan_m, dtype=np.float32)[None]
+        odom = obs.odom
+        proprio = np.array([[odom.v_mps, odom.w_radps]], dtype=np.float32)
+        try:
+            return self.infer_batch(image, scan, proprio)[0]
+        except Exception as e:  # onnxruntime's shape errors: a robot with other sensors
+            self.check_observation(obs)
+            raise PolicyError(f"{self.path}: inference failed: {str(e).splitlines()[0][:200]}"
+                              ) from None
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    mode: str = "ensemble"  # ensemble | receding
+    ensemble_k: float = 0.01  # ACT's default; weights exp(-k * i), i = 0 oldest
+    n_action_steps: int = 5  # receding horizon: commands executed per inference (<= K)
+
+    def validated(self, chunk_size: int) -> ExecutorConfig:
+        if self.mode not in EXECUTION_MODES:
+            raise PolicyError(f"execution mode {self.mode!r}: expected one of "
+                              f"{', '.join(EXECUTION_MODES)}")
+        if not 1 <= self.n_action_steps <= chunk_size:
+            raise PolicyError(f"n_action_steps {self.n_action_steps}: must be between 1 and the "
+                              f"chunk size {chunk_size}")
+        if not math.isfinite(self.ensemble_k):
+            raise PolicyError("ensemble_k must be a finite number")
+        return self
+
+
+class ChunkExecutor:
+    """Turns chunks (K, 2) into one action per tick (ensembling or receding horizon)."""
+
+    def __init__(self, chunk_size: int, config: ExecutorConfig | None = None) -> None:
+        self.chunk_size = chunk_size
+        self.config = (config or ExecutorConfig()).validated(chunk_size)
+        self._tick = 0  # ticks executed since the last reset/drop
+        self._chunks: deque[tuple[int, FloatArray]] = deque()  # (tick it starts at, (K, 2))
+        self._queue: deque[FloatArray] = deque()  # receding horizon: actions left to execute
+
+    @property
+    def needs_chunk(self) -> bool:
+        """Whether the next action needs a fresh inference first."""
+        return self.config.mode == "ensemble" or not self._queue
+
+    def add_chunk(self, chunk: FloatArray) -> None:
+        """A chunk predicted from the current tick's observation; (K, 2)."""
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.shape != (self.chunk_size, 2):
+            raise PolicyError(f"chunk of shape {chunk.shape}, expected ({self.chunk_size}, 2)")
+        if self.config.mode == "ensemble":
+            self._chunks.append((self._tick, chunk))
+            while self._chunks and self._tick - self._chunks[0][0] >= self.chunk_size:
+                self._chunks.popleft()
+        else:
+            self._queue.clear()
+            self._queue.extend(chunk[: self.config.n_action_steps])
+
+    def ensemble_weights(self, count: int) -> FloatArray:
+        """Weights of `count` predictions for one tick, oldest first (normalised)."""
+        w = np.exp(-self.config.ensemble_k * np.arange(count, dtype=np.float64))
+        return (w / w.sum()).astype(np.float32)
+
+    def next_action(self) -> FloatArray | None:
+        """The command for this tick (2,), or None if nothing is planned; advances one tick."""
+        if self.config.mode == "ensemble":
+            preds = [c[self._tick - start] for start, c in self._chunks
+                     if 0 <= self._tick - start < self.chunk_size]
+            action = None
+            if preds:
+                w = self.ensemble_weights(len(preds))
+                action = (np.stack(preds) * w[:, None]).sum(axis=0).astype(np.float32)
+        else:
+            action = self._queue.popleft() if self._queue else None
+        self._tick += 1
+        return action
+
+    def drop_queued_actions(self) -> None:
+        self._chunks.clear()
+        self._queue.clear()
+
+    def reset(self) -> None:
+        self.drop_queued_actions()
+        self._tick = 0
+
+
+class ChunkPolicy:
+    """The `PolicyDriver` for the control loop: infer, execute chunks, propose one command."""
+
+    def __init__(self, runtime: PolicyRuntime, executor: ChunkExecutor | None = None,
+                 max_latency_ms: float = 25.0) -> None:
+        self.runtime = runtime
+        self.executor = executor or ChunkExecutor(runtime.spec.chunk_size)
+        if self.executor.chunk_size != runtime.spec.chunk_size:
+            raise PolicyError(f"executor chunk size {self.executor.chunk_size} does not match the "
+                              f"model's {runtime.spec.chunk_size}")
+        self.max_latency_ms = max_latency_ms
+        self.inferences = 0
+        self.slow_inferences = 0
+        self.last_latency_ms = 0.0
+        self.latencies_ms: deque[float] = deque(maxlen=100_000)
+        self._checked = False
+
+    def propose(self, obs: Observation) -> Command | None:
+        if not self._checked:
+            self.runtime.check_observation(obs)
+            self._checked = True
+        if self.executor.needs_chunk:
+            t0 = time.perf_counter()
+            chunk = self.runtime.infer(obs)
+            self.last_latency_ms = (time.perf_counter() - t0) * 1e3
+            self.latencies_ms.append(self.last_latency_ms)
+            self.inferences += 1
+            if self.last_latency_ms > self.max_latency_ms:
+                self.slow_inferences += 1
+            self.executor.add_chunk(chunk)
+        action = self.executor.next_action()
+        if action is None:
+            return None
+        return Command(float(action[0]), float(action[1]))
+
+    def drop_queued_actions(self) -> None:
+        self.executor.drop_queued_actions()
+
+    def reset(self) -> None:
+        self.executor.reset()
+
+    def latency_summary(self) -> dict[str, float | None]:
+        """Inference latency percentiles (ms) over the recent inferences, None before any."""
+        if not self.latencies_ms:
+            return {"latency_ms_p50": None, "latency_ms_p99": None, "latency_ms_max": None}
+        lat = np.asarray(self.latencies_ms)
+        return {"latency_ms_p50": round(float(np.percentile(lat, 50)), 4),
+                "latency_ms_p99": round(float(np.percentile(lat, 99)), 4),
+                "latency_ms_max": round(float(lat.max()), 4)}
+
+
+def load_policy(path: Path | str, executor: ExecutorConfig | None = None,
+                intra_op_threads: int = 1) -> ChunkPolicy:
+    runtime = PolicyRuntime(path, intra_op_threads=intra_op_threads)
+    return ChunkPolicy(runtime, ChunkExecutor(runtime.spec.chunk_size, executor))

@@ -1,0 +1,99 @@
+"""The policy's interface contract, shared by training, export and the runtime (no torch here).
+
+A model consumes raw sensor values exactly as the robot reports them and produces commands in
+physical units; every normalisation lives inside the model (and so inside the ONNX graph):
+
+    image    uint8   (batch, H, W, 3)   RGB camera frame, as in `Observation.image`
+    scan     float32 (batch, N)         LiDAR ranges in metres, CCW from forward, NaN = no return
+    proprio  float32 (batch, 2)         measured body velocities v_mps, w_radps
+    ->
+    actions  float32 (batch, K, 2)      the next K commands (v_mps, w_radps), one per control tick
+
+The spec travels with the model in the ONNX metadata (key `takeover.spec`) so that the runtime
+can refuse a model whose inputs do not match the robot's sensors before it ever drives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from takeover.errors import TakeoverError
+
+SPEC_METADATA_KEY = "takeover.spec"
+SPEC_VERSION = 1
+INPUT_NAMES = ("image", "scan", "proprio")
+OUTPUT_NAME = "actions"
+PROPRIO_NAMES = ("v_mps", "w_radps")
+ACTION_NAMES = ("v_mps", "w_radps")
+
+
+class PolicyError(TakeoverError):
+    """A model file that cannot be used: missing, corrupt, or made for other sensors."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model expects and produces. Stored in the ONNX metadata and the model card."""
+
+    image_height: int = 96
+    image_width: int = 96
+    scan_beams: int = 180
+    chunk_size: int = 10  # K: commands predicted per inference
+    rate_hz: float = 20.0  # the control rate the chunk's steps are spaced at
+    model_id: str = ""  # e.g. "r001"
+    backbone: str = ""
+    data_digest: str = ""  # sha256 over the training episodes' names, sizes and step counts
+    spec_version: int = SPEC_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> ModelSpec:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise PolicyError(f"{source}: metadata {SPEC_METADATA_KEY!r} is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise PolicyError(f"{source}: metadata {SPEC_METADATA_KEY!r} is not a JSON object")
+        version = raw.get("spec_version")
+        if version != SPEC_VERSION:
+            raise PolicyError(f"{source}: model spec version {version!r}, this takeover reads "
+                              f"{SPEC_VERSION}; re-export the model with this version")
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except TypeError as e:
+            raise PolicyError(f"{source}: bad model spec ({e})") from None
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample input shapes (without the batch axis)."""
+        return {
+            "image": (self.image_height, self.image_width, 3),
+            "scan": (self.scan_beams,),
+            "proprio": (len(PROPRIO_NAMES),),
+        }
+
+    def sensor_mismatch(self, image_shape: tuple[int, ...] | None, scan_beams: int | None
+                        ) -> str | None:
+        """Why this model cannot run on a robot with these sensors, or None if it can."""
+        want_image = (self.image_height, self.image_width, 3)
+        if image_shape is None:
+            return "the robot has no camera, but the model needs camera frames"
+        if tuple(image_shape) != want_image:
+            h, w = image_shape[:2]
+            return (f"the model expects {self.image_width}x{self.image_height} RGB camera frames, "
+                    f"the robot sends {w}x{h} (set robot.camera_width/height in takeover.toml, "
+                    "or retrain on this camera)")
+        if scan_beams is None:
+            return "the robot has no LiDAR, but the model needs a scan"
+        if scan_beams != self.scan_beams:
+            return (f"the model expects a {self.scan_beams}-beam LiDAR scan, the robot sends "
+                    f"{scan_beams} beams")
+        return None
+
+    @classmethod
+    def field_dict(cls, spec: ModelSpec) -> dict[str, Any]:
+        return asdict(spec)
