@@ -8,8 +8,13 @@ releases the GIL, so the writer deflates each frame outside HDF5 and stores the 
 and any HDF5 reader decompresses it. LZF has no GIL-free encoder in Python, so `lzf` frames go
 through HDF5's filter and do cost the loop time (measured by `takeover bench recorder`).
 
-The default is gzip level 1: in the benchmark it is the only choice that is both smaller than
-raw and free of loop stalls; see docs/recorder.md for the figures.
+The default is `none`, chosen by `takeover bench recorder` (figures in docs/recorder.md): on
+camera-like frames deflate saves only 23 to 30 % of the disk (frames carry sensor noise), for
+six times the CPU (at 640x480 and 30 Hz, a whole core of a 2-core laptop, where it can no
+longer keep up alone), and the extra load on the machine showed in the control loop's lateness
+(p99 1.3 ms against 0.2 ms raw); lzf saves 5 % and holds the GIL while it compresses (p99
+2.4 ms). Choose `gzip` where disk matters more than CPU: the writer then stores frames raw
+whenever it falls behind, so it still never drops a step.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy.typing as npt
 
 from takeover.errors import UsageError
 
-DEFAULT_COMPRESSION = "gzip:1"
+DEFAULT_COMPRESSION = "none"
 CHOICES = ("none", "lzf", "gzip", "gzip:N")  # N in 1..9; plain "gzip" is level 1
 
 

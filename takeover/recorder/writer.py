@@ -191,7 +191,7 @@ def spec_from_observation(obs: Observation | None) -> ObsSpec:
 class EpisodeWriter(threading.Thread):
     """Records StepRecords into crash-safe episode files in `workspace/rounds/rNNN/`.
 
-    compression: 'none' | 'lzf' | 'gzip' | 'gzip:N' (default gzip:1, see codec.py).
+    compression: 'none' | 'lzf' | 'gzip' | 'gzip:N' (default none, see codec.py).
     rate_hz: the loop's rate, used to size the queue (`queue_s` seconds of steps).
     flush_interval_s: the longest time a step waits before it is safely on disk.
     min_free_bytes: recording stops (episode kept, outcome interrupted) when the disk's free
@@ -199,6 +199,8 @@ class EpisodeWriter(threading.Thread):
     fsync: fsync at every commit, so a power cut loses no more than a crash does.
     backpressure: `offer` waits for room instead of dropping. Only for lockstep simulation,
     where there is no real-time loop to protect.
+    raw_when_behind_s: with a compression, frames are stored raw while this much backlog is
+    queued (None: always compress).
     """
 
     def __init__(
@@ -214,6 +216,7 @@ class EpisodeWriter(threading.Thread):
         recover_on_start: bool = True,
         backpressure: bool = False,
         on_alert: Callable[[RecorderAlert], None] | None = None,
+        raw_when_behind_s: float | None = 0.25,
     ) -> None:
         super().__init__(name="takeover-recorder", daemon=True)
         self.workspace = check_workspace(workspace)
@@ -250,7 +253,8 @@ class EpisodeWriter(threading.Thread):
         self._last_behind_warn = -math.inf
         self._dropped_reported = 0
         self._batch_rows = max(1, math.ceil(rate_hz * min(0.25, flush_interval_s)))
-        self._raw_backlog = max(2, math.ceil(0.25 * rate_hz))
+        self._raw_backlog = math.inf if raw_when_behind_s is None \
+            else max(2, math.ceil(raw_when_behind_s * rate_hz))
         self._frames_raw = 0
 
     # --- the controlling thread ----------------------------------------------------------

@@ -26,7 +26,7 @@ from takeover.recorder.recover import find_leftovers, recover_workspace
 from takeover.recorder.store import EpisodeStore
 from takeover.recorder.verify import verify_episode, verify_workspace
 
-KILLS = 30
+KILLS = int(os.environ.get("TAKEOVER_SIGKILL_KILLS", "30"))  # more for a stress run
 HERE = Path(__file__).parent
 MAX_LOSS_S = 1.0
 
