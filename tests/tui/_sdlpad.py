@@ -18,7 +18,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 os.environ.setdefault("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")
 
-import pygame  # noqa: E402
+import pygame
 
 SDL_JOYSTICK_TYPE_GAMECONTROLLER = 1
 BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "leftstick", "rightstick",

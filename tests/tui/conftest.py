@@ -19,8 +19,8 @@ sys.path.insert(0, str(HERE))
 class ConstantPolicy:
     """A PolicyDriver that always proposes the same command (a real driver, no model)."""
 
-    def __init__(self, command: Command = Command(0.2, 0.0)) -> None:
-        self.command = command
+    def __init__(self, command: Command | None = None) -> None:
+        self.command = command or Command(0.2, 0.0)
         self.dropped = 0
         self.resets = 0
 
