@@ -60,6 +60,42 @@ max_w_radps = 1.2
 [safety.takeover]
 max_v_mps = 0.5
 max_w_radps = 1.5
+
+[gamepad]
+# SDL GameController names, so Xbox and PlayStation pads map alike (a = cross, b = circle,
+# x = square, y = triangle). Stick up = forward, stick left = counter-clockwise.
+enabled = true
+enable_button = "leftshoulder"          # deadman: motion only while held
+enable_turbo_button = "rightshoulder"   # deadman with the turbo scales
+axis_linear = "lefty"
+scale_linear = 0.3                      # m/s at full deflection
+scale_linear_turbo = 0.5
+axis_angular = "rightx"
+scale_angular = 1.0                     # rad/s at full deflection
+scale_angular_turbo = 1.5
+deadzone = 0.08
+expo = 0.3                              # 0: linear, 1: cubic
+button_manual = "a"
+button_auto = "y"
+button_takeover = "x"
+button_estop = "b"
+button_acknowledge = "back"
+button_stop = "dpright"
+button_episode = "start"
+button_success = "dpup"
+button_failure = "dpdown"
+button_abort = "dpleft"
+
+[keyboard]
+# Terminals send no key release: a key holds its command while its auto-repeat arrives.
+scale_linear = 0.25
+scale_angular = 0.8
+initial_hold_ms = 550.0
+repeat_hold_ms = 150.0
+
+[tui]
+refresh_hz = 20.0
+camera = "auto"           # auto | halfblock | off
 """
 
 

@@ -151,7 +151,9 @@ class DriveScreen(Screen[None]):
         if now - self._last_image_t < 1.0 / IMAGE_HZ:
             return
         self._last_image_t = now
-        self.query_one(CameraView).show(obs.image if obs is not None else None)
+        camera = self.query_one(CameraView)
+        camera.caption = "camera off (tui.camera)" if app.config.tui.camera == "off" else "no camera"
+        camera.show(obs.image if obs is not None and app.config.tui.camera != "off" else None)
         plan: list[tuple[float, float]] = []
         pose = None
         if obs is not None:
