@@ -195,3 +195,25 @@ def test_bad_options() -> None:
         EpisodeWriter(".", compression="zstd")
     with pytest.raises(ValueError, match="at least once a second"):
         EpisodeWriter(".", flush_interval_s=2.0)
+
+
+def test_start_recovers_what_a_crash_left(workspace: Path, records_60: list[StepRecord]) -> None:
+    import shutil
+    partial = workspace / "rounds" / "r000" / "ep_0001.hdf5.partial"
+    with EpisodeWriter(workspace, fsync=False) as w:
+        w.begin_episode(META)
+        for r in records_60[:14]:
+            w.offer(r)
+        assert w.sync(30)
+        shutil.copy(partial, workspace / "crash.tmp")  # the file as a crash leaves it
+        w.end_episode("success").result(30)
+    (workspace / "rounds" / "r000" / "ep_0001.hdf5").unlink()
+    (workspace / "crash.tmp").rename(partial)
+    alerts: list[RecorderAlert] = []
+    with EpisodeWriter(workspace, fsync=False, on_alert=alerts.append) as w:
+        path = record_episode(w, records_60[20:25])  # recovery ran first, on the thread
+        assert [r.action for r in w.recovered] == ["recovered"]
+    assert path.name == "ep_0002.hdf5"
+    info = read_info(workspace / "rounds" / "r000" / "ep_0001.hdf5")
+    assert info.outcome == "interrupted" and info.num_steps == 14 and info.recovered
+    assert alerts[0].code == "recovered" and "recovered 14 steps" in alerts[0].message
