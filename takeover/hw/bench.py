@@ -151,13 +151,24 @@ def run_expert_docking(url: str, episodes: int = 20, seed: int = 0,
     }
 
 
-def _latency_run(url: str, duration_s: float, rate_hz: float) -> list[int]:
-    """Drive a link at rate_hz for duration_s with small varying commands; latency samples."""
+def _latency_run(url: str, duration_s: float, rate_hz: float,
+                 realtime_priority: int = 10) -> tuple[list[int], str]:
+    """Drive a link at rate_hz for duration_s with small varying commands, from a thread
+    scheduled like the control loop's (SCHED_FIFO `realtime_priority` where permitted, as
+    takeover.teleop.loop asks for); returns the latency samples and the scheduling it got."""
     from takeover.types import Command
 
     link = open_link(url)
     link.connect()
-    try:
+    outcome: dict[str, Any] = {"scheduling": "normal"}
+
+    def loop() -> None:
+        if realtime_priority > 0 and hasattr(os, "sched_setscheduler"):
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
+                outcome["scheduling"] = f"SCHED_FIFO {realtime_priority}"
+            except (PermissionError, OSError):
+                outcome["scheduling"] = "normal (no permission for SCHED_FIFO)"
         period_ns = int(1e9 / rate_hz)
         deadline = time.monotonic_ns()
         end = deadline + int(duration_s * 1e9)
@@ -171,13 +182,18 @@ def _latency_run(url: str, duration_s: float, rate_hz: float) -> list[int]:
             if delay > 0:
                 time.sleep(delay / 1e9)
         link.send(ZERO_COMMAND)
+
+    try:
+        thread = threading.Thread(target=loop, name="bench-loop")
+        thread.start()
+        thread.join()
         samples: list[int] = link.tx_latency_samples_ns()  # type: ignore[attr-defined]
-        return samples
+        return samples, str(outcome["scheduling"])
     finally:
         link.close()
 
 
-def _summary_ms(samples_ns: list[int]) -> dict[str, float]:
+def _summary_ms(samples_ns: list[int]) -> dict[str, Any]:
     ordered = sorted(s / 1e6 for s in samples_ns)
     return {
         "samples": float(len(ordered)),
@@ -228,19 +244,23 @@ def _image_rates(url: str, duration_s: float) -> dict[str, Any]:
 
 
 def run_link_latency_bench(duration_s: float = 10.0, rate_hz: float = 50.0,
-                           image_window_s: float = 5.0) -> dict[str, Any]:
+                           image_window_s: float = 5.0,
+                           realtime_priority: int = 10) -> dict[str, Any]:
     """Command-to-wire latency of the serial and rosbridge links on loopback, and image rates.
 
-    Returns {"serial": {p50_ms, p99_ms, max_ms, samples}, "rosbridge": {...},
-    "images": {"ours_hz", "roslibpy_hz"}, "rate_hz", "duration_s"}.
+    Returns {"serial": {p50_ms, p99_ms, max_ms, samples, scheduling}, "rosbridge": {...},
+    "images": {"ours_hz", "roslibpy_hz"}, "rate_hz", "duration_s", "cpu_count", "load_avg"}.
+    `realtime_priority` 0 measures from a normally scheduled thread instead.
     """
     result: dict[str, Any] = {"rate_hz": rate_hz, "duration_s": duration_s,
-                              "cpu_count": os.cpu_count()}
-    with serve_sim("serial-tcp") as url:
-        result["serial"] = _summary_ms(_latency_run(url, duration_s, rate_hz))
-    with serve_sim("rosbridge") as url:
-        result["rosbridge"] = _summary_ms(_latency_run(url, duration_s, rate_hz))
-        result["images"] = _image_rates(url, image_window_s)
+                              "cpu_count": os.cpu_count(),
+                              "load_avg": round(os.getloadavg()[0], 2)}
+    for name, kind in (("serial", "serial-tcp"), ("rosbridge", "rosbridge")):
+        with serve_sim(kind) as url:
+            samples, scheduling = _latency_run(url, duration_s, rate_hz, realtime_priority)
+            result[name] = {**_summary_ms(samples), "scheduling": scheduling}
+            if name == "rosbridge":
+                result["images"] = _image_rates(url, image_window_s)
     return result
 
 
