@@ -316,11 +316,12 @@ class EpisodeReader:
             if not -self.num_steps <= i < self.num_steps:
                 raise IndexError(f"frame {i} out of range for {self.num_steps} steps")
             return np.asarray(ds[i % self.num_steps])
-        idx = np.asarray(index)
-        order = np.argsort(idx)  # h5py wants increasing indices
-        out = np.empty((len(idx), *ds.shape[1:]), dtype=np.uint8)
-        out[order] = ds[idx[order]]
-        return out
+        idx = np.asarray(index, dtype=np.int64)
+        if idx.size and (idx.min() < -self.num_steps or idx.max() >= self.num_steps):
+            raise IndexError(f"frame index out of range for {self.num_steps} steps")
+        # h5py wants strictly increasing indices: read each frame once, then reorder.
+        unique, inverse = np.unique(idx % max(self.num_steps, 1), return_inverse=True)
+        return np.asarray(ds[unique])[inverse.reshape(-1)]
 
     def read(self, images: bool = True) -> Episode:
         """Every per-step array in memory (frames too unless images=False)."""

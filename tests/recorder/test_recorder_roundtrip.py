@@ -129,7 +129,12 @@ def test_lazy_reader_frames(writer: EpisodeWriter, records_60: list[StepRecord])
         assert r.num_steps == 60 and r.image_shape == (96, 96, 3)
         img = records_60[7].observation.image  # type: ignore[union-attr]
         np.testing.assert_array_equal(r.frames(7), img)
-        np.testing.assert_array_equal(r.frames(np.array([9, 7]))[1], img)
+        picked = r.frames(np.array([9, 7, 9, -53]))
+        np.testing.assert_array_equal(picked[1], img)
+        np.testing.assert_array_equal(picked[3], img)
+        np.testing.assert_array_equal(picked[0], picked[2])
+        with pytest.raises(IndexError):
+            r.frames(60)
         assert r.frames(slice(5, 10)).shape == (5, 96, 96, 3)
         assert r.config == {}
 
