@@ -63,7 +63,7 @@ class RecorderAlert:
     """Something the operator should know. level: 'info' | 'warning' | 'error'.
 
     code: 'episode_saved', 'recovered', 'recovery_failed', 'falling_behind', 'steps_dropped',
-    'disk_full', 'write_failed', 'shape_changed', 'episode_replaced'.
+    'disk_full', 'disk_slow', 'write_failed', 'shape_changed', 'episode_replaced'.
     """
 
     level: str
@@ -89,6 +89,7 @@ class WriterStats:
     last_alert: RecorderAlert | None
     busy_s: float  # time the writer thread spent working (not waiting)
     frames_raw: int  # frames stored uncompressed because the writer was behind (total)
+    commit_s_max: float  # the longest commit (flush + fsync): how far behind a crash could be
 
 
 @dataclass
@@ -256,6 +257,8 @@ class EpisodeWriter(threading.Thread):
         self._raw_backlog = math.inf if raw_when_behind_s is None \
             else max(2, math.ceil(raw_when_behind_s * rate_hz))
         self._frames_raw = 0
+        self._commit_s_max = 0.0
+        self._last_slow_warn = -math.inf
 
     # --- the controlling thread ----------------------------------------------------------
 
@@ -341,6 +344,7 @@ class EpisodeWriter(threading.Thread):
             last_alert=self._last_alert,
             busy_s=self._busy_ns / 1e9,
             frames_raw=self._frames_raw,
+            commit_s_max=self._commit_s_max,
         )
 
     # --- the writer thread ----------------------------------------------------------------
@@ -472,7 +476,15 @@ class EpisodeWriter(threading.Thread):
         if ep is None or ep.file is None or ep.failed:
             return
         self._append(ep)
+        t0 = time.perf_counter()
         ep.file.commit()
+        took_s = time.perf_counter() - t0
+        self._commit_s_max = max(self._commit_s_max, took_s)
+        if took_s > self.flush_interval_s and time.monotonic() - self._last_slow_warn > WARN_EVERY_S:
+            self._last_slow_warn = time.monotonic()
+            self._alert("warning", "disk_slow",
+                        f"disk slow: saving the last steps took {took_s:.1f} s; a crash now "
+                        "could lose that much")
         free = shutil.disk_usage(ep.file.path.parent).free
         if free < self.min_free_bytes:
             key, steps = ep.key, ep.file.rows

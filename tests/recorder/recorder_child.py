@@ -5,6 +5,7 @@ time with 96x96 images, until it is killed. It reports on stdout, one line each:
     begin SEQ               episode SEQ began (its file carries extra={"seq": SEQ})
     step SEQ I              step I of episode SEQ was offered (and accepted)
     saved SEQ N PATH        episode SEQ is final at PATH with N steps
+    alert CODE MESSAGE      a recorder alert (diagnostics for a failure)
 
 usage: python recorder_child.py WORKSPACE SEED
 """
@@ -29,7 +30,8 @@ def say(text: str) -> None:
 def main() -> None:
     workspace, seed = sys.argv[1], int(sys.argv[2])
     rng = random.Random(seed)
-    writer = EpisodeWriter(workspace, rate_hz=RATE_HZ, recover_on_start=False)
+    writer = EpisodeWriter(workspace, rate_hz=RATE_HZ, recover_on_start=False,
+                           on_alert=lambda a: say(f"alert {a.code} {a.message}"))
     writer.start()
     say("ready")
     period = 1.0 / RATE_HZ
