@@ -90,14 +90,20 @@ class SpatialImageEncoder(nn.Module):
         self.backbone = create_backbone(config.backbone, config.pretrained, config.backbone_args)
         with torch.no_grad():
             probe = torch.zeros(1, 3, config.image_height, config.image_width)
-            channels = self._features(probe).shape[1]
+            _, channels, h, w = self._features(probe).shape
         self.project = nn.Sequential(
             nn.Conv2d(channels, config.image_channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(config.image_channels),
             nn.ReLU(inplace=True),
         )
-        self.pool = nn.AdaptiveAvgPool2d(config.image_grid)
-        self.out_features = config.image_channels * config.image_grid ** 2
+        grid = config.image_grid
+        if h % grid == 0 and w % grid == 0:
+            self.pool: nn.Module = nn.AdaptiveAvgPool2d(grid)  # exports as a plain AveragePool
+            cells = grid * grid
+        else:  # e.g. a 2x2 map from small frames: keep it as it is
+            self.pool = nn.Identity()
+            cells = h * w
+        self.out_features = config.image_channels * cells
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, 3, H, W) normalised float -> (B, out_features)

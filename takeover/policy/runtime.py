@@ -169,7 +169,7 @@ class ExecutorConfig:
         if self.mode not in EXECUTION_MODES:
             raise PolicyError(f"execution mode {self.mode!r}: expected one of "
                               f"{', '.join(EXECUTION_MODES)}")
-        if not 1 <= self.n_action_steps <= chunk_size:
+        if self.mode == "receding" and not 1 <= self.n_action_steps <= chunk_size:
             raise PolicyError(f"n_action_steps {self.n_action_steps}: must be between 1 and the "
                               f"chunk size {chunk_size}")
         if not math.isfinite(self.ensemble_k):

@@ -418,11 +418,6 @@ def train(
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             stale += 1
-        if on_progress is not None and ctx.is_main:
-            on_progress(TrainProgress(
-                epoch + 1, config.epochs, steps_per_epoch, steps_per_epoch, train_loss, val_loss,
-                images_done * ctx.world_size / max(t_train, 1e-9), time.perf_counter() - t0,
-                epoch_end=True))
         if checkpoint_path is not None and ctx.is_main:
             save_checkpoint(checkpoint_path, {
                 "format": CHECKPOINT_FORMAT,
@@ -440,6 +435,12 @@ def train(
                 "train_episodes": [dataset.episodes[i] for i in train_ids],
                 "val_episodes": [dataset.episodes[i] for i in val_ids],
             })
+        # After the checkpoint: a callback that cancels (raises) loses no finished epoch.
+        if on_progress is not None and ctx.is_main:
+            on_progress(TrainProgress(
+                epoch + 1, config.epochs, steps_per_epoch, steps_per_epoch, train_loss, val_loss,
+                images_done * ctx.world_size / max(t_train, 1e-9), time.perf_counter() - t0,
+                epoch_end=True))
         if val_loss is not None and stale >= config.patience:
             break
 

@@ -1,0 +1,92 @@
+"""Samples and loss masks from the episode store; weighting; splits; augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_CHUNK, make_workspace, write_episode
+
+from takeover.errors import UsageError
+from takeover.policy.dataset import (
+    AugmentConfig,
+    augment_images,
+    episode_split,
+    load_dataset,
+    sample_weights,
+)
+from takeover.types import ACTION_MODE_DEMONSTRATION as DEMO
+from takeover.types import ACTION_MODE_INTERVENTION as HUMAN
+from takeover.types import ACTION_MODE_ROBOT as ROBOT
+
+
+@pytest.fixture
+def mixed_workspace(tmp_path: Path) -> Path:
+    ws = make_workspace(tmp_path / "ws")
+    # IDLE, 6 demonstration steps, then a DAgger-like run: robot, intervention, robot.
+    write_episode(ws, [None, DEMO, DEMO, DEMO, DEMO, DEMO, DEMO])
+    write_episode(ws, [None, ROBOT, ROBOT, ROBOT, HUMAN, HUMAN, ROBOT, ROBOT], round_index=1)
+    return ws
+
+
+def test_only_human_steps_are_supervised_and_chunks_stop_at_the_end(mixed_workspace: Path) -> None:
+    ds = load_dataset(mixed_workspace, chunk_size=TINY_CHUNK)
+    assert ds.episodes == ["r000/ep_0001", "r001/ep_0001"]
+    assert sorted(set(ds.rounds)) == [0, 1]  # every round is aggregated
+    for i in range(len(ds)):
+        ep, step = int(ds.episode[i]), int(ds.step[i])
+        for k in range(TINY_CHUNK):
+            t = step + k
+            label_step = round(float(ds.actions[i, k, 0]) * 100)  # the command encodes its step
+            modes = ([None, DEMO, DEMO, DEMO, DEMO, DEMO, DEMO] if ep == 0
+                     else [None, ROBOT, ROBOT, ROBOT, HUMAN, HUMAN, ROBOT, ROBOT])
+            supervised = t < len(modes) and modes[t] in (DEMO, HUMAN)
+            assert bool(ds.mask[i, k]) == supervised, (ep, step, k)
+            if supervised:
+                assert label_step == t
+    # The IDLE step has no supervised step in reach for episode 1? It has: steps 1..4 are DEMO.
+    # Robot steps whose whole chunk is robot-driven are not samples at all.
+    ep1_steps = set(ds.step[ds.episode == 1].tolist())
+    assert 7 not in ep1_steps and 6 not in ep1_steps
+    assert {4, 5}.issubset(ep1_steps)
+
+
+def test_weighting_iwr_and_sirius(mixed_workspace: Path) -> None:
+    ds = load_dataset(mixed_workspace, chunk_size=TINY_CHUNK)
+    is_int = ds.action_mode == HUMAN
+    w = sample_weights(ds, "iwr")
+    assert float(w[is_int].sum()) == pytest.approx(0.5)
+    assert float(w.sum()) == pytest.approx(1.0)
+    s = sample_weights(ds, "sirius", sirius_intervention_weight=3.0, sirius_pre_intervention_s=0.1)
+    pre = (ds.action_mode == ROBOT) & (ds.steps_to_intervention <= 2)
+    assert pre.any() and float(s[pre].sum()) == 0.0  # just before a takeover: left out
+    demo = ds.action_mode == DEMO
+    ratio = float(s[is_int][0] / s[demo][0])
+    assert ratio == pytest.approx(3.0)
+    with pytest.raises(UsageError, match="weighting"):
+        sample_weights(ds, "magic")
+
+
+def test_split_is_by_episode_and_deterministic() -> None:
+    train, val = episode_split(10, 0.2, seed=4)
+    assert len(val) == 2 and not set(train) & set(val) and sorted(train + val) == list(range(10))
+    assert episode_split(10, 0.2, seed=4) == (train, val)
+    assert episode_split(1, 0.2, seed=4) == ([0], [])
+
+
+def test_empty_workspace_is_a_clear_error(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "empty")
+    with pytest.raises(UsageError, match="no recorded episodes"):
+        load_dataset(ws)
+
+
+def test_augmentation_keeps_dtype_and_is_reproducible() -> None:
+    images = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    cfg = AugmentConfig(brightness=0.3, contrast=0.3, saturation=0.3, shift_px=2)
+    a = augment_images(images, cfg, torch.Generator().manual_seed(1))
+    b = augment_images(images, cfg, torch.Generator().manual_seed(1))
+    assert a.dtype == torch.uint8 and a.shape == images.shape
+    assert torch.equal(a, b) and not torch.equal(a, images)
+    off = AugmentConfig(0.0, 0.0, 0.0, 0)
+    assert augment_images(images, off, torch.Generator()) is images
