@@ -146,12 +146,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no episodes in {store.workspace}")
     else:
-        rows = [["episode", "outcome", "steps", "duration", "demo", "robot", "human",
+        rows = [["episode", "outcome", "steps", "duration", "demo", "robot", "takeover",
                  "interv.", "model", "size"]]
         for i in infos:
             rows.append([i.key, i.outcome + (" (recovered)" if i.recovered else ""),
                          str(i.num_steps), f"{i.duration_s:.1f} s", str(i.demo_steps),
-                         str(i.robot_steps), str(i.human_steps), str(i.interventions),
+                         str(i.robot_steps), str(i.intervention_steps), str(i.interventions),
                          i.model_id or "-", _size(i.size_bytes)])
         print("\n".join(_table(rows, {2, 3, 4, 5, 6, 7, 9})))
         steps = sum(i.num_steps for i in infos)
@@ -183,6 +183,7 @@ def _round_summary(infos: list[EpisodeInfo]) -> list[dict[str, Any]]:
             "demo_steps": sum(e.demo_steps for e in eps),
             "robot_steps": sum(e.robot_steps for e in eps),
             "human_steps": sum(e.human_steps for e in eps),
+            "intervention_steps": sum(e.intervention_steps for e in eps),
             "interventions": sum(e.interventions for e in eps),
             "models": sorted({e.model_id for e in eps if e.model_id}),
             "size_bytes": sum(e.size_bytes for e in eps), **outcomes,

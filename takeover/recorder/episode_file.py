@@ -212,7 +212,7 @@ class StepCounts:
 
     demo: int = 0
     robot: int = 0
-    human: int = 0
+    intervention: int = 0
     unlabeled: int = 0
     interventions: int = 0
     _last_mode: int | None = None
@@ -223,7 +223,7 @@ class StepCounts:
         modes = action_mode.astype(np.int16)
         self.demo += int(np.count_nonzero(modes == ACTION_MODE_DEMONSTRATION))
         self.robot += int(np.count_nonzero(modes == ACTION_MODE_ROBOT))
-        self.human += int(np.count_nonzero(modes == ACTION_MODE_INTERVENTION))
+        self.intervention += int(np.count_nonzero(modes == ACTION_MODE_INTERVENTION))
         self.unlabeled += int(np.count_nonzero(modes == ACTION_MODE_UNLABELED))
         is_h = modes == ACTION_MODE_INTERVENTION
         prev = np.concatenate(([self._last_mode == ACTION_MODE_INTERVENTION], is_h[:-1]))
@@ -307,7 +307,8 @@ def set_end_attrs(
     a.modify("duration_s", np.float64(duration_s))
     a.modify("demo_steps", np.int64(counts.demo))
     a.modify("robot_steps", np.int64(counts.robot))
-    a.modify("human_steps", np.int64(counts.human))
+    a.modify("intervention_steps", np.int64(counts.intervention))
+    a.modify("human_steps", np.int64(counts.demo + counts.intervention))
     a.modify("unlabeled_steps", np.int64(counts.unlabeled))
     a.modify("interventions", np.int64(counts.interventions))
     a.modify("dropped_steps", np.int64(dropped_steps))

@@ -83,7 +83,9 @@ def check_schema(path: Path, attrs: h5py.AttributeManager) -> None:
 class EpisodeInfo:
     """An episode's metadata, from its attributes only (no dataset is read).
 
-    Counts (`human_steps`, `interventions`, ...) are those the writer stored at the end; in a
+    Counts are by Sirius label: demo_steps (-1), robot_steps (0), intervention_steps (1),
+    unlabeled_steps (-128); human_steps = demo_steps + intervention_steps (the operator drove);
+    interventions = takeovers. They are those the writer stored at the end; in a
     `.partial` file they are zero and `num_steps` is the committed step count.
     """
 
@@ -102,6 +104,7 @@ class EpisodeInfo:
     origin: str
     demo_steps: int
     robot_steps: int
+    intervention_steps: int
     human_steps: int
     unlabeled_steps: int
     interventions: int
@@ -123,7 +126,7 @@ class EpisodeInfo:
 
     @property
     def labeled_steps(self) -> int:
-        return self.demo_steps + self.robot_steps + self.human_steps
+        return self.demo_steps + self.robot_steps + self.intervention_steps
 
     @classmethod
     def from_attrs(cls, path: Path, attrs: h5py.AttributeManager, size_bytes: int) -> EpisodeInfo:
@@ -162,6 +165,7 @@ class EpisodeInfo:
                 origin=attr_text(attrs["origin"]),
                 demo_steps=int(attrs["demo_steps"]),
                 robot_steps=int(attrs["robot_steps"]),
+                intervention_steps=int(attrs["intervention_steps"]),
                 human_steps=int(attrs["human_steps"]),
                 unlabeled_steps=int(attrs["unlabeled_steps"]),
                 interventions=int(attrs["interventions"]),

@@ -164,7 +164,8 @@ ATTR_TYPES: dict[str, type] = {
     "duration_s": float,  # (t_ns[-1] - t_ns[0]) / 1e9 + 1 / rate_hz
     "demo_steps": int,  # steps with action_mode -1
     "robot_steps": int,  # steps with action_mode 0
-    "human_steps": int,  # steps with action_mode 1
+    "intervention_steps": int,  # steps with action_mode 1 (the operator took over)
+    "human_steps": int,  # steps the operator drove: demo_steps + intervention_steps
     "unlabeled_steps": int,  # steps with action_mode -128
     "interventions": int,  # maximal runs of action_mode 1
     "dropped_steps": int,  # steps the writer dropped because its queue was full
@@ -186,6 +187,7 @@ END_ATTR_DTYPES: dict[str, np.dtype] = {
     "duration_s": np.dtype("<f8"),
     "demo_steps": np.dtype("<i8"),
     "robot_steps": np.dtype("<i8"),
+    "intervention_steps": np.dtype("<i8"),
     "human_steps": np.dtype("<i8"),
     "unlabeled_steps": np.dtype("<i8"),
     "interventions": np.dtype("<i8"),

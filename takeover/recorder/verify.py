@@ -144,7 +144,9 @@ def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:
     counts = StepCounts()
     counts.update(modes)
     for attr, value in (("demo_steps", counts.demo), ("robot_steps", counts.robot),
-                        ("human_steps", counts.human), ("unlabeled_steps", counts.unlabeled),
+                        ("intervention_steps", counts.intervention),
+                        ("human_steps", counts.demo + counts.intervention),
+                        ("unlabeled_steps", counts.unlabeled),
                         ("interventions", counts.interventions)):
         if int(a[attr]) != value:
             problems.append(f"attribute {attr}={int(a[attr])} but the data has {value}")

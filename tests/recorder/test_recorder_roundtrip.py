@@ -83,7 +83,8 @@ def test_roundtrip_every_field(workspace: Path, records_60: list[StepRecord],
     modes = np.array([-128 if r.action_mode is None else r.action_mode for r in records_60])
     assert info.demo_steps == int((modes == -1).sum())
     assert info.robot_steps == int((modes == 0).sum())
-    assert info.human_steps == int((modes == 1).sum())
+    assert info.intervention_steps == int((modes == 1).sum())
+    assert info.human_steps == int((modes == 1).sum() + (modes == -1).sum())
     assert info.unlabeled_steps == int((modes == -128).sum())
     assert info.interventions == 2
     assert info.duration_s == pytest.approx(3.0)
