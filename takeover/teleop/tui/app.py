@@ -134,6 +134,8 @@ class TakeoverApp(App[None]):
             return
         snap = self.session.poll()
         self.snapshot = snap
+        if not self.screen_stack:  # starting up or shutting down: nothing to draw on
+            return
         screen = self.screen
         try:
             if isinstance(screen, DriveScreen) and screen.ready:
@@ -176,6 +178,8 @@ class TakeoverApp(App[None]):
             self.drive_screen.show_round(text)
 
     def say(self, message: str) -> None:
+        if not self.screen_stack:
+            return
         screen = self.screen
         if hasattr(screen, "say"):
             screen.say(message)
