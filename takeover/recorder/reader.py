@@ -66,7 +66,7 @@ def open_h5(path: Path) -> h5py.File:
     raise EpisodeError(f"{path}: not a readable HDF5 file ({_short(error)})")
 
 
-def check_schema(path: Path, attrs: h5py.AttributeManager) -> None:
+def check_schema(path: Path, attrs: h5py.AttributeManager | dict[str, Any]) -> None:
     if attr_text(attrs.get("schema", "")) != schema.SCHEMA_NAME:
         raise EpisodeError(f"{path}: not a takeover episode file (no schema attribute)")
     version = int(attrs.get("schema_version", -1))
@@ -130,16 +130,21 @@ class EpisodeInfo:
 
     @classmethod
     def from_attrs(cls, path: Path, attrs: h5py.AttributeManager, size_bytes: int) -> EpisodeInfo:
-        check_schema(path, attrs)
         summary = attr_text(attrs.get("summary", ""))
         if summary:  # one attribute read instead of twenty (see schema.SUMMARY_ATTRS)
             try:
                 values = json.loads(summary)
+            except ValueError:
+                values = None
+            if isinstance(values, dict) and "schema" in values:
+                check_schema(path, values)
                 if "extra" not in values:
                     values["extra"] = attr_text(attrs.get("extra", "{}"))
-                return cls._from_values(path, values, size_bytes)
-            except (ValueError, KeyError, TypeError):
-                pass  # fall back to the attributes themselves
+                try:
+                    return cls._from_values(path, values, size_bytes)
+                except (EpisodeError, TypeError, ValueError):
+                    pass  # fall back to the attributes themselves
+        check_schema(path, attrs)
         return cls._from_values(path, attrs, size_bytes)
 
     @classmethod
