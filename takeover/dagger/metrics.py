@@ -62,11 +62,11 @@ def round_metrics(round_index: int, episodes: Sequence[EpisodeInfo]) -> RoundMet
     """Metrics of one round from its episodes' attributes. Partial (still recording or
     unrecovered) episodes should be left out by the caller."""
     steps = sum(e.num_steps for e in episodes)
-    human = sum(e.demo_steps + e.human_steps for e in episodes)
+    human = sum(e.human_steps for e in episodes)  # demonstration + intervention steps
     robot = sum(e.robot_steps for e in episodes)
     interventions = sum(e.interventions for e in episodes)
     autonomous_s = sum(e.robot_steps / e.rate_hz for e in episodes if e.rate_hz > 0)
-    operator_s = sum((e.demo_steps + e.human_steps) / e.rate_hz for e in episodes if e.rate_hz > 0)
+    operator_s = sum(e.human_steps / e.rate_hz for e in episodes if e.rate_hz > 0)
     successes = sum(e.outcome == "success" for e in episodes)
     decided = sum(e.outcome in ("success", "failure") for e in episodes)
     auto_ok = sum(e.outcome == "success" and e.interventions == 0 and e.robot_steps > 0
