@@ -339,9 +339,20 @@ def import_bag(bag: Path | str, workspace: Path | str,
             streams = _read_streams(reader, topics)
             episodes, skipped = _write_episodes(reader, streams, topics, opts, ws, path, kind,
                                                 compression)
+        except _bag_errors() as err:  # a damaged bag: one line, episodes written so far stay
+            raise BagImportError(f"cannot read bag {path}: {str(err).strip() or type(err).__name__}"
+                                 ) from None
         finally:
             reader.close()
     return ImportResult(path, episodes, topics, skipped)
+
+
+def _bag_errors() -> tuple[type[Exception], ...]:
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag1 import ReaderError as Ros1ReaderError
+    from rosbags.rosbag2 import ReaderError as Ros2ReaderError
+    from rosbags.serde import SerdeError
+    return (AnyReaderError, Ros1ReaderError, Ros2ReaderError, SerdeError)
 
 
 def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, str],

@@ -311,12 +311,23 @@ class EpisodeReader:
         """A whole per-step dataset (any but obs/image) as an array of num_steps rows."""
         if name not in self._f:
             raise EpisodeError(f"{self.path}: dataset {name!r} is missing")
-        return np.asarray(self._f[name][: self.num_steps])
+        try:
+            return np.asarray(self._f[name][: self.num_steps])
+        except (OSError, ValueError, KeyError) as err:  # damage inside the file
+            raise EpisodeError(f"{self.path}: dataset {name!r} cannot be read ({_short(err)}); "
+                               "run `takeover data verify`") from None
 
     def frames(self, index: int | slice | npt.NDArray[np.integer]) -> npt.NDArray[np.uint8]:
         """Camera frames: (H, W, 3) for an int, (K, H, W, 3) for a slice or index array."""
         if not self.has_image:
             raise EpisodeError(f"{self.path}: this episode has no camera frames")
+        try:
+            return self._frames(index)
+        except (OSError, ValueError, KeyError) as err:  # a damaged chunk
+            raise EpisodeError(f"{self.path}: camera frames cannot be read ({_short(err)}); "
+                               "run `takeover data verify --deep`") from None
+
+    def _frames(self, index: int | slice | npt.NDArray[np.integer]) -> npt.NDArray[np.uint8]:
         ds = self._f["obs/image"]
         if isinstance(index, slice):
             return np.asarray(ds[slice(*index.indices(self.num_steps))])

@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import random
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,22 +120,20 @@ def _write(dst: h5py.File, infos: list[EpisodeInfo], include_unlabeled: bool,
     rate_hz: float | None = None
     robots: set[str] = set()
     for info in infos:
-        with open_h5(info.path) as src:
-            modes = src["action_mode"][:]
-            keep = np.arange(len(modes)) if include_unlabeled else \
-                np.flatnonzero(modes != schema.ACTION_MODE_UNLABELED)
-            if len(keep) == 0:
-                skipped.append(f"{info.key}: no labeled step")
-                continue
-            name = f"demo_{len(names)}"
-            _write_demo(data.create_group(name), src, info, keep)
-            if "obs/image" in src:
-                image_shape = src["obs/image"].shape[1:]
-            if "obs/scan" in src:
-                scan_beams = src["obs/scan"].shape[1]
+        try:
+            exported = _export_one(data, info, f"demo_{len(names)}", include_unlabeled)
+        except (OSError, ValueError, KeyError) as err:  # damage inside an episode file
+            raise ExportError(f"{info.key}: cannot be exported ({err}); run `takeover data "
+                              "verify`") from None
+        if exported is None:
+            skipped.append(f"{info.key}: no labeled step")
+            continue
+        name, samples, shape, beams = exported
         names.append(name)
         by_round.setdefault(info.round, []).append(name)
-        total += len(keep)
+        total += samples
+        image_shape = shape or image_shape
+        scan_beams = beams or scan_beams
         rate_hz = rate_hz or info.rate_hz
         robots.add(info.robot_url)
     data.attrs["total"] = total
@@ -157,6 +156,22 @@ def _write(dst: h5py.File, infos: list[EpisodeInfo], include_unlabeled: bool,
     for r, demo_names in sorted(by_round.items()):
         mask.create_dataset(f"r{r:03d}", data=np.array(demo_names, dtype="S"))
     return len(names), total, len(train), len(valid)
+
+
+def _export_one(data: h5py.Group, info: EpisodeInfo, name: str, include_unlabeled: bool
+                ) -> tuple[str, int, tuple[int, ...] | None, int | None] | None:
+    """Write one episode as data/NAME: (name, samples, image shape, scan beams), or None if
+    it has no step to export."""
+    with open_h5(info.path) as src:
+        modes = src["action_mode"][:]
+        keep = np.arange(len(modes)) if include_unlabeled else \
+            np.flatnonzero(modes != schema.ACTION_MODE_UNLABELED)
+        if len(keep) == 0:
+            return None
+        _write_demo(data.create_group(name), src, info, keep)
+        shape = tuple(src["obs/image"].shape[1:]) if "obs/image" in src else None
+        beams = int(src["obs/scan"].shape[1]) if "obs/scan" in src else None
+    return name, len(keep), shape, beams
 
 
 def _write_demo(demo: h5py.Group, src: h5py.File, info: EpisodeInfo, keep: np.ndarray) -> None:
@@ -198,9 +213,26 @@ def _copy_frames(image: h5py.Dataset, obs: h5py.Group, keep: np.ndarray) -> None
     out = obs.create_dataset("image", shape=(len(keep), *shape), chunks=(1, *shape),
                              dtype=np.uint8, fillvalue=0, **kwargs)
     zeros = (0,) * len(shape)
+    frame_bytes = int(np.prod(shape))
     for j, i in enumerate(keep):
         info = image.id.get_chunk_info_by_coord((int(i), *zeros))
         if info.byte_offset is None:
             continue  # no frame on that step: reads as zeros, like the source
         mask, chunk = image.id.read_direct_chunk((int(i), *zeros))
+        if mask == 0 and image.compression:
+            _check_chunk(image, int(i), chunk, frame_bytes)
         out.id.write_direct_chunk((j, *zeros), chunk, mask)
+
+
+def _check_chunk(image: h5py.Dataset, i: int, chunk: bytes, frame_bytes: int) -> None:
+    """Decode a compressed frame once, so that a damaged one stops the export rather than
+    being copied into it."""
+    if image.compression == "gzip":
+        try:
+            ok = len(zlib.decompress(chunk)) == frame_bytes
+        except zlib.error:
+            ok = False
+        if not ok:
+            raise ValueError(f"frame {i} cannot be decoded")
+    else:
+        image[i]  # decoded by HDF5's filter; raises OSError when damaged

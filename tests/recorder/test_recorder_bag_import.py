@@ -283,3 +283,14 @@ def test_bad_inputs_give_one_line_and_touch_nothing(tmp_path: Path, workspace: P
     # The action topic is found by type even under another name.
     assert import_bag(bag, workspace).topics["action"] == "/base/cmd"
     assert len(list((workspace / "rounds" / "r000").glob("*.hdf5"))) == 1
+
+
+def test_damaged_ros1_bag_is_one_line(tmp_path: Path, workspace: Path) -> None:
+    bag = tmp_path / "cut.bag"
+    write_bag(bag, ros1=True, steps=20, image="rgb8")
+    data = bag.read_bytes()
+    bag.write_bytes(data[: len(data) // 2])  # the recording was cut off: no index
+    with pytest.raises(UsageError) as err:
+        import_bag(bag, workspace)
+    assert "cannot read bag" in str(err.value) and "\n" not in str(err.value)
+    assert not (workspace / "rounds").exists() or not list(workspace.rglob("*.hdf5"))

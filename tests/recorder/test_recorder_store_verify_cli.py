@@ -232,3 +232,23 @@ def test_recorder_imports_no_ui_or_training_stack() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_damaged_frames_give_one_line_to_readers_and_export(ws: Path, tmp_path: Path) -> None:
+    from takeover.recorder.errors import ExportError
+    from takeover.recorder.reader import read_episode
+    from takeover.recorder.robomimic import export_robomimic
+    victim = ws / "rounds" / "r000" / "ep_0002.hdf5"
+    with h5py.File(victim, "r") as f:
+        info = f["obs/image"].id.get_chunk_info_by_coord((6, 0, 0, 0))  # a labeled step
+    with open(victim, "r+b") as fh:
+        fh.seek(info.byte_offset + 10)
+        fh.write(b"\xff" * 64)
+    with pytest.raises(EpisodeError, match="camera frames cannot be read") as err:
+        read_episode(victim)
+    assert "\n" not in str(err.value)
+    read_episode(victim, images=False)  # everything else still reads
+    out = tmp_path / "x.hdf5"
+    with pytest.raises(ExportError, match="r000/ep_0002: cannot be exported"):
+        export_robomimic(ws, out)
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
