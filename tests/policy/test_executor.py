@@ -57,7 +57,7 @@ def test_receding_horizon_executes_n_steps_then_replans() -> None:
     ex = ChunkExecutor(K, ExecutorConfig(mode="receding", n_action_steps=3))
     assert ex.needs_chunk
     ex.add_chunk(chunk_of(0.0))
-    got = []
+    got: list[float] = []
     for _ in range(3):
         assert not ex.needs_chunk
         a = ex.next_action()
