@@ -398,9 +398,11 @@ class EpisodeWriter(threading.Thread):
             else:
                 self._finish(item.outcome, item.end_reason, item.future)
         elif isinstance(item, _Sync):
-            if self._episode is not None:
-                self._commit()
-            item.done.set()
+            try:
+                if self._episode is not None:
+                    self._commit()
+            finally:  # a failed commit is reported as an alert; the waiter must not hang
+                item.done.set()
 
     def _recover(self) -> None:
         try:
