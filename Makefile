@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck firmware pytest clean
+.PHONY: install demo demo-headless test lint typecheck firmware pytest clean
 
 install: $(STAMP)
 
@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	@touch $(STAMP)
 
+DEMO_WS ?= demo-workspace
+
+# The operator's terminal on the built-in simulator, recording into ./demo-workspace.
 demo: install
+	@test -f $(DEMO_WS)/takeover.toml || $(BIN)/takeover init $(DEMO_WS)
+	$(BIN)/takeover run --workspace $(DEMO_WS)
+
+# The same robot headless: the scripted expert docks three times, in real time.
+demo-headless: install
 	$(BIN)/takeover drive --driver expert --episodes 3 --seed 1
 
 lint: install
