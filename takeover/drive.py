@@ -3,8 +3,10 @@
 Each episode resets the (simulated) world with its seed, engages the driver and runs until the
 base docks, bumps, faults or times out. The expert demonstrates in MANUAL through a scripted
 operator that holds the deadman, exactly as a person at the gamepad would. The policy drives in
-AUTO (onnxruntime only, no torch) while a scripted supervisor holds the deadman and never takes
-over: the policy's own performance.
+AUTO (onnxruntime only, no torch): with `--driver policy` a scripted supervisor holds the
+deadman and never takes over (the policy's own performance); with `--driver operator-sim` the
+simulated operator (takeover.dagger.operator_sim) takes over when the robot strays, and its
+corrections are recorded as a person's would be.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from takeover.config import Config, load_config, workspace_config
+from takeover.dagger.operator_sim import SimulatedOperator
+from takeover.dagger.workspace import round_for_model
 from takeover.errors import UsageError
 from takeover.hw.base import LinkOptions, RobotLink, open_link
 from takeover.recorder.episode_file import EpisodeMeta
@@ -55,10 +59,9 @@ def _config_for(request: DriveRequest) -> Config:
 def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str, Any]:
     """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields)."""
     config = _config_for(request)
-    if request.driver not in ("expert", "policy"):
-        raise UsageError(f"--driver {request.driver} is not in this version yet; use --driver "
-                         "expert or --driver policy")
-    policy = _load_policy(request, config) if request.driver == "policy" else None
+    if request.driver not in ("expert", "policy", "operator-sim"):
+        raise UsageError(f"unknown --driver {request.driver}; use expert, policy or operator-sim")
+    policy = _load_policy(request, config) if request.driver != "expert" else None
     if request.record and request.workspace is None:
         raise UsageError("--record needs --workspace DIR (episodes go to DIR/rounds/rNNN/)")
     url = request.robot_url or config.robot.url
@@ -99,15 +102,21 @@ def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
 def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
                   progress: TextIO | None, policy: ChunkPolicy | None = None) -> dict[str, Any]:
     expert = DockingExpert(link.dock_pose())
+    simulated_operator: SimulatedOperator | None = None
     if policy is None:
         operator: OperatorSource = ScriptedOperator(expert.command)
         engage, operator_name, model_id = OperatorEvent.MANUAL, "expert", ""
     else:
-        operator = DeadmanHolder()
-        engage, operator_name, model_id = OperatorEvent.AUTO, "deadman-holder", policy.runtime.model_id
+        operator = DeadmanHolder()  # replaced below by the simulated operator, if asked for
+        engage, model_id = OperatorEvent.AUTO, policy.runtime.model_id
+        operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
     loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None), operator,
                        policy=policy, rate_hz=rate_hz,
                        realtime_priority=config.loop.realtime_priority)
+    if request.driver == "operator-sim":
+        simulated_operator = SimulatedOperator(link.dock_pose(), loop.post, rate_hz=rate_hz)
+        loop.operator = simulated_operator
+        loop.sinks.append(simulated_operator)
     writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
     if writer is not None:
         loop.sinks.append(writer)
@@ -127,9 +136,11 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             def prepare(seed: int = seed) -> None:
                 # The dock moves with the seed: after the reset, ask the map for the dock.
                 expert.reset(link.dock_pose())
+                if simulated_operator is not None:
+                    simulated_operator.reset(link.dock_pose())
                 if writer is not None:
                     writer.begin_episode(EpisodeMeta(
-                        round=_record_round(request.workspace, model_id), rate_hz=rate_hz,
+                        round=round_for_model(model_id), rate_hz=rate_hz,
                         model_id=model_id, operator=operator_name, robot_url=link.url,
                         config=dataclasses.asdict(config), extra={"seed": seed},
                         origin="takeover drive"))
@@ -168,13 +179,6 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         "per_episode": [r.as_json() for r in results],
         "recorded": saved,
     }
-
-
-def _record_round(workspace: Path | None, model_id: str) -> int:
-    """r000 for demonstrations; a run of model rNNN is recorded as round NNN + 1."""
-    if model_id.startswith("r") and model_id[1:].isdigit():
-        return int(model_id[1:]) + 1
-    return 0
 
 
 def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,

@@ -2,10 +2,15 @@
 
 ```
 takeover.toml                 configuration (robot URL, limits, ...)
-rounds/r000/ep_0001.hdf5      r000 = initial demonstrations; rNNN = the run of model rNNN-1
+rounds/r000/ep_0001.hdf5      r000 = initial demonstrations; rNNN = the runs of model rNNN
 models/r001/policy.onnx       + card.json + checkpoint
 models/current                pointer to the deployed model
 ```
+
+Numbering: model rNNN is trained on rounds r000..rNNN-1 (all the data there was), and the
+episodes run with it form round rNNN. So r000 holds the demonstrations, model r001 is trained
+on them, its supervised runs and their corrections are r001, model r002 is trained on r000 and
+r001, and so on. `round_for_model` is the one place that says so.
 """
 
 from __future__ import annotations
@@ -97,6 +102,14 @@ repeat_hold_ms = 150.0
 refresh_hz = 20.0
 camera = "auto"           # auto | halfblock | off
 """
+
+
+def round_for_model(model_id: str | None) -> int:
+    """The round that runs of `model_id` are recorded in: 0 without a model (demonstrations),
+    N for model rN (trained on rounds < N); 0 for a model id that is not rNNN."""
+    if model_id and model_id.startswith("r") and model_id[1:].isdigit():
+        return int(model_id[1:])
+    return 0
 
 
 def init_workspace(directory: Path) -> Path:

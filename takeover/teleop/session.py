@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from takeover.config import Config
+from takeover.dagger.workspace import round_for_model as workspace_round_for_model
 from takeover.hw.base import LinkHealth, RobotLink
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
@@ -73,11 +74,8 @@ def current_model(workspace: Path | None) -> ModelRef | None:
 
 
 def round_for_model(model: ModelRef | None) -> int:
-    """Round directory for episodes run with `model`: r000 without a model (demonstrations),
-    else the model's number (model rNNN, trained on rounds < NNN, is run in round NNN)."""
-    if model is None or model.number is None:
-        return 0
-    return model.number
+    """Round directory for episodes run with `model` (see takeover.dagger.workspace)."""
+    return workspace_round_for_model(None if model is None else model.model_id)
 
 
 def default_policy_loader(path: Path) -> PolicyDriver:
