@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TINY_MODEL_ARGS
+from policy_support import TINY_MODEL_ARGS
 
 from takeover.policy.dataset import load_dataset
 from takeover.policy.model import ModelConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_CHUNK, make_workspace, write_episode
+from policy_support import TINY_CHUNK, make_workspace, write_episode
 
 from takeover.errors import UsageError
 from takeover.policy.dataset import (

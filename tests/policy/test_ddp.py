@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import TINY_MODEL_ARGS
+from policy_support import TINY_MODEL_ARGS
 
 from takeover.policy.model import DockingPolicy, ModelConfig
 

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import TINY_HW, TINY_MODEL_ARGS
+from policy_support import TINY_HW, TINY_MODEL_ARGS
 
 from takeover.cli import main
 from takeover.drive import DriveRequest, run_drive
@@ -141,7 +141,7 @@ def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_clear_errors(trained: dict[str, Any], tmp_path: Path,
                       capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import make_workspace
+    from policy_support import make_workspace
 
     empty = make_workspace(tmp_path / "empty")
     assert "no recorded episodes" in _one_line_error(["train", "--workspace", str(empty)], capsys)
@@ -186,7 +186,7 @@ def test_model_whose_graph_disagrees_with_its_metadata(trained: dict[str, Any], 
 
 
 def test_observation_with_other_sensors_fails_at_once(trained: dict[str, Any]) -> None:
-    from conftest import synthetic_record
+    from policy_support import synthetic_record
 
     policy: ChunkPolicy = load_policy(trained["ws"] / "models" / "r001" / "policy.onnx")
     obs = synthetic_record(0, -1, hw=64).observation

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import record_episode
+from recorder_support import record_episode
 
 from takeover.recorder import schema
 from takeover.recorder.episode_file import encode_text

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import record_episode
+from recorder_support import record_episode
 from recsim import sim_records
 
 import takeover.recorder.store as store_mod

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import record_episode
+from recorder_support import record_episode
 from recsim import sim_records
 
 from takeover.recorder import episode_file

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ConstantPolicy, fake_train_command, wait_for
+from tui_support import ConstantPolicy, fake_train_command, wait_for
 
 from takeover.config import Config
 from takeover.hw.base import open_link

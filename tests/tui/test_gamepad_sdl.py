@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from _sdlpad import VirtualPad
-from conftest import ConstantPolicy
+from tui_support import ConstantPolicy
 
 from takeover.config import Config, GamepadConfig
 from takeover.hw.base import RobotLink, open_link

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import fake_train_command
+from tui_support import fake_train_command
 
 from takeover.config import KeyboardConfig
 from takeover.teleop.keyboard import KeyboardInput

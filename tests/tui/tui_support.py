@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from takeover.config import Config, KeyboardConfig
+from takeover.dagger.workspace import init_workspace
+from takeover.types import Command, Observation
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+
+class ConstantPolicy:
+    """A PolicyDriver that always proposes the same command (a real driver, no model)."""
+
+    def __init__(self, command: Command | None = None) -> None:
+        self.command = command or Command(0.2, 0.0)
+        self.dropped = 0
+        self.resets = 0
+
+    def propose(self, obs: Observation) -> Command | None:
+        return self.command
+
+    def drop_queued_actions(self) -> None:
+        self.dropped += 1
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return init_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def config() -> Config:
+    # Pilot key presses on a loaded 2-core machine can be 100-200 ms apart: hold keys longer.
+    return Config(keyboard=KeyboardConfig(initial_hold_ms=1500.0, repeat_hold_ms=1000.0))
+
+
+async def wait_for(pilot: object, condition: Callable[[], bool], timeout_s: float = 20.0,
+                   what: str = "condition") -> None:
+    """Poll with a deadline (never a bare sleep standing in for synchronisation)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def fake_train_command(workspace: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(HERE / "fake_trainer.py"), str(workspace), *extra]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run `async def` tests in a fresh event loop (no async plugin needed)."""
+    if not asyncio.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
+    return True
