@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -21,20 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from takeover.dagger.metrics import wilson_interval
+
 TAKEOVER = [sys.executable, "-m", "takeover.cli"]
 TRAIN_SEED = 1000
 EVAL_SEED = 5000
-
-
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def run_json(args: list[str]) -> dict[str, Any]:
@@ -69,7 +59,7 @@ def main() -> int:
         train_wall = time.perf_counter() - t0
     result = run_json(["drive", "--driver", "policy", "--workspace", str(ws), "--fast",
                        "--episodes", str(args.eval_episodes), "--seed", str(EVAL_SEED)])
-    lo, hi = wilson(result["successes"], result["episodes"])
+    lo, hi = wilson_interval(result["successes"], result["episodes"])
     details: dict[str, int] = {}
     for ep in result["per_episode"]:
         details[ep["detail"]] = details.get(ep["detail"], 0) + 1
