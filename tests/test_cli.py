@@ -82,3 +82,10 @@ def test_config_sets_robot_and_limits(tmp_path: Path) -> None:
 def test_episodes_must_be_positive() -> None:
     p = takeover("drive", "--driver", "expert", "--episodes", "0")
     assert p.returncode == 2 and "--episodes" in p.stderr
+
+
+def test_run_refuses_a_lockstep_simulator() -> None:
+    p = takeover("run", "--robot", "sim://?fast=1", "--no-gamepad")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "real time" in lines[0] and "Traceback" not in p.stderr

@@ -25,6 +25,7 @@ slower computer shows it in `takeover bench latency` and the loop timing.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections import deque
@@ -84,6 +85,7 @@ class PolicyRuntime:
                               "or pass --policy PATH to an exported policy.onnx)")
         if self.path.is_dir():
             raise PolicyError(f"{self.path} is a directory; pass the policy.onnx inside it")
+        check_model_card(self.path)
         self.intra_op_threads = intra_op_threads
         try:
             self.session = ort.InferenceSession(
@@ -282,6 +284,27 @@ class ChunkPolicy:
         return {"latency_ms_p50": round(float(np.percentile(lat, 50)), 4),
                 "latency_ms_p99": round(float(np.percentile(lat, 99)), 4),
                 "latency_ms_max": round(float(lat.max()), 4)}
+
+
+def check_model_card(onnx_path: Path) -> None:
+    """A registered model (`card.json` beside it) must be the file its card describes: a
+    sha256 mismatch means the file was changed or damaged after training, and it is refused."""
+    card_path = onnx_path.parent / "card.json"
+    if not card_path.is_file():
+        return  # a bare exported file: nothing to check against
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        export = card["export"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PolicyError(f"{card_path}: unreadable model card; retrain, or pass the .onnx file "
+                          "from elsewhere with --policy") from None
+    if not isinstance(export, dict) or export.get("onnx") != onnx_path.name or "sha256" not in export:
+        return  # the card describes another file of the directory (e.g. an INT8 variant)
+    actual = file_sha256(onnx_path)
+    if actual != export["sha256"]:
+        raise PolicyError(
+            f"{onnx_path}: sha256 {actual[:12]}... does not match its card ({str(export['sha256'])[:12]}"
+            "...): the file was changed or damaged after training; retrain or restore it")
 
 
 def load_policy(path: Path | str, executor: ExecutorConfig | None = None,

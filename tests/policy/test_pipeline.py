@@ -219,3 +219,21 @@ def test_operator_sim_corrects_a_weak_policy_and_records_interventions(
     episode = read_episode(recorded, images=False)
     modes = np.asarray(episode.action_mode)
     assert (modes == 1).sum() == ep["human_steps"] and (modes == 0).sum() > 0
+
+
+def test_model_that_does_not_match_its_card_is_refused(trained: dict[str, Any], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    copy = tmp_path / "r001"
+    shutil.copytree(trained["ws"] / "models" / "r001", copy)
+    onnx_path = copy / "policy.onnx"
+    assert main(["bench", "latency", "--policy", str(onnx_path), "--json"]) == 0  # intact: loads
+    capsys.readouterr()
+    with open(onnx_path, "ab") as f:  # a changed file (here: bytes appended)
+        f.write(b"\x00")
+    err = _one_line_error(["bench", "latency", "--policy", str(onnx_path)], capsys)
+    assert "does not match its card" in err
+    (copy / "card.json").write_text("{not json")
+    assert "unreadable model card" in _one_line_error(
+        ["bench", "latency", "--policy", str(onnx_path)], capsys)

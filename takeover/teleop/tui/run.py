@@ -50,6 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = args.robot or config.robot.url
     link = open_link(url, LinkOptions(camera_width=config.robot.camera_width,
                                       camera_height=config.robot.camera_height))
+    if link.lockstep:
+        raise UsageError(f"{url}: takeover run drives a robot in real time; a lockstep simulator "
+                         "(fast=1) is for `takeover drive --fast`. Use sim:// instead")
     model: ModelRef | None = None
     if args.policy is not None:
         if not args.policy.is_file():
