@@ -12,6 +12,7 @@ and advances the world by one period after sending the command.
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import sys
@@ -268,6 +269,9 @@ class ControlLoop:
         if self.link.lockstep:
             raise RuntimeError("a lockstep link is stepped by tick(), not by the loop thread")
         sys.setswitchinterval(LOOP_SWITCH_INTERVAL_S)
+        # Everything alive now (modules, classes, config) lives as long as the process: keep it
+        # out of the garbage collector's full passes, which hold the GIL for as long as they scan.
+        gc.freeze()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self._thread.start()
