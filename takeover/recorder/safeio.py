@@ -28,7 +28,27 @@ class WriteFailed(RecorderError, OSError):
     """A write to an episode file failed; carries the errno and text of the first failure."""
 
 
-class GuardedFile(io.RawIOBase):
+class _PositionedFile(io.RawIOBase):
+    """A raw file over an OS descriptor with its own position (reads and writes use
+    pread/pwrite at `_pos`); subclasses set `fd` and `_pos` in __init__."""
+
+    fd: int
+    _pos: int
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        else:
+            self._pos = os.fstat(self.fd).st_size + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class GuardedFile(_PositionedFile):
     """A seekable read/write file on a raw descriptor (pread/pwrite, GIL released in the
     system call) that swallows write failures after recording the first one."""
 
@@ -56,18 +76,6 @@ class GuardedFile(io.RawIOBase):
 
     def fileno(self) -> int:
         return self.fd
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = offset
-        elif whence == io.SEEK_CUR:
-            self._pos += offset
-        else:
-            self._pos = os.fstat(self.fd).st_size + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
@@ -197,7 +205,7 @@ def cleared_superblock(head: bytes) -> bytes | None:
     return bytes(patched) + lookup3(bytes(patched)).to_bytes(4, "little")
 
 
-class ClearedFlagsReader(io.RawIOBase):
+class ClearedFlagsReader(_PositionedFile):
     """Read-only view of an HDF5 file whose writer died, as if `h5clear -s` had been run:
     the superblock's "open for writing" flags read as clear. The file itself is not changed."""
 
@@ -217,18 +225,6 @@ class ClearedFlagsReader(io.RawIOBase):
 
     def seekable(self) -> bool:
         return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = offset
-        elif whence == io.SEEK_CUR:
-            self._pos += offset
-        else:
-            self._pos = os.fstat(self.fd).st_size + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
