@@ -9,10 +9,10 @@ hands back with an explicit AUTO request. Its corrections go through the same Ar
 recorder path as a person's (action_mode 1).
 
 What counts as straying (each threshold configurable):
-- heading: while the expert would be driving, off the direction it would head by more than
-  `heading_error_deg` (turning in place is not judged);
-- lateral: close to the dock (inside the pre-dock distance) and off its axis by more than
-  `lateral_error_m`, where contact would be misaligned;
+- heading: driving while off the heading the expert's guidance law steers to by more than
+  `heading_error_deg`;
+- lateral: within `close_gap_m` of the dock and off its axis by more than `lateral_error_m`
+  plus `lateral_slope` x gap, where contact would be misaligned;
 - command: the policy's command differs from the expert's by more than `v_error_mps` or
   `w_error_radps`;
 - danger: the LiDAR sees an obstacle nearer than `clearance_m` (away from the dock);
@@ -37,7 +37,9 @@ from takeover.types import Command, Observation, Pose2D, StepRecord
 class OperatorSimParams:
     reaction_delay_s: float = 0.4  # how long a deviation must last before the hands move
     heading_error_deg: float = 35.0
-    lateral_error_m: float = 0.03
+    lateral_error_m: float = 0.015
+    lateral_slope: float = 0.25
+    close_gap_m: float = 0.30
     v_error_mps: float = 0.25
     w_error_radps: float = 1.0
     clearance_m: float = 0.12  # beyond the robot's radius
@@ -115,39 +117,25 @@ class SimulatedOperator:
 
     # --- judgement ------------------------------------------------------------------------------
 
-    def _dock_frame(self, obs: Observation) -> tuple[float, float, float]:
-        d = self.expert.dock
-        c, s = math.cos(d.yaw_rad), math.sin(d.yaw_rad)
-        dx, dy = obs.odom.x_m - d.x_m, obs.odom.y_m - d.y_m
-        return c * dx + s * dy, -s * dx + c * dy, _wrap(obs.odom.yaw_rad - (d.yaw_rad + math.pi))
-
     def _deviation(self, obs: Observation, expert_cmd: Command) -> str:
         p = self.params
-        px, py, delta = self._dock_frame(obs)
-        predock = ROBOT_RADIUS_M + self.expert.params.predock_offset_m
-        if px < predock and abs(py) > p.lateral_error_m:
-            return f"off the dock axis by {100 * py:.0f} cm"
-        heading_err = 0.0
-        if self.expert.phase is ExpertPhase.FINAL:
-            heading_err = delta
-        elif self.expert.phase is ExpertPhase.APPROACH and expert_cmd.v_mps > 0:
-            # The expert is driving (not turning in place): it heads for the pre-dock point.
-            d = self.expert.dock
-            tx = d.x_m + math.cos(d.yaw_rad) * predock
-            ty = d.y_m + math.sin(d.yaw_rad) * predock
-            if math.hypot(tx - obs.odom.x_m, ty - obs.odom.y_m) > 0.2:
-                heading_err = _wrap(obs.odom.yaw_rad - math.atan2(ty - obs.odom.y_m, tx - obs.odom.x_m))
-        if abs(math.degrees(heading_err)) > p.heading_error_deg:
+        f = self.expert.dock_frame(obs.odom)
+        allowed_m = p.lateral_error_m + p.lateral_slope * max(f.gap_m, 0.0)
+        if f.gap_m < p.close_gap_m and abs(f.lateral_m) > allowed_m:
+            return f"off the dock axis by {100 * f.lateral_m:.0f} cm"
+        heading_err = _wrap(f.heading_rad - self.expert.desired_heading(f))
+        # Turning in place towards the right heading is not straying; driving off it is.
+        if abs(math.degrees(heading_err)) > p.heading_error_deg and obs.odom.v_mps > 0.05:
             return f"heading off by {math.degrees(heading_err):.0f} deg"
         prop = self._last_proposal
         if prop is not None and (abs(prop.v_mps - expert_cmd.v_mps) > p.v_error_mps
                                  or abs(prop.w_radps - expert_cmd.w_radps) > p.w_error_radps):
             return "commands far from the expert's"
-        if obs.scan_m is not None and px > predock:
+        if obs.scan_m is not None and f.gap_m > p.close_gap_m:
             ranges = obs.scan_m[np.isfinite(obs.scan_m)]
             if ranges.size and float(ranges.min()) < ROBOT_RADIUS_M + p.clearance_m:
                 return "too close to an obstacle"
-        distance = math.hypot(px - ROBOT_RADIUS_M, py)
+        distance = math.hypot(f.gap_m, f.lateral_m)
         if distance < self._best_distance - 0.02:
             self._best_distance = distance
             self._since_progress_s = 0.0
@@ -158,8 +146,12 @@ class SimulatedOperator:
         return ""
 
     def _back_on_track(self, obs: Observation) -> bool:
+        """Guiding (not backing out), heading as the law wants, and, close in, on the axis."""
         p = self.params
-        _, py, delta = self._dock_frame(obs)
-        if self.expert.phase is ExpertPhase.FINAL:
-            return abs(py) < p.handback_lateral_m and abs(math.degrees(delta)) < p.handback_heading_deg
-        return False
+        if self.expert.phase is ExpertPhase.BACKUP:
+            return False
+        f = self.expert.dock_frame(obs.odom)
+        heading_err = _wrap(f.heading_rad - self.expert.desired_heading(f))
+        if abs(math.degrees(heading_err)) > p.handback_heading_deg:
+            return False
+        return f.gap_m > p.close_gap_m or abs(f.lateral_m) < p.handback_lateral_m
