@@ -13,8 +13,9 @@ diagonal keys drive an arc forward (`q`: left, `e`: right) as one key.
 While a driving key is held the deadman counts as held. The hold-to-run key (default Enter)
 holds the deadman without moving, to supervise the policy in AUTO.
 
-Thread safety: `press` is called from the UI thread, `read` from the control loop's thread; the
-state is a handful of floats replaced under a lock.
+Thread safety: `press` is called from the UI thread (or, with the control core in its own
+process, from the thread that receives the UI's key events, with the press's timestamp), `read`
+from the control loop's thread; the state is a handful of floats replaced under a lock.
 """
 
 from __future__ import annotations
@@ -80,9 +81,12 @@ class KeyboardInput:
         self._hold = _Axis()
         self._diagonal = False
 
-    def press(self, key: str) -> bool:
-        """A key press or auto-repeat from the terminal. True if it is a driving key."""
-        now = self._clock_ns()
+    def press(self, key: str, t_ns: int | None = None) -> bool:
+        """A key press or auto-repeat from the terminal. True if it is a driving key.
+
+        t_ns: when the press arrived, on this input's clock (`time.monotonic_ns`, one clock for
+        every process on the machine), where it was seen in another process; default now."""
+        now = self._clock_ns() if t_ns is None else t_ns
         cfg = self.config
         with self._lock:
             if key == HOLD_KEY:

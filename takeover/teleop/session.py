@@ -1,8 +1,10 @@
 """The operator's session: everything `takeover run` does, without any UI.
 
 `OperatorSession` owns the control loop (its own thread), the recorder (its own thread), the
-inputs (gamepad thread, keyboard fed by the UI) and the episode flow. The TUI is a view over it:
-it calls the methods here and polls `snapshot()`; tests drive the same object headless.
+inputs (gamepad thread, keyboard fed by the UI) and the episode flow. The TUI is a view over
+`Session`, the part of it a UI uses: `OperatorSession` in the UI's process (tests, tools), or
+`takeover.teleop.core_process.RemoteSession`, which runs an `OperatorSession` in a child process
+of its own (`takeover run`), so the UI's garbage collector never stalls the control loop.
 
 Episodes land in the workspace's current round: `rounds/r000` while no model is deployed, else
 the round of the deployed model (`round_for_model`). An episode ends with an outcome chosen by
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -30,13 +33,13 @@ from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
 from takeover.teleop.arbiter import Arbiter, OperatorEvent
 from takeover.teleop.episode_edit import annotate_episode
-from takeover.teleop.gamepad import GamepadInput
+from takeover.teleop.gamepad import GamepadInput, GamepadStatus
 from takeover.teleop.gc_pacing import GcPacer
 from takeover.teleop.keyboard import KeyboardInput
 from takeover.teleop.loop import ControlLoop, PolicyDriver, SinkQueue
 from takeover.teleop.operator import CombinedOperator
 from takeover.teleop.training import TrainingJob, default_train_command
-from takeover.types import CommandSource, Mode, StepRecord
+from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
 
 PolicyLoader = Callable[[Path], PolicyDriver]
 
@@ -118,7 +121,8 @@ class RecentTiming:
 
 @dataclass(frozen=True)
 class SessionSnapshot:
-    """Everything the drive screen shows, taken at once."""
+    """Everything the drive screen shows, taken at once. Picklable: the process-separated core
+    sends one to the UI at `tui.refresh_hz` (one 96x96 frame and scan, a few kB of the rest)."""
 
     record: StepRecord | None
     mode: Mode
@@ -130,6 +134,75 @@ class SessionSnapshot:
     round: int
     trail: list[tuple[float, float]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    gamepad: GamepadStatus | None = None  # None: gamepad off
+    input_device: str = ""  # "gamepad" | "keyboard" | "": the device the operator used last
+    policy_loaded: bool = False
+    plan: list[Command] = field(default_factory=list)  # the policy's queued chunk, if exposed
+    recording_enabled: bool = False  # a workspace (and so a recorder) is open
+    keyboard_active: bool = False  # a driving or hold key is held
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    """What `Session.open` found: the dock (simulators only) and a note for the operator (a
+    model that did not load, ...)."""
+
+    dock: Pose2D | None
+    note: str = ""
+
+
+class Session(Protocol):
+    """What a UI uses of an operator session (`OperatorSession`, or `RemoteSession` over a child
+    process). Methods answering `str` return one line for the operator."""
+
+    config: Config
+    workspace: Path | None
+    training: TrainingJob | None
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def model(self) -> ModelRef | None: ...
+    @property
+    def round(self) -> int: ...
+    @property
+    def episode(self) -> EpisodeState: ...
+    @property
+    def lost(self) -> str:
+        """Why the session can no longer drive the robot (its process died), or ""."""
+        ...
+
+    def open(self, connect: bool = True) -> OpenResult:
+        """Connect the link (unless the caller did), start everything (blocks: a worker)."""
+        ...
+
+    def close(self) -> None: ...
+    def poll(self) -> SessionSnapshot: ...
+    def recent_timing(self) -> RecentTiming | None: ...
+    def post(self, event: OperatorEvent) -> None: ...
+    def estop(self) -> None: ...
+    def press_key(self, key: str, t_ns: int | None = None) -> bool: ...
+    def begin_episode(self) -> str: ...
+    def end_episode(self, outcome: str, reason: str = "operator") -> str: ...
+    def label(self, outcome: str) -> str: ...
+    def set_notes(self, notes: str) -> str: ...
+    def wait_saved(self, timeout_s: float = 10.0) -> Path | None: ...
+    def reset_world(self, seed: int) -> str: ...
+    def dock_pose(self) -> Pose2D | None: ...
+    def deploy(self, model: ModelRef) -> str: ...
+    def start_training(self) -> str: ...
+
+
+def start_training_job(workspace: Path | None, command: list[str] | None,
+                       job: TrainingJob | None) -> tuple[TrainingJob | None, str]:
+    """Start the trainer unless one runs; (the job now current, a line for the operator)."""
+    if workspace is None:
+        return job, "no workspace: training needs --workspace DIR"
+    if job is not None and not job.state().finished:
+        return job, "training is already running"
+    job = TrainingJob(command or default_train_command(workspace), cwd=workspace)
+    job.start()
+    return job, "training started in the background"
 
 
 class OperatorSession:
@@ -181,6 +254,25 @@ class OperatorSession:
     def round(self) -> int:
         return round_for_model(self.model)
 
+    @property
+    def url(self) -> str:
+        return self.link.url
+
+    @property
+    def lost(self) -> str:
+        return ""  # in the UI's own process: it cannot outlive it
+
+    def open(self, connect: bool = True) -> OpenResult:
+        """Connect the link (unless `connect` is False: the caller did), start the session;
+        the dock pose on a simulator. Blocks: call it from a worker thread."""
+        if connect:
+            self.link.connect()
+        self.start()
+        return OpenResult(self.dock_pose())
+
+    def dock_pose(self) -> Pose2D | None:
+        return self.link.dock_pose() if self.link.supports_sim_control else None
+
     def start(self) -> None:
         """Connect nothing (the caller connected the link); start recorder, gamepad, loop."""
         if self._started:
@@ -198,8 +290,9 @@ class OperatorSession:
             # SDL starts in the gamepad thread; the loop does not wait for it.
             threading.Thread(target=self.gamepad.start, name="gamepad-start", daemon=True).start()
 
-    def close(self) -> None:
-        """Stop the robot, save an open episode as aborted, stop every thread. Idempotent."""
+    def close(self, reason: str = "the operator quit") -> None:
+        """Stop the robot, save an open episode as aborted (`reason`), stop every thread.
+        Idempotent."""
         if not self._started:
             return
         self._started = False
@@ -207,7 +300,7 @@ class OperatorSession:
             self.training.cancel()
         with self._lock:
             if self.episode.recording:
-                self.end_episode("aborted", reason="the operator quit")
+                self.end_episode("aborted", reason=reason)
         self.loop.stop()
         if self.writer is not None:
             self.writer.stop()
@@ -227,6 +320,11 @@ class OperatorSession:
         if event is OperatorEvent.ESTOP:
             self.keyboard.release_all()
         self.loop.post(event)
+
+    def press_key(self, key: str, t_ns: int | None = None) -> bool:
+        """A key press or auto-repeat from the terminal (`t_ns`: when it arrived, on
+        `time.monotonic_ns`). True if it is a driving or hold key."""
+        return self.keyboard.press(key, t_ns)
 
     def estop(self) -> None:
         self.post(OperatorEvent.ESTOP)
@@ -378,14 +476,9 @@ class OperatorSession:
         return self._say(f"deployed {model.model_id}; episodes now go to round r{self.round:03d}")
 
     def start_training(self) -> str:
-        if self.workspace is None:
-            return self._say("no workspace: training needs --workspace DIR")
-        if self.training is not None and not self.training.state().finished:
-            return self._say("training is already running")
-        command = self.train_command or default_train_command(self.workspace)
-        self.training = TrainingJob(command, cwd=self.workspace)
-        self.training.start()
-        return self._say("training started in the background")
+        self.training, message = start_training_job(self.workspace, self.train_command,
+                                                     self.training)
+        return self._say(message)
 
     # --- telemetry (UI thread, polled) ------------------------------------------------------
 
@@ -428,9 +521,23 @@ class OperatorSession:
             reason=rec.reason if rec is not None else self.loop.arbiter.reason,
             health=self.link.health(), episode=episode,
             writer=stats, model=self.model, round=self.round, trail=list(self._trail),
-            alerts=list(self._alerts))
+            alerts=list(self._alerts),
+            gamepad=self.gamepad.status() if self.gamepad is not None else None,
+            input_device=self.operator.last_device, policy_loaded=self.loop.policy is not None,
+            plan=self._plan(), recording_enabled=self.writer is not None,
+            keyboard_active=self.keyboard.active())
 
-    def recent_timing(self, window: int = 1200) -> RecentTiming:
+    def _plan(self) -> list[Command]:
+        """The policy's queued chunk where the runtime exposes it (`planned_actions()`)."""
+        planned = getattr(self.loop.policy, "planned_actions", None)
+        if not callable(planned):
+            return []
+        try:
+            return list(planned())
+        except Exception:  # a view must never break on the runtime's state
+            return []
+
+    def recent_timing(self, window: int = 1200) -> RecentTiming | None:
         """Loop timing over the last `window` ticks (cheap: the UI asks every second, and a
         percentile over hours of samples would hold the interpreter lock for milliseconds)."""
         stats = self.loop.stats

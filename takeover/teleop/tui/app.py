@@ -1,12 +1,15 @@
-"""The operator's terminal: a Textual app over an `OperatorSession`.
+"""The operator's terminal: a Textual app over a `Session` (takeover.teleop.session).
 
-    app = make_app(config, link, policy, workspace)   # the one factory, for the CLI and tests
+    app = make_app(config, "sim://", workspace=ws)    # the control core in a child process
+    app = make_app(config, link, policy, workspace)   # the core in this process (tests, tools)
     app.run()
 
-The app never runs the control loop: the loop has its own thread inside the session. A timer
-(`tui.refresh_hz`, default 20 Hz) polls the session for a snapshot and hands it to the screen on
-show; blocking work (connecting, resetting the simulator, loading a model, listing episodes)
-runs in thread workers that only call back into the UI.
+The app never runs the control loop. `takeover run` gives it a `RemoteSession`: the loop, the
+recorder, the policy and the gamepad run in a process of their own (core_process.py), so this
+process's garbage collector cannot stall them. A timer (`tui.refresh_hz`, default 20 Hz) takes
+the session's newest snapshot and hands it to the screen on show; blocking work (connecting,
+resetting the simulator, loading a model, listing episodes) runs in thread workers that only
+call back into the UI.
 
 Space is the e-stop on every screen and in every dialog (a priority binding).
 """
@@ -14,7 +17,9 @@ Space is the e-stop on every screen and in every dialog (a priority binding).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,13 +35,16 @@ from takeover.errors import TakeoverError
 from takeover.hw.base import RobotLink
 from takeover.recorder.store import EpisodeStore
 from takeover.teleop.arbiter import OperatorEvent
+from takeover.teleop.core_process import CoreSpec, RemoteSession
 from takeover.teleop.gamepad import GamepadInput, button_help
 from takeover.teleop.loop import PolicyDriver
 from takeover.teleop.session import (
     ModelRef,
+    OpenResult,
     OperatorSession,
     PolicyLoader,
     RecentTiming,
+    Session,
     SessionSnapshot,
 )
 from takeover.teleop.tui.dialogs import HelpScreen, NoteDialog, OutcomeDialog
@@ -62,7 +70,7 @@ class TakeoverApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, session: OperatorSession, *, connect: bool = True) -> None:
+    def __init__(self, session: Session, *, connect: bool = True) -> None:
         super().__init__()
         self.session = session
         self.config = session.config
@@ -70,6 +78,7 @@ class TakeoverApp(App[None]):
         self.connect_link = connect
         self.connected = False
         self.connect_error = ""
+        self.core_lost = ""  # the control core's process died: why (shown, never cleared)
         self.dock: Pose2D | None = None
         self.timing: RecentTiming | None = None
         self.snapshot: SessionSnapshot | None = None
@@ -93,27 +102,28 @@ class TakeoverApp(App[None]):
 
     @work(thread=True, exclusive=True, group="connect")
     def _start_session(self) -> None:
-        link = self.session.link
         try:
-            if self.connect_link:
-                link.connect()
-            self.session.start()
-            dock = link.dock_pose() if link.supports_sim_control else None
+            result = self.session.open(self.connect_link)
         except TakeoverError as err:
             self.call_from_thread(self._connect_failed, str(err))
             return
-        self.call_from_thread(self._connected, dock)
+        self.call_from_thread(self._connected, result)
 
-    def _connected(self, dock: Pose2D | None) -> None:
+    def _connected(self, result: OpenResult) -> None:
         self.connected = True
-        self.dock = dock
-        if self.session.gc_pacer is not None:
-            # Everything built so far (Textual, the screens) is long-lived: never scan it again.
-            self.session.gc_pacer.freeze()
+        self.dock = result.dock
+        # Everything built so far (Textual, the screens) is long-lived: never scan it again.
+        pacer = self.session.gc_pacer if isinstance(self.session, OperatorSession) else None
+        if pacer is not None:
+            pacer.freeze()
+        else:
+            gc.collect()
+            gc.freeze()
         first = "" if self.first_screen_s is None else f" · first screen {self.first_screen_s:.2f} s"
-        self.say(f"connected to {self.session.link.url}{first}"
+        notes = [n for n in (self.startup_note, result.note) if n]
+        self.say(f"connected to {self.session.url}{first}"
                  + ("" if self.workspace else " · no workspace: recording is off")
-                 + (f" · {self.startup_note}" if self.startup_note else ""))
+                 + "".join(f" · {n}" for n in notes))
 
     def _connect_failed(self, message: str) -> None:
         self.connect_error = f"cannot connect: {message}"
@@ -132,6 +142,10 @@ class TakeoverApp(App[None]):
     def _refresh(self) -> None:
         if not self.connected:
             return
+        if self.session.lost and not self.core_lost:
+            self.core_lost = self.session.lost
+            self.say(f"{self.core_lost} · the robot is not driven; its base stops by its own "
+                     "watchdog · ctrl+q, then start takeover run again")
         snap = self.session.poll()
         self.snapshot = snap
         if not self.screen_stack:  # starting up or shutting down: nothing to draw on
@@ -188,7 +202,15 @@ class TakeoverApp(App[None]):
 
     def action_estop(self) -> None:
         self.session.estop()
-        self.say("E-STOP: robot stopped and latched. Acknowledge on the drive screen (a)")
+        if not self.core_lost:
+            self.say("E-STOP: robot stopped and latched. Acknowledge on the drive screen (a)")
+
+    def ask(self, request: Callable[[], str]) -> None:
+        """Say the answer of a session request, or why it failed (one line)."""
+        try:
+            self.say(request())
+        except TakeoverError as err:
+            self.say(str(err))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_text(self.config)))
@@ -196,14 +218,14 @@ class TakeoverApp(App[None]):
     def ask_outcome(self) -> None:
         def done(outcome: str | None) -> None:
             if outcome is not None:
-                self.say(self.session.end_episode(outcome))
+                self.ask(lambda: self.session.end_episode(outcome))
 
         self.push_screen(OutcomeDialog(), done)
 
     def ask_note(self) -> None:
         def done(text: str | None) -> None:
             if text is not None:
-                self.say(self.session.set_notes(text))
+                self.ask(lambda: self.session.set_notes(text))
 
         self.push_screen(NoteDialog(self.session.episode.notes), done)
 
@@ -211,8 +233,7 @@ class TakeoverApp(App[None]):
     def reset_world(self, seed: int) -> None:
         try:
             message = self.session.reset_world(seed)
-            link = self.session.link
-            dock = link.dock_pose() if link.supports_sim_control else None
+            dock = self.session.dock_pose()
         except TakeoverError as err:
             self.call_from_thread(self.say, f"reset failed: {err}")
             return
@@ -260,13 +281,28 @@ def help_text(config: Config) -> Text:
     return t
 
 
-def make_app(config: Config, link: RobotLink, policy: PolicyDriver | None = None,
+def make_app(config: Config, link: RobotLink | str, policy: PolicyDriver | None = None,
              workspace: Path | None = None, *, model: ModelRef | None = None,
              gamepad: GamepadInput | None = None, use_gamepad: bool | None = None,
              policy_loader: PolicyLoader | None = None, train_command: list[str] | None = None,
              connect: bool = True) -> TakeoverApp:
-    """Build the app (and its session) for a link that `connect` will connect in the
-    background. `policy`: a loaded policy driver for AUTO, or None."""
+    """Build the app and its session.
+
+    `link` a robot URL: the control core runs in a child process (`RemoteSession`; what
+    `takeover run` does), which opens the link, and loads `model` with `policy_loader` (a
+    module-level function, or None for the ONNX runtime). Call it on the main thread (the
+    child is told to die with the thread that starts it).
+
+    `link` a RobotLink: the core runs in this process (`OperatorSession`), on a link that
+    `connect` connects in the background; `policy`: a loaded driver for AUTO, or None.
+    """
+    if isinstance(link, str):
+        if policy is not None or gamepad is not None:
+            raise ValueError("a loaded policy or gamepad cannot cross into the core's process: "
+                             "pass model (and policy_loader), use_gamepad")
+        remote = RemoteSession(CoreSpec(config, link, workspace, model, use_gamepad, policy_loader),
+                               train_command=train_command)
+        return TakeoverApp(remote)
     session = OperatorSession(config, link, policy, workspace, gamepad=gamepad,
                               use_gamepad=use_gamepad, policy_loader=policy_loader, model=model,
                               train_command=train_command, pace_gc=True)

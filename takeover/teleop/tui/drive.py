@@ -89,9 +89,10 @@ class DriveScreen(Screen[None]):
     # --- keys ---------------------------------------------------------------------------
 
     def on_key(self, event: events.Key) -> None:
-        session = self.tapp.session
         if event.key in DRIVE_KEYS or event.key == HOLD_KEY:
-            session.keyboard.press(event.key)
+            # Stamped here: the hold is judged from when the press arrived, not from when the
+            # control core (another process) received it.
+            self.tapp.session.press_key(event.key, time.monotonic_ns())
             event.stop()
             event.prevent_default()
 
@@ -106,10 +107,10 @@ class DriveScreen(Screen[None]):
         if session.episode.recording:
             self.tapp.ask_outcome()
         else:
-            self.tapp.say(session.begin_episode())
+            self.tapp.ask(session.begin_episode)
 
     def action_label(self, outcome: str) -> None:
-        self.tapp.say(self.tapp.session.label(outcome))
+        self.tapp.ask(lambda: self.tapp.session.label(outcome))
 
     def action_note(self) -> None:
         self.tapp.ask_note()
@@ -123,12 +124,14 @@ class DriveScreen(Screen[None]):
     def show(self, snap: SessionSnapshot) -> None:
         app = self.tapp
         rec = snap.record
-        gp = app.session.gamepad.status() if app.session.gamepad is not None else None
+        gp = snap.gamepad
         alarm = ""
         if gp is not None and gp.lost:
             alarm = "GAMEPAD LOST: robot stopped. Plug it in (or use the keyboard) and engage again"
         if app.connect_error:
             alarm = app.connect_error
+        if app.core_lost:
+            alarm = app.core_lost
         hint = {Mode.IDLE: "m: drive by hand · p: run the policy",
                 Mode.ESTOP: "a: acknowledge (robot stays stopped)",
                 Mode.LINK_LOST: "a: acknowledge once the link is back",
@@ -143,7 +146,7 @@ class DriveScreen(Screen[None]):
         obs = rec.observation
         self._telemetry(snap)
         self._episode(snap)
-        self._system(snap, gp)
+        self._system(snap)
         # Pictures at most IMAGE_HZ: every redraw makes thousands of Textual Strip objects that
         # form reference cycles (their own caches), and the garbage collector that frees them
         # holds the interpreter lock the control loop needs (docs/tui.md, "Timing").
@@ -158,22 +161,16 @@ class DriveScreen(Screen[None]):
         pose = None
         if obs is not None:
             pose = Pose2D(obs.odom.x_m, obs.odom.y_m, obs.odom.yaw_rad)
-            plan = rollout(pose, self._plan_commands(rec.policy_action), 1.0 / app.config.loop.rate_hz)
+            plan = rollout(pose, self._plan_commands(snap.plan, rec.policy_action),
+                           1.0 / app.config.loop.rate_hz)
         self.query_one(MiniMap).show(pose, snap.trail, obs.scan_m if obs is not None else None,
                                      plan, app.dock)
 
-    def _plan_commands(self, proposal: Command | None) -> list[Command]:
+    def _plan_commands(self, planned: list[Command], proposal: Command | None) -> list[Command]:
         """The policy's queued chunk where the runtime exposes it (`planned_actions()`), else
         its current proposal held for half a second."""
-        policy = self.tapp.session.loop.policy
-        planned = getattr(policy, "planned_actions", None)
-        if callable(planned):
-            try:
-                commands = list(planned())
-                if commands:
-                    return commands
-            except Exception:  # a view must never break on the runtime's state
-                pass
+        if planned:
+            return planned
         if proposal is None or not proposal.is_finite:
             return []
         return [proposal] * max(1, round(self.tapp.config.loop.rate_hz / 2))
@@ -220,7 +217,7 @@ class DriveScreen(Screen[None]):
             t.append("r: end · s/f/b: end as success/failure/abort", style="dim")
         else:
             t.append("not recording", style="dim")
-            t.append("  (r: record)\n" if self.tapp.session.writer else "  (no --workspace)\n")
+            t.append("  (r: record)\n" if snap.recording_enabled else "  (no --workspace)\n")
             if ep.last_saved is not None:
                 t.append(f"last: {ep.last_saved.parent.name}/{ep.last_saved.name}\n")
                 t.append(f"outcome {ep.last_outcome}  (s/f/b: relabel)\n")
@@ -230,7 +227,7 @@ class DriveScreen(Screen[None]):
             t.append(alert + "\n", style="yellow")
         self.query_one("#episode", Static).update(t)
 
-    def _system(self, snap: SessionSnapshot, gp: object) -> None:
+    def _system(self, snap: SessionSnapshot) -> None:
         app = self.tapp
         h = snap.health
         t = Text()
@@ -245,10 +242,10 @@ class DriveScreen(Screen[None]):
             t.append(f"loop    {timing.rate_hz:5.1f} Hz  late p99 {_f(timing.late_ms_p99, '.2f', ' ms')}"
                      f"  max {_f(timing.late_ms_max, '.1f', ' ms')}  overruns {timing.overruns}\n")
         rec = snap.record
-        lat = rec.policy_latency_ns / 1e6 if rec is not None and app.session.loop.policy else None
+        lat = rec.policy_latency_ns / 1e6 if rec is not None and snap.policy_loaded else None
         t.append(f"policy  {snap.model.model_id if snap.model else 'none'}"
                  f"  latency {_f(lat, '.2f', ' ms')}\n")
-        status = app.session.gamepad.status() if app.session.gamepad is not None else None
+        status = snap.gamepad
         if status is None:
             t.append("gamepad off\n", style="dim")
         elif status.connected:
@@ -262,7 +259,7 @@ class DriveScreen(Screen[None]):
             t.append("gamepad LOST\n", style="bold red")
         else:
             t.append(f"gamepad none ({status.error or 'keyboard only'})\n", style="dim")
-        t.append(f"input   {app.session.operator.last_device or '-'}\n")
+        t.append(f"input   {snap.input_device or '-'}\n")
         w = snap.writer
         if w is not None:
             t.append(f"record  {w.state}  queue {w.queue_depth}/{w.queue_capacity}"

@@ -1,7 +1,7 @@
 """`takeover run [--robot URL] [--workspace DIR] [--policy PATH]`: the operator's terminal.
 
 This module only parses arguments; Textual is imported when the command runs, so other
-commands never pay for it.
+commands never pay for it. The control core runs in a child process (teleop/core_process.py).
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ def _workspace(arg: Path | None) -> Path | None:
 def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from takeover.hw.base import LinkOptions, open_link
-    from takeover.teleop.session import ModelRef, current_model, default_policy_loader
+    from takeover.teleop.session import ModelRef, current_model
 
     workspace = _workspace(args.workspace)
     config = workspace_config(workspace) if workspace is not None else Config()
     url = args.robot or config.robot.url
+    # Checked here, for one line before the terminal is taken over; the link itself is opened
+    # and connected by the control core's process.
     link = open_link(url, LinkOptions(camera_width=config.robot.camera_width,
                                       camera_height=config.robot.camera_height))
     if link.lockstep:
@@ -60,19 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         model = ModelRef(args.policy.parent.name or args.policy.stem, args.policy)
     else:
         model = current_model(workspace)
-    policy = None
-    policy_note = ""
-    if model is not None:
-        try:
-            policy = default_policy_loader(model.onnx)
-        except Exception as err:  # start anyway: driving by hand needs no model
-            policy_note = f"model {model.model_id} not loaded: {err}"
-            model = None
     from takeover.teleop.tui.app import make_app
 
-    app = make_app(config, link, policy, workspace, model=model,
+    # The control core (link, loop, recorder, policy, gamepad) runs in a child process; a model
+    # that does not load there is reported on the screen, and driving by hand still works.
+    app = make_app(config, url, workspace=workspace, model=model,
                    use_gamepad=False if args.no_gamepad else None)
-    app.startup_note = policy_note
     app.t_command = t0
     app.run()
     return 0
