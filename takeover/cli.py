@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from takeover import __version__
-from takeover.dagger.cli import add_dagger_parser
+from takeover.dagger.cli import add_dagger_bench, add_dagger_parser
 from takeover.errors import TakeoverError, UsageError
 from takeover.policy.cli import add_latency_bench, add_policy_parsers
 from takeover.recorder.cli import add_data_parser
@@ -88,7 +88,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links,latency}")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links,latency,dagger}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -110,6 +110,7 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     links.add_argument("--json", action="store_true")
     links.set_defaults(func=_cmd_bench_links)
     add_latency_bench(bsub)
+    add_dagger_bench(bsub)
 
 
 def _cmd_bench_loop(args: argparse.Namespace) -> int:

@@ -4,10 +4,11 @@ A trained model is assembled in `models/.rNNN.partial/` and renamed to `models/r
 its export passed the parity check; then `models/current` is pointed at it (atomically). A
 failed or interrupted run leaves the deployed model as it was.
 
-card.json records what a reviewer needs to trust the model: the data (episodes, rounds,
-digest), the configurations, the training figures (wall time, images/s, losses), the export
-(sha256, parity error on real frames), the runtime latency on one thread and, when asked for,
-the INT8 result.
+card.json records what a reviewer needs to trust the model: the round it runs in, the data
+(episodes with the sha256 of each file, rounds, expert-labelled steps, digest), the
+configurations, the training figures (time, wall time, images/s, losses), the export (sha256,
+parity error on real frames), the runtime latency on one thread, when asked for the INT8
+result, and the held-out evaluation (`takeover dagger eval`, written into the card later).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from takeover import __version__
+from takeover.dagger.workspace import round_for_model
 from takeover.errors import UsageError
 from takeover.policy.bench import measure_latency
 from takeover.policy.dataset import PolicyDataset, load_dataset
@@ -142,7 +144,7 @@ def train_workspace(
     check_ds = dataset.subset(val_ids) if val_ids else dataset
     frames = parity_frames(check_ds)
     export = _export_and_check(result.model, staging, model_id, dataset.digest, frames)
-    card = _card(model_id, dataset, result, train_config, export, load_s, init_from)
+    card = _card(workspace, model_id, dataset, result, train_config, export, load_s, init_from)
     if int8:
         status("quantising to INT8 (static, calibrated on dataset frames) ...")
         card["int8"] = _int8(staging, frames)
@@ -155,11 +157,42 @@ def train_workspace(
     return card
 
 
-def _card(model_id: str, ds: PolicyDataset, result: TrainResult, train_config: TrainConfig,
-          export: dict[str, Any], load_s: float, init_from: Path | None) -> dict[str, Any]:
+def _episode_digests(workspace: Path, keys: list[str]) -> list[dict[str, Any]]:
+    """Each training episode with the sha256 of its file and its label counts, so a card says
+    exactly which data made the model (and a changed or relabelled file shows)."""
+    from takeover.recorder.store import EpisodeStore
+
+    store = EpisodeStore(workspace)
+    infos = {info.key: info for info in store.episodes()}
+    rows = []
+    for key in keys:
+        info = infos.get(key)
+        path = info.path if info is not None else store.resolve(key)
+        rows.append({
+            "episode": key,
+            "sha256": file_sha256(path),
+            "steps": info.num_steps if info else None,
+            "human_steps": info.human_steps if info else None,
+            "interventions": info.interventions if info else None,
+            "outcome": info.outcome if info else None,
+            "seed": info.extra.get("seed") if info else None,
+        })
+    return rows
+
+
+def _card(workspace: Path, model_id: str, ds: PolicyDataset, result: TrainResult,
+          train_config: TrainConfig, export: dict[str, Any], load_s: float,
+          init_from: Path | None) -> dict[str, Any]:
+    """The model card. `round`: the round this model's runs are recorded in (model rN, trained
+    on rounds < N); `data.episode_list`: every training episode with its file's sha256;
+    `data.human_steps`: the expert-labelled steps (demonstration + intervention) trained on;
+    `evaluation`: filled in later by `takeover dagger eval` (None until then)."""
     mask = ds.mask
+    episodes = _episode_digests(workspace, list(ds.episodes))
+    warm_model = init_from.resolve().parent.name if init_from else None
     return {
         "model_id": model_id,
+        "round": round_for_model(model_id),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "takeover_version": __version__,
         "files": {"onnx": ONNX_NAME, "checkpoint": CHECKPOINT_NAME},
@@ -168,10 +201,13 @@ def _card(model_id: str, ds: PolicyDataset, result: TrainResult, train_config: T
         "parameters": sum(p.numel() for p in result.model.parameters()),
         "train_config": train_config.to_dict(),
         "warm_start": str(init_from) if init_from else None,
+        "warm_start_model": warm_model,
         "data": {
             "digest": ds.digest,
             "episodes": len(ds.episodes),
             "rounds": sorted(set(ds.rounds)),
+            "human_steps": sum(int(e["human_steps"] or 0) for e in episodes),
+            "episode_list": episodes,
             "samples": len(ds),
             "supervised_chunk_steps": int(mask.sum()),
             "intervention_samples": int((ds.action_mode == 1).sum()),
@@ -193,6 +229,7 @@ def _card(model_id: str, ds: PolicyDataset, result: TrainResult, train_config: T
         },
         "metrics": {"best_val_loss": result.best_val_loss, **result.val_metrics},
         "export": export,
+        "evaluation": None,
     }
 
 

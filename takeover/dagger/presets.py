@@ -1,0 +1,91 @@
+"""Budgets of `takeover bench dagger`, as data. No torch here (the CLI parser reads them).
+
+Seeds: demonstrations from `demo_seed`, DAgger round k's supervised episodes from
+`round_seed + 100 * k`, evaluation from `eval_seed`: the three ranges never overlap for the
+budgets below, so every evaluation is on rooms no model trained in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from takeover.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DaggerBenchPreset:
+    name: str
+    bc_demos: tuple[int, ...]  # behavioural cloning: one model per demonstration count
+    initial_demos: int  # DAgger round r000 (the BC model on this many demos is DAgger's r001)
+    rounds: int  # DAgger models r001..rN; each runs one supervised round
+    round_episodes: int  # supervised (operator-sim) episodes per round
+    epochs: int  # training from scratch (BC, and DAgger's r001)
+    warm_epochs: int  # DAgger retraining, warm-started from the previous model
+    eval_episodes: int  # held-out seeds per model, the same seeds for every model
+    max_steps: int = 1200  # per episode (60 s at 20 Hz), demonstrations and evaluation alike
+    camera_hw: int = 96
+    batch_size: int | None = None  # None: TrainConfig's default
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    demo_seed: int = 1000
+    round_seed: int = 2000
+    eval_seed: int = 5000
+    note: str = ""
+
+    def validate(self) -> None:
+        if not self.bc_demos or min(self.bc_demos) < 1 or self.initial_demos < 1:
+            raise UsageError("demonstration counts must be at least 1")
+        for name in ("rounds", "round_episodes", "epochs", "warm_epochs", "eval_episodes",
+                     "max_steps"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"bench dagger: {name.replace('_', '-')} must be at least 1")
+        most = max(*self.bc_demos, self.initial_demos)
+        if (self.demo_seed + most > self.round_seed
+                or self.round_seed + 100 * (self.rounds + 1) > self.eval_seed
+                or self.round_episodes > 100):
+            raise UsageError("bench dagger: the budgets make the demonstration, round and "
+                             "evaluation seed ranges overlap; use fewer episodes")
+
+
+PRESETS: dict[str, DaggerBenchPreset] = {
+    "full": DaggerBenchPreset(
+        name="full", bc_demos=(10, 20, 40, 80), initial_demos=10, rounds=5, round_episodes=10,
+        epochs=5, warm_epochs=3, eval_episodes=100,
+        note="the real figures: 100 held-out seeds per model"),
+    "quick": DaggerBenchPreset(
+        name="quick", bc_demos=(4, 8, 16), initial_demos=4, rounds=3, round_episodes=4,
+        epochs=2, warm_epochs=1, eval_episodes=10,
+        note="quick: small budgets (few demonstrations, 1-2 epochs, 10 held-out seeds per "
+        "model); intervals are wide and the figures are not the real ones (run without "
+        "--quick for those)"),
+    # For the tests: 48x48 frames, a tiny network, episodes cut short. Plumbing only.
+    "tiny": DaggerBenchPreset(
+        name="tiny", bc_demos=(2, 3), initial_demos=2, rounds=2, round_episodes=1,
+        epochs=1, warm_epochs=1, eval_episodes=2, max_steps=40, camera_hw=48, batch_size=16,
+        model_overrides={"backbone_args": {"channels": [8, 8, 8, 8], "stem_width": 8},
+                         "chunk_size": 5, "image_channels": 8, "lidar_hidden": 32,
+                         "lidar_features": 16, "head_hidden": 32},
+        note="tiny: a test of the plumbing, not a measurement"),
+}
+
+
+def preset_for(name: str, bc_demos: str | None = None, initial_demos: int | None = None,
+               rounds: int | None = None, round_episodes: int | None = None,
+               epochs: int | None = None, warm_epochs: int | None = None,
+               eval_episodes: int | None = None) -> DaggerBenchPreset:
+    """A named preset with the command line's overrides applied (and checked)."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; use one of {', '.join(sorted(PRESETS))}")
+    overrides: dict[str, Any] = {
+        "initial_demos": initial_demos, "rounds": rounds, "round_episodes": round_episodes,
+        "epochs": epochs, "warm_epochs": warm_epochs, "eval_episodes": eval_episodes}
+    if bc_demos is not None:
+        try:
+            overrides["bc_demos"] = tuple(sorted({int(n) for n in bc_demos.split(",") if n.strip()}))
+        except ValueError:
+            raise UsageError(f"--bc-demos {bc_demos!r}: expected counts like 10,20,40") from None
+    preset = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    if any(v is not None for v in overrides.values()):
+        preset = replace(preset, note=f"{preset.note} (with overrides)")
+    preset.validate()
+    return preset
