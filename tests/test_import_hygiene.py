@@ -15,6 +15,7 @@ import takeover
 ALL_MODULES = sorted(m.name for m in pkgutil.walk_packages(takeover.__path__, "takeover."))
 NO_TEXTUAL = [m for m in ALL_MODULES
               if m.split(".")[1] in ("hw", "sim", "recorder", "dagger", "policy")
+              or (m.startswith("takeover.teleop.") and not m.startswith("takeover.teleop.tui"))
               or m in ("takeover.types", "takeover.config", "takeover.errors")]
 ROBOT_SIDE_PREFIXES = ("takeover.teleop", "takeover.policy.runtime", "takeover.hw",
                        "takeover.sim", "takeover.recorder")
@@ -45,3 +46,9 @@ def test_robot_side_never_imports_torch(module: str) -> None:
 
 def test_cli_entry_imports_neither_torch_nor_textual() -> None:
     assert not imported_by("takeover.cli") & {"torch", "timm", "textual"}
+
+
+def test_control_core_process_imports_neither_textual_nor_torch() -> None:
+    """The child that runs the loop: no UI in it (its garbage would stall the loop), no torch."""
+    assert "takeover.teleop.core_process" in NO_TEXTUAL
+    assert not imported_by("takeover.teleop.core_process") & {"textual", "torch", "timm"}

@@ -1,0 +1,210 @@
+"""The operator's terminal against the real control core process (what `takeover run` uses):
+drive and record through the child, the child's safety when the terminal dies, the terminal's
+when the child dies, and errors in the child as one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from core_hooks import gamepad_to_wire_ms
+from tui_support import HERE, wait_for
+
+from takeover.config import Config, GamepadConfig
+from takeover.recorder.reader import read_info
+from takeover.recorder.store import EpisodeStore
+from takeover.teleop.core_process import CoreError, CoreSpec, RemoteSession
+from takeover.teleop.episode_edit import episode_notes
+from takeover.teleop.session import ModelRef
+from takeover.teleop.tui.app import TakeoverApp, make_app
+from takeover.teleop.tui.dialogs import OutcomeDialog
+from takeover.types import CommandSource, Mode
+
+SIZE = (140, 44)
+
+
+def remote(app: TakeoverApp) -> RemoteSession:
+    assert isinstance(app.session, RemoteSession)
+    return app.session
+
+
+def mode(app: TakeoverApp) -> Mode | None:
+    rec = app.session.poll().record
+    return rec.mode if rec is not None else None
+
+
+async def connected(pilot: object, app: TakeoverApp) -> None:
+    await wait_for(pilot, lambda: app.connected and app.session.poll().record is not None,
+                   what="the core and the link")
+
+
+def exited(pid: int) -> bool:
+    """Gone or a zombie (an orphan's reaper may be slow, or absent in a container)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+async def test_drive_and_record_through_the_core_process(config: Config, workspace: Path) -> None:
+    app = make_app(config, "sim://?seed=3", workspace=workspace, use_gamepad=False)
+    core = remote(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        assert core.pid != os.getpid() and "textual" not in core.url
+        await pilot.press("m", "r")
+        await wait_for(pilot, lambda: app.session.episode.recording, what="recording")
+        for _ in range(100):
+            await pilot.press("up")
+            rec = app.session.poll().record
+            if rec is not None and rec.command.v_mps > 0 and app.session.episode.steps > 10:
+                break
+        rec = app.session.poll().record
+        assert rec is not None and rec.command.v_mps > 0 and rec.source is CommandSource.HUMAN
+        await pilot.press("o")
+        await pilot.press(*"via_core", "enter")
+        await wait_for(pilot, lambda: app.session.episode.notes == "via core", what="the note")
+        await pilot.press("r")
+        assert isinstance(app.screen, OutcomeDialog)
+        await pilot.press("s")
+        path = app.session.wait_saved()
+        assert path is not None and path.parent.name == "r000"
+        await wait_for(pilot, lambda: app.session.episode.message.startswith("saved"),
+                       what="the note written")
+        info = read_info(path)
+        assert info.outcome == "success" and info.demo_steps > 0
+        assert episode_notes(path) == "via core"
+        await pilot.press("f")  # relabel, in the core's process
+        await wait_for(pilot, lambda: read_info(path).outcome == "failure", what="relabel")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: mode(app) is Mode.ESTOP, what="E-STOP")
+        timing = app.session.recent_timing()
+        assert timing is not None and timing.rate_hz > 0
+        await pilot.press("ctrl+q")
+    assert core.process.wait(timeout=30) == 0
+
+
+async def test_quitting_saves_an_open_episode_as_aborted(config: Config, workspace: Path) -> None:
+    app = make_app(config, "sim://?seed=3", workspace=workspace, use_gamepad=False)
+    core = remote(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        await pilot.press("m", "r")
+        await wait_for(pilot, lambda: app.session.episode.steps > 3, what="steps")
+        await pilot.press("ctrl+q")
+    assert core.process.wait(timeout=30) == 0
+    infos = EpisodeStore(workspace).episodes()
+    assert [(i.outcome, i.partial) for i in infos] == [("aborted", False)]
+
+
+def test_killed_terminal_stops_the_robot_and_saves_the_episode(workspace: Path,
+                                                               tmp_path: Path) -> None:
+    wire_log = tmp_path / "wire.log"
+    host = subprocess.Popen([sys.executable, str(HERE / "core_host.py"), str(workspace),
+                             str(wire_log)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None
+        line = host.stdout.readline()
+        assert line, "the host exited before the robot moved"
+        core_pid = json.loads(line)["core_pid"]
+        host.send_signal(signal.SIGKILL)  # the terminal dies: no close, no goodbye
+        host.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while not exited(core_pid):
+            assert time.monotonic() < deadline, "the core outlived its terminal"
+            time.sleep(0.05)
+    finally:
+        if host.poll() is None:
+            host.kill()
+    commands = [tuple(map(float, ln.split()[1:])) for ln in wire_log.read_text().splitlines()]
+    assert any(v > 0 for v, _ in commands), "the robot never moved"
+    assert commands[-1] == (0.0, 0.0), "the last command to the robot was not a stop"
+    infos = EpisodeStore(workspace).episodes()
+    assert len(infos) == 1 and not infos[0].partial
+    assert infos[0].outcome == "aborted" and "terminal" in infos[0].end_reason
+    assert infos[0].demo_steps > 0
+
+
+async def test_killed_core_is_shown_and_the_terminal_stays_up(config: Config,
+                                                               workspace: Path) -> None:
+    app = make_app(config, "sim://?seed=3", workspace=workspace, use_gamepad=False)
+    core = remote(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: mode(app) is Mode.MANUAL, what="MANUAL")
+        os.kill(core.pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: bool(app.core_lost), what="the core's loss noticed")
+        assert "CONTROL CORE LOST" in app.core_lost and "-9" in app.core_lost
+        banner = str(app.screen.query_one("#banner").render())
+        await wait_for(pilot, lambda: "CONTROL CORE LOST" in str(app.screen.query_one("#banner").render()),
+                       what="the banner")
+        banner = str(app.screen.query_one("#banner").render())
+        assert "L I N K" in banner  # LINK LOST, not a mode that looks alive
+        assert app.session.poll().mode is Mode.LINK_LOST
+        # Keys still answer, with one line and no traceback.
+        await pilot.press("space", "up", "r")
+        message = str(app.screen.query_one("#message").render())
+        assert "CONTROL CORE LOST" in message and "Traceback" not in message
+        await pilot.press("ctrl+q")
+    assert app.return_code in (0, None)
+
+
+async def test_gamepad_in_the_core_reaches_the_wire_within_a_tick(workspace: Path) -> None:
+    config = Config(gamepad=GamepadConfig(expo=0.0))
+    app = make_app(config, "sim://?seed=5", workspace=workspace, use_gamepad=True)
+    core = remote(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        # The TUI keeps refreshing while the pad is worked in the core's process.
+        latencies = await asyncio.to_thread(core.run_in_core, gamepad_to_wire_ms)
+        period_ms = 1e3 / config.loop.rate_hz
+        print(f"gamepad-to-wire through the core process, ms: {[round(x, 1) for x in latencies]}"
+              f" (period {period_ms:.0f} ms)")
+        assert max(latencies) < period_ms + 5  # the next tick (plus scheduling slack)
+        await wait_for(pilot, lambda: (g := app.session.poll().gamepad) is not None
+                       and not g.connected, what="the pad unplugged, as the screen shows it")
+        # With the UI thread blocked (a stalled terminal) the pad still drives and stops.
+        stalled = core.run_in_core(gamepad_to_wire_ms, 2)
+        assert max(stalled) < period_ms + 5
+
+
+def test_errors_in_the_core_come_back_as_one_line(config: Config, workspace: Path,
+                                                  tmp_path: Path) -> None:
+    bad_url = RemoteSession(CoreSpec(config, "sim://?bogus=1", workspace, use_gamepad=False))
+    try:
+        with pytest.raises(CoreError) as err:
+            bad_url.open()
+        assert "bogus" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        bad_url.close()
+    no_robot = RemoteSession(CoreSpec(config, "socket://127.0.0.1:1", workspace, use_gamepad=False))
+    try:
+        with pytest.raises(CoreError) as err:
+            no_robot.open()
+        assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    finally:
+        no_robot.close()
+    bad_model = tmp_path / "policy.onnx"
+    bad_model.write_bytes(b"not a model")
+    session = RemoteSession(CoreSpec(config, "sim://?seed=3", workspace, use_gamepad=False,
+                                     model=ModelRef("r001", bad_model)))
+    try:
+        result = session.open()  # driving by hand needs no model: it opens, and says so
+        assert result.note.startswith("model r001 not loaded:") and "\n" not in result.note
+        assert session.model is None
+        with pytest.raises(CoreError) as err:
+            session.deploy(ModelRef("r001", bad_model))
+        assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+        assert session.poll().record is not None  # the core is still driving its loop
+    finally:
+        session.close()
+    assert session.process.returncode == 0
