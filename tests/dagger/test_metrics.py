@@ -10,50 +10,9 @@ from pathlib import Path
 import pytest
 
 from takeover.dagger.metrics import wilson_interval, workspace_metrics
-from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.store import EpisodeStore
-from takeover.recorder.writer import EpisodeWriter
-from takeover.types import Command, CommandSource, Mode, Observation, Odometry, StepRecord
 
-RATE_HZ = 20.0
-MODE_OF = {-1: Mode.MANUAL, 0: Mode.AUTO, 1: Mode.TAKEOVER, None: Mode.IDLE}
-
-# round -> episodes: (action_mode runs, outcome)
-ROUNDS: dict[int, list[tuple[list[tuple[int | None, int]], str]]] = {
-    0: [([(-1, 40)], "success"), ([(-1, 20)], "failure")],
-    1: [([(0, 30), (1, 10), (0, 20)], "success"), ([(0, 20), (1, 5), (0, 10), (1, 5)], "failure")],
-    2: [([(0, 60)], "success"), ([(0, 40), (None, 5)], "aborted")],
-}
-
-
-def record(step: int, action_mode: int | None) -> StepRecord:
-    t = step * 50_000_000
-    human = action_mode in (-1, 1)
-    return StepRecord(
-        step=step, t_ns=t,
-        observation=Observation(t_ns=t, odom=Odometry(v_mps=0.1)),
-        command=Command(0.1, 0.0),
-        source=CommandSource.HUMAN if human else CommandSource.POLICY,
-        mode=MODE_OF[action_mode], policy_action=Command(0.1, 0.0),
-        human_action=Command(0.1, 0.0) if human else None, action_mode=action_mode,
-        loop_late_ns=0, policy_latency_ns=0,
-    )
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = tmp_path_factory.mktemp("ws")
-    with EpisodeWriter(ws, rate_hz=RATE_HZ, backpressure=True, fsync=False) as writer:
-        for rnd, episodes in ROUNDS.items():
-            for runs, outcome in episodes:
-                writer.begin_episode(EpisodeMeta(round=rnd, rate_hz=RATE_HZ))
-                step = 0
-                for mode, n in runs:
-                    for _ in range(n):
-                        writer.offer(record(step, mode))
-                        step += 1
-                assert writer.end_episode(outcome).result(timeout=30) is not None
-    return ws
+# The `workspace` fixture (dagger_support.py): three rounds with hand-chosen labels, ROUNDS.
 
 
 def test_wilson_interval_known_values() -> None:

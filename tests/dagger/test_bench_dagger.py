@@ -1,0 +1,39 @@
+"""`takeover bench dagger` end to end with the hidden tiny preset: demonstrations, BC models,
+DAgger rounds under the simulated operator, evaluations, and its JSON contract (DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from takeover.cli import main
+
+
+def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert "DAgger" in captured.err and "BC" in captured.err  # progress on stderr
+    assert [r["round"] for r in result["dagger"]] == [1, 2]
+    for row in result["dagger"]:
+        assert set(row) >= {"round", "expert_labels", "success_rate", "ci_low", "ci_high",
+                            "interventions_per_min"}
+        assert row["interventions_per_min"] is None or row["interventions_per_min"] >= 0
+    for row in result["bc"]:
+        assert set(row) >= {"expert_labels", "success_rate", "ci_low", "ci_high"}
+        assert 0 <= row["ci_low"] <= row["success_rate"] <= row["ci_high"] <= 1
+        assert row["eval_episodes"] == 2
+    # Expert labels: 40-step demonstrations; DAgger r001 is the BC model on its 2 demos, and
+    # r002 adds the corrections of round r001.
+    assert [r["expert_labels"] for r in result["bc"]] == [80, 120]
+    r1, r2 = result["dagger"]
+    assert r1["expert_labels"] == 80 and r1["success_rate"] == result["bc"][0]["success_rate"]
+    assert r2["expert_labels"] >= r1["expert_labels"]
+    on_disk = json.loads((tmp_path / "bench_dagger.json").read_text())
+    assert on_disk["dagger"] == result["dagger"] and on_disk["quick"] is True
+    assert "| DAgger | r002 |" in (tmp_path / "bench_dagger.md").read_text()
+    assert (tmp_path / "bench_dagger.png").read_bytes()[:4] == b"\x89PNG"
+    card = json.loads((tmp_path / "work" / "dagger" / "models" / "r002" / "card.json").read_text())
+    assert card["warm_start_model"] == "r001" and card["evaluation"]["seeds"] == [5000, 5001]
