@@ -38,6 +38,7 @@ from takeover.dagger.report import error_bars, load_pyplot, save_figure
 from takeover.dagger.train import train_next_model
 from takeover.dagger.workspace import init_workspace
 from takeover.drive import DriveRequest, run_drive
+from takeover.errors import UsageError
 from takeover.policy.build import train_workspace
 from takeover.policy.model import ModelConfig
 from takeover.policy.train import TrainConfig
@@ -90,6 +91,9 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     if work.exists():
+        if not (out / RESULT_JSON).exists() and not (work / "demos").is_dir():
+            raise UsageError(f"{work} exists and is not from a previous bench dagger run; "
+                             "choose another --out")
         shutil.rmtree(work)  # a previous run's workspaces: the experiment starts clean
     work.mkdir()
     log(f"preset {preset.name}: {preset.note}; output in {out}")
@@ -247,6 +251,10 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     ax2.set_title("interventions per autonomous minute")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    fig.suptitle(f"bench dagger ({result['preset']}): {result['note']}"[:110], fontsize="small")
+    seeds = result["eval_seeds"]
+    fig.suptitle(f"bench dagger ({result['preset']}): every model alone on seeds "
+                 f"{seeds[0]}..{seeds[1]}"
+                 f"{'; small budgets, not the real figures' if result['quick'] else ''}",
+                 fontsize="medium")
     save_figure(fig, path)
     plt.close(fig)

@@ -54,8 +54,8 @@ PRESETS: dict[str, DaggerBenchPreset] = {
         note="the real figures: 100 held-out seeds per model"),
     "quick": DaggerBenchPreset(
         name="quick", bc_demos=(4, 8, 16), initial_demos=4, rounds=3, round_episodes=4,
-        epochs=2, warm_epochs=1, eval_episodes=10,
-        note="quick: small budgets (few demonstrations, 1-2 epochs, 10 held-out seeds per "
+        epochs=2, warm_epochs=1, eval_episodes=20,
+        note="quick: small budgets (4-16 demonstrations, 1-2 epochs, 20 held-out seeds per "
         "model); intervals are wide and the figures are not the real ones (run without "
         "--quick for those)"),
     # For the tests: 48x48 frames, a tiny network, episodes cut short. Plumbing only.
