@@ -50,7 +50,7 @@ def two_models(trained_workspace: Path, tmp_path_factory: pytest.TempPathFactory
                                      max_steps=60))
     assert Path(summary["recorded"][0]).parent.name == "r001"
     assert main(["dagger", "train", "--workspace", str(ws), "--epochs", "1", "--threads", "1",
-                 "--json"]) == 0
+                 "--eval", "1", "--eval-seed", "5000", "--json"]) == 0
     return ws
 
 
@@ -74,7 +74,7 @@ def test_dagger_train_registers_next_model_warm_started_without_deploying(
     assert card["metrics"]["best_val_loss"] is not None
     assert card["export"]["sha256"] == sha256(ws / "models" / "r002" / "policy.onnx")
     assert card["export"]["parity_max_abs_error"] <= 1e-4
-    assert card["evaluation"] is None
+    assert card["evaluation"]["seeds"] == [5000] and card["evaluation"]["held_out"]  # --eval 1
 
 
 def test_promote_and_rollback_move_current_and_refuse_a_tampered_model(
