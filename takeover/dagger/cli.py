@@ -59,7 +59,7 @@ def add_dagger_parser(subparsers: Any) -> None:
     ev = dsub.add_parser(
         "eval", help="run a model alone on held-out simulator seeds; write the result to its card",
         description="The model drives alone (no takeovers) on the lockstep simulator for N "
-        "episodes with seeds S..S+N-1; success rate, 95%% Wilson interval, seeds, outcomes and "
+        "episodes with seeds S..S+N-1; success rate, 95% Wilson interval, seeds, outcomes and "
         "date go into its card.json (`evaluation`).")
     ev.add_argument("model", nargs="?", default=None, metavar="MODEL_ID",
                     help="e.g. r002 (default: the newest model)")
