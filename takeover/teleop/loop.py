@@ -285,9 +285,23 @@ class ControlLoop:
         if send_zero:
             self.link.send(Command())
 
-    def timing(self) -> LoopTiming:
-        return self.stats.summary(self.rate_hz, measured=not self.link.lockstep,
-                                  scheduling=self.scheduling)
+    def timing(self, since_tick: int = 0) -> LoopTiming:
+        """Timing of the ticks after the first `since_tick` (a `stats.ticks` count taken
+        earlier: benchmarks measure a window), or of all of them."""
+        stats = self.stats
+        if since_tick > 0:
+            window = LoopStats()
+            # list() copies a deque without running Python code: the loop thread cannot
+            # append halfway through.
+            late, period = list(stats.late_ns), list(stats.period_ns)
+            n = min(len(late), max(0, stats.ticks - since_tick))
+            window.late_ns.extend(late[len(late) - n:])
+            window.period_ns.extend(period[max(0, len(period) - n + 1):])
+            window.ticks = n
+            window.overruns = stats.overruns  # not windowed: a total
+            stats = window
+        return stats.summary(self.rate_hz, measured=not self.link.lockstep,
+                             scheduling=self.scheduling)
 
     @property
     def running(self) -> bool:
