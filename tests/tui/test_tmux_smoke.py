@@ -1,4 +1,5 @@
-"""Smoke test as a user would: `takeover run` in a real terminal (tmux), keys, an episode file."""
+"""Smoke test as a user would: `takeover run` in a real terminal (tmux), keys, an episode file.
+The keys go through the TUI to the control core in its own process (the default)."""
 
 from __future__ import annotations
 

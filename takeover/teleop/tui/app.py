@@ -281,7 +281,8 @@ def help_text(config: Config) -> Text:
     return t
 
 
-def make_app(config: Config, link: RobotLink | str, policy: PolicyDriver | None = None,
+def make_app(config: Config, link: RobotLink | str | RemoteSession,
+             policy: PolicyDriver | None = None,
              workspace: Path | None = None, *, model: ModelRef | None = None,
              gamepad: GamepadInput | None = None, use_gamepad: bool | None = None,
              policy_loader: PolicyLoader | None = None, train_command: list[str] | None = None,
@@ -293,9 +294,14 @@ def make_app(config: Config, link: RobotLink | str, policy: PolicyDriver | None 
     module-level function, or None for the ONNX runtime). Call it on the main thread (the
     child is told to die with the thread that starts it).
 
+    `link` a RemoteSession: that core, already started (`takeover run` starts it before it
+    imports Textual, so that both start up at once).
+
     `link` a RobotLink: the core runs in this process (`OperatorSession`), on a link that
     `connect` connects in the background; `policy`: a loaded driver for AUTO, or None.
     """
+    if isinstance(link, RemoteSession):
+        return TakeoverApp(link)
     if isinstance(link, str):
         if policy is not None or gamepad is not None:
             raise ValueError("a loaded policy or gamepad cannot cross into the core's process: "

@@ -62,12 +62,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         model = ModelRef(args.policy.parent.name or args.policy.stem, args.policy)
     else:
         model = current_model(workspace)
+    from takeover.teleop.core_process import CoreSpec, RemoteSession
+
+    # The control core (link, loop, recorder, policy, gamepad) runs in a child process, started
+    # before Textual is imported so that both start-ups overlap. A model that does not load
+    # there is reported on the screen, and driving by hand still works.
+    core = RemoteSession(CoreSpec(config, url, workspace, model,
+                                  use_gamepad=False if args.no_gamepad else None))
     from takeover.teleop.tui.app import make_app
 
-    # The control core (link, loop, recorder, policy, gamepad) runs in a child process; a model
-    # that does not load there is reported on the screen, and driving by hand still works.
-    app = make_app(config, url, workspace=workspace, model=model,
-                   use_gamepad=False if args.no_gamepad else None)
+    app = make_app(config, core)
     app.t_command = t0
     app.run()
     return 0
