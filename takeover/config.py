@@ -123,6 +123,41 @@ class TuiConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """How the robot runs the ONNX policy (policy/runtime.py); the model's own shape (chunk
+    size, inputs) comes from its metadata."""
+
+    execution: str = "receding"  # receding | ensemble
+    n_action_steps: int = 1  # receding: commands executed from each chunk before inferring again
+    ensemble_k: float = 0.01  # ensemble: weights exp(-k * i) over stored predictions, i = 0 oldest
+    threads: int = 1  # onnxruntime intra-op threads
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """[train]: overrides of the training defaults (policy/model.py ModelConfig and
+    policy/train.py TrainConfig, documented in docs/policy.md); a key left out keeps the
+    default. `takeover train` flags override these in turn."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weighting: str | None = None  # none | iwr | sirius
+    label: str | None = None  # intent | sent
+    pose_loss_weight: float | None = None
+    augment: bool | None = None
+    device: str | None = None  # auto | cpu | cuda | cuda:N
+    threads: int | None = None
+    seed: int | None = None
+    backbone: str | None = None
+    backbone_args: dict[str, Any] | None = None
+    chunk_size: int | None = None
+    use_proprio: bool | None = None
+    proprio_dropout: float | None = None
+    pose_head: bool | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     robot: RobotConfig = field(default_factory=RobotConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -130,6 +165,8 @@ class Config:
     gamepad: GamepadConfig = field(default_factory=GamepadConfig)
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 T = TypeVar("T")
@@ -157,10 +194,16 @@ def _check_value(path: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
-            if arg is type(None) and value is None:
-                return None
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
             try:
                 return _check_value(path, value, arg)
             except ConfigError:
@@ -198,6 +241,25 @@ def _validate(config: Config) -> None:
     if not 0.0 < s.takeover_deflection < 1.0:
         raise ConfigError("safety.takeover_deflection must be between 0 and 1")
     _validate_inputs(config)
+    pc = config.policy
+    if pc.execution not in ("receding", "ensemble"):
+        raise ConfigError(f"policy.execution = {pc.execution!r}: use receding or ensemble")
+    if not 1 <= pc.n_action_steps <= 100:
+        raise ConfigError("policy.n_action_steps must be between 1 and the model's chunk size")
+    if not 1 <= pc.threads <= 64:
+        raise ConfigError("policy.threads must be between 1 and 64")
+    t = config.train
+    for name in ("epochs", "batch_size", "chunk_size", "threads"):
+        value = getattr(t, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"train.{name} must be at least 1")
+    choices = {"weighting": ("none", "iwr", "sirius"), "label": ("intent", "sent")}
+    for name, allowed in choices.items():
+        value = getattr(t, name)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"train.{name} = {value!r}: use one of {', '.join(allowed)}")
+    if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
+        raise ConfigError("train.proprio_dropout must be between 0 and 1")
 
 
 def _validate_inputs(config: Config) -> None:

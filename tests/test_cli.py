@@ -61,6 +61,10 @@ def test_bad_robot_url_is_one_clear_line(url: str, needle: str) -> None:
         ("[loop]\nrate_hz = 500\n", "loop.rate_hz"),
         ("[robot\nurl = 1\n", "not valid TOML"),
         ("[safety.manual]\nmax_v_mps = -1\n", "safety.manual"),
+        ("[policy]\nexecution = 'fast'\n", "policy.execution"),
+        ("[train]\nlabel = 'both'\n", "train.label"),
+        ("[train]\nbackbone_args = 3\n", "train.backbone_args"),
+        ("[train]\nepochs = 0\n", "train.epochs"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, toml: str, needle: str) -> None:

@@ -9,8 +9,9 @@ hands back with an explicit AUTO request. Its corrections go through the same Ar
 recorder path as a person's (action_mode 1).
 
 What counts as straying (each threshold configurable):
-- heading: driving while off the heading the expert's guidance law steers to by more than
-  `heading_error_deg`;
+- heading: off the heading the expert's guidance law steers to by more than
+  `heading_error_deg` and not turning back towards it (the expert itself, over a reaction
+  delay, stays within about 2 degrees of it);
 - lateral: within `close_gap_m` of the dock and off its axis by more than `lateral_error_m`
   plus `lateral_slope` x gap, where contact would be misaligned;
 - command: the policy's command differs from the expert's by more than `v_error_mps` or
@@ -36,12 +37,12 @@ from takeover.types import Command, Observation, Pose2D, StepRecord
 @dataclass(frozen=True)
 class OperatorSimParams:
     reaction_delay_s: float = 0.4  # how long a deviation must last before the hands move
-    heading_error_deg: float = 35.0
+    heading_error_deg: float = 20.0
     lateral_error_m: float = 0.015
     lateral_slope: float = 0.25
     close_gap_m: float = 0.30
     v_error_mps: float = 0.25
-    w_error_radps: float = 1.0
+    w_error_radps: float = 0.6
     clearance_m: float = 0.12  # beyond the robot's radius
     stall_s: float = 6.0
     min_takeover_s: float = 1.0  # drive at least this long once taken over
@@ -124,8 +125,9 @@ class SimulatedOperator:
         if f.gap_m < p.close_gap_m and abs(f.lateral_m) > allowed_m:
             return f"off the dock axis by {100 * f.lateral_m:.0f} cm"
         heading_err = _wrap(f.heading_rad - self.expert.desired_heading(f))
-        # Turning in place towards the right heading is not straying; driving off it is.
-        if abs(math.degrees(heading_err)) > p.heading_error_deg and obs.odom.v_mps > 0.05:
+        # Turning back towards the right heading is not straying; holding off it is.
+        turning_back = obs.odom.w_radps * heading_err < 0 and abs(obs.odom.w_radps) > 0.1
+        if abs(math.degrees(heading_err)) > p.heading_error_deg and not turning_back:
             return f"heading off by {math.degrees(heading_err):.0f} deg"
         prop = self._last_proposal
         if prop is not None and (abs(prop.v_mps - expert_cmd.v_mps) > p.v_error_mps

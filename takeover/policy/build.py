@@ -123,7 +123,7 @@ def train_workspace(
                          "`takeover init DIR` and record demonstrations")
     t_load = time.perf_counter()
     status("reading episodes ...")
-    dataset = load_dataset(workspace, chunk_size=model_config.chunk_size)
+    dataset = load_dataset(workspace, chunk_size=model_config.chunk_size, label=train_config.label)
     load_s = time.perf_counter() - t_load
     status(f"{len(dataset)} samples from {len(dataset.episodes)} episodes "
            f"(rounds {sorted(set(dataset.rounds))}) in {load_s:.1f} s")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,11 +30,14 @@ def add_policy_parsers(sub: SubParsers) -> None:
         "models/rNNN/ (policy.onnx, card.json, checkpoint.pt) and deployed as models/current. "
         "Runs under torchrun for multi-GPU training.")
     p.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="default 5")
-    p.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="default: takeover.toml [train] epochs, else 5")
+    p.add_argument("--device", default=None, metavar="D", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--backbone", default=None, metavar="NAME", help="timm model name")
     p.add_argument("--backbone-args", default=None, metavar="JSON",
                    help='timm.create_model keyword arguments, e.g. \'{"channels": [16,32,64,128]}\'')
+    p.add_argument("--model-args", default=None, metavar="JSON",
+                   help='ModelConfig overrides, e.g. \'{"use_proprio": false, "chunk_size": 10}\'')
     p.add_argument("--batch-size", type=int, default=None, metavar="N")
     p.add_argument("--grad-accum", type=int, default=None, metavar="N")
     p.add_argument("--lr", type=float, default=None)
@@ -105,38 +107,30 @@ class ProgressBar:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+    from takeover.config import workspace_config
     from takeover.policy.build import train_workspace
-    from takeover.policy.dataset import AugmentConfig
-    from takeover.policy.model import ModelConfig
-    from takeover.policy.train import TrainConfig
+    from takeover.policy.settings import apply_overrides, workspace_training_configs
 
-    model_config = ModelConfig()
-    if args.backbone is not None:
-        model_config = replace(model_config, backbone=args.backbone,
-                               backbone_args={} if args.backbone_args is None else model_config.backbone_args)
-    if args.backbone_args is not None:
-        try:
-            extra = json.loads(args.backbone_args)
-        except ValueError:
-            raise UsageError(f"--backbone-args {args.backbone_args!r}: not valid JSON") from None
-        if not isinstance(extra, dict):
-            raise UsageError("--backbone-args must be a JSON object")
-        model_config = replace(model_config, backbone_args=extra)
-    overrides = {
+    if not args.workspace.is_dir():
+        raise UsageError(f"workspace {args.workspace} does not exist; create it with "
+                         f"`takeover init {args.workspace}`")
+    # Defaults, then the workspace's [train] section, then these flags.
+    model_config, train_config = workspace_training_configs(workspace_config(args.workspace).train)
+    flags: dict[str, Any] = {
         "epochs": args.epochs, "device": args.device, "batch_size": args.batch_size,
         "grad_accum": args.grad_accum, "lr": args.lr, "weighting": args.weighting,
         "val_fraction": args.val_fraction, "patience": args.patience, "amp": args.amp,
-        "seed": args.seed,
-        "threads": args.threads if args.threads is not None else (os.cpu_count() or 1),
+        "seed": args.seed, "threads": args.threads, "backbone": args.backbone,
+        "augment": False if args.no_augment else None,
     }
-    for key in ("epochs", "batch_size", "grad_accum", "patience"):
-        if overrides[key] is not None and overrides[key] < 1:
+    for key in ("epochs", "batch_size", "grad_accum", "patience", "threads"):
+        if flags[key] is not None and flags[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
-    train_config = replace(TrainConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    if args.no_augment:
-        train_config = replace(train_config, augment=AugmentConfig(0.0, 0.0, 0.0, 0))
+    if args.backbone_args is not None:
+        flags["backbone_args"] = _json_object(args.backbone_args, "--backbone-args")
+    if args.model_args is not None:
+        flags.update(_json_object(args.model_args, "--model-args"))
+    model_config, train_config = apply_overrides(model_config, train_config, flags, "takeover train")
     progress = sys.stderr if args.json else sys.stdout
     t0 = time.perf_counter()
     card = train_workspace(
@@ -156,6 +150,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(card, default=str) + "\n")
     return 0
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} must be a JSON object")
+    return value
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

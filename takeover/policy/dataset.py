@@ -31,6 +31,7 @@ from takeover.types import ACTION_MODE_DEMONSTRATION, ACTION_MODE_INTERVENTION, 
 
 SUPERVISED_MODES = (ACTION_MODE_DEMONSTRATION, ACTION_MODE_INTERVENTION)
 WEIGHTINGS = ("none", "iwr", "sirius")
+LABELS = ("intent", "sent")
 
 
 @dataclass
@@ -41,7 +42,8 @@ class PolicyDataset:
     actions (S, K, 2) float32 (v_mps, w_radps); mask (S, K) bool (supervised chunk steps);
     action_mode (S,) int8 at the sample's own step; episode (S,) int64 index into `episodes`;
     step (S,) int64 within the episode; steps_to_intervention (S,) int64 (steps until the next
-    intervention starts in that episode, a large number if none follows).
+    intervention starts in that episode, a large number if none follows); dock_pose (S, 3)
+    float32 and dock_pose_valid (S,) bool: see `hindsight_dock_pose`.
     """
 
     image: torch.Tensor
@@ -53,6 +55,8 @@ class PolicyDataset:
     episode: torch.Tensor
     step: torch.Tensor
     steps_to_intervention: torch.Tensor
+    dock_pose: torch.Tensor
+    dock_pose_valid: torch.Tensor
     episodes: list[str]  # 'r000/ep_0001' per episode index
     rounds: list[int]  # round of each episode
     digest: str
@@ -82,6 +86,7 @@ class PolicyDataset:
             actions=self.actions[idx], mask=self.mask[idx], action_mode=self.action_mode[idx],
             episode=self.episode[idx], step=self.step[idx],
             steps_to_intervention=self.steps_to_intervention[idx],
+            dock_pose=self.dock_pose[idx], dock_pose_valid=self.dock_pose_valid[idx],
             episodes=self.episodes, rounds=self.rounds, digest=self.digest,
         )
 
@@ -160,12 +165,44 @@ def _digest(parts: list[str]) -> str:
     return h.hexdigest()
 
 
+def hindsight_dock_pose(odom: np.ndarray, docked: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Where the dock was, relative to the robot, at every step of an episode that docked.
+
+    An episode that ends docked ends *at* the dock, so its last odometry pose is the docked pose
+    in the odometry frame, and every earlier pose can be expressed relative to it: (distance
+    still to drive along the dock's axis m, lateral offset from the axis m, heading error rad).
+    That is the state a classical docking stack steers by. It needs no map and no dock
+    detector, only odometry over the few seconds of one episode, so it works the same on a
+    real robot. The policy learns to predict it as an auxiliary target (docs/policy.md).
+
+    odom (T, 5) -> pose (T, 3) float32, valid (T,) bool (all False unless `docked`).
+    """
+    t = odom.shape[0]
+    finite = np.isfinite(odom[:, :3]).all(axis=1)
+    if not docked or t == 0 or not finite[-1]:
+        return np.zeros((t, 3), np.float32), np.zeros(t, bool)
+    xf, yf, yawf = odom[-1, :3]
+    c, s = np.cos(yawf), np.sin(yawf)
+    dx, dy = odom[:, 0] - xf, odom[:, 1] - yf
+    ahead = -(c * dx + s * dy)  # the robot drives forward into the dock: behind it is negative
+    lateral = -s * dx + c * dy
+    heading = np.arctan2(np.sin(odom[:, 2] - yawf), np.cos(odom[:, 2] - yawf))
+    pose = np.nan_to_num(np.stack([ahead, lateral, heading], axis=1)).astype(np.float32)
+    return pose, finite
+
+
 def load_dataset(workspace: Path, chunk_size: int = 10, rounds: Sequence[int] | None = None,
                  paths: Sequence[Path] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> PolicyDataset:
+                 progress: Callable[[int, int], None] | None = None,
+                 label: str = "intent") -> PolicyDataset:
     """Decode every usable episode of a workspace (all rounds unless `rounds` is given).
 
+    label: "intent" (the operator's command, `human_action`, where recorded) or "sent" (the
+    command sent after the Arbiter's limits, `action`).
+
     Raises UsageError (one line) when there is nothing to train on."""
+    if label not in LABELS:
+        raise UsageError(f"label {label!r}: expected one of {', '.join(LABELS)}")
     if paths is None:
         store = EpisodeStore(workspace)
         if rounds is None:
@@ -184,6 +221,8 @@ def load_dataset(workspace: Path, chunk_size: int = 10, rounds: Sequence[int] | 
     episode_ids: list[np.ndarray] = []
     steps: list[np.ndarray] = []
     to_int: list[np.ndarray] = []
+    dock_poses: list[np.ndarray] = []
+    dock_valid: list[np.ndarray] = []
     names: list[str] = []
     rounds_of: list[int] = []
     digest_parts: list[str] = []
@@ -215,7 +254,14 @@ def load_dataset(workspace: Path, chunk_size: int = 10, rounds: Sequence[int] | 
         inside = idx < t
         idx_c = np.minimum(idx, t - 1)
         mask = inside & supervised[idx_c]
-        acts = np.nan_to_num(ep.action[idx_c]).astype(np.float32)
+        labels = ep.action
+        if label == "intent":
+            # What the operator asked for, before the Arbiter's speed and acceleration limits:
+            # a function of what the operator sees, where the sent command also depends on the
+            # previous one (the acceleration limit), which a policy would learn to copy. The
+            # same limits apply again when the policy drives.
+            labels = np.where(np.isfinite(ep.human_action), ep.human_action, ep.action)
+        acts = np.nan_to_num(labels[idx_c]).astype(np.float32)
         keep = ep.obs_valid & mask.any(axis=1)
         if not keep.any():
             continue
@@ -232,6 +278,9 @@ def load_dataset(workspace: Path, chunk_size: int = 10, rounds: Sequence[int] | 
         episode_ids.append(np.full(int(keep.sum()), ep_index, dtype=np.int64))
         steps.append(np.flatnonzero(keep).astype(np.int64))
         to_int.append(_steps_to_next_intervention(mode)[keep])
+        pose, valid = hindsight_dock_pose(ep.odom, ep.info.outcome == "success")
+        dock_poses.append(pose[keep])
+        dock_valid.append(valid[keep])
     if not names:
         why = f" ({len(skipped)} unreadable, first: {skipped[0]})" if skipped else ""
         raise UsageError(f"{workspace}: no episode has human-driven (demonstration or "
@@ -246,6 +295,8 @@ def load_dataset(workspace: Path, chunk_size: int = 10, rounds: Sequence[int] | 
         episode=torch.from_numpy(np.concatenate(episode_ids)),
         step=torch.from_numpy(np.concatenate(steps)),
         steps_to_intervention=torch.from_numpy(np.concatenate(to_int)),
+        dock_pose=torch.from_numpy(np.concatenate(dock_poses)),
+        dock_pose_valid=torch.from_numpy(np.concatenate(dock_valid)),
         episodes=names, rounds=rounds_of, digest=_digest(digest_parts),
     )
 

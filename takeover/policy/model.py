@@ -30,6 +30,8 @@ from takeover.policy.spec import ModelSpec
 LIDAR_MAX_RANGE_M = 8.0
 LIDAR_MIN_RANGE_M = 0.05
 DEFAULT_BACKBONE_ARGS: dict[str, Any] = {"channels": [16, 32, 64, 128], "stem_width": 8}
+# The auxiliary dock pose (ahead m, lateral m, heading rad) is learned divided by these.
+POSE_SCALE = (1.0, 0.3, 0.5)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -54,6 +56,15 @@ class ModelConfig:
     lidar_features: int = 128
     head_hidden: int = 512
     dropout: float = 0.0
+    # Proprioception (measured v, w) as an input. The current velocity predicts the next command
+    # almost perfectly in demonstrations, so a clone leans on it and keeps doing whatever it is
+    # doing (the copycat problem of behavioural cloning). Off: the input is kept for the
+    # interface but zeroed; dropout: zeroed for this fraction of training samples.
+    use_proprio: bool = True
+    proprio_dropout: float = 0.0
+    # An auxiliary head that predicts the dock's pose relative to the robot (dataset.py
+    # `hindsight_dock_pose`); trained alongside the actions, not exported.
+    pose_head: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +169,8 @@ class DockingPolicy(nn.Module):
             nn.Linear(config.head_hidden, config.head_hidden), nn.GELU(),
             nn.Linear(config.head_hidden, config.chunk_size * 2),
         )
+        self.pose = nn.Sequential(nn.Linear(fused, 128), nn.GELU(), nn.Linear(128, 3)) \
+            if config.pose_head else None
         # Statistics from the training data (set_normalization); saved with the weights.
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
@@ -179,15 +192,24 @@ class DockingPolicy(nn.Module):
         x = image_u8.permute(0, 3, 1, 2).to(torch.float32)
         return (x - self.image_mean) / self.image_std
 
-    def forward(self, image_u8: torch.Tensor, scan_m: torch.Tensor, proprio: torch.Tensor
-                ) -> torch.Tensor:
-        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> standardised actions (B, K, 2)."""
+    def forward(self, image_u8: torch.Tensor, scan_m: torch.Tensor, proprio: torch.Tensor,
+                with_pose: bool = False) -> Any:
+        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> standardised actions (B, K, 2); with_pose:
+        (actions, dock pose (B, 3) scaled by POSE_SCALE, or None without a pose head)."""
         x = self.preprocess_image(image_u8)
         img = self.image(x)
         lidar = self.lidar(scan_m)
         prop = (proprio - self.proprio_mean) / self.proprio_std
-        out = self.head(torch.cat([img, lidar, prop.to(img.dtype)], dim=1).to(img.dtype))
-        return out.view(-1, self.config.chunk_size, 2)
+        if not self.config.use_proprio:
+            prop = prop * 0.0
+        elif self.training and self.config.proprio_dropout > 0:
+            keep = torch.rand(prop.shape[0], 1, device=prop.device) >= self.config.proprio_dropout
+            prop = prop * keep.to(prop.dtype)
+        fused = torch.cat([img, lidar, prop.to(img.dtype)], dim=1).to(img.dtype)
+        actions = self.head(fused).view(-1, self.config.chunk_size, 2)
+        if not with_pose:
+            return actions
+        return actions, (self.pose(fused) if self.pose is not None else None)
 
     def denormalize(self, actions: torch.Tensor) -> torch.Tensor:
         return actions.float() * self.action_std + self.action_mean

@@ -16,6 +16,7 @@ shards j*P + r. tests/policy/test_ddp.py checks this.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from takeover.policy.dataset import (
     episode_split,
     sample_weights,
 )
-from takeover.policy.model import DockingPolicy, ModelConfig
+from takeover.policy.model import POSE_SCALE, DockingPolicy, ModelConfig
 from takeover.policy.spec import PolicyError
 
 CHECKPOINT_FORMAT = "takeover-policy-checkpoint/1"
@@ -51,6 +52,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     grad_clip_norm: float = 1.0
     loss: str = "l1"  # l1 | huber
+    label: str = "intent"  # intent | sent: which command is learned (dataset.py load_dataset)
+    pose_loss_weight: float = 0.5  # the auxiliary dock-pose head (model.py), against the actions
     val_fraction: float = 0.1
     patience: int = 4  # epochs without a better validation loss before stopping
     weighting: str = "none"  # none | iwr | sirius
@@ -181,6 +184,14 @@ def chunk_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kin
     return (per * m).sum() / (m.sum() * per.shape[-1]).clamp_min(1.0)
 
 
+def pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """L1 between the predicted (B, 3) and hindsight dock pose (B, 3, physical units), over the
+    valid rows, each coordinate divided by POSE_SCALE."""
+    scale = torch.tensor(POSE_SCALE, device=pred.device, dtype=pred.dtype)
+    per = (pred - target / scale).abs().sum(dim=1) * valid.to(pred.dtype)
+    return per.sum() / (valid.sum().to(pred.dtype) * 3).clamp_min(1.0)
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a crash mid-write leaves the previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,14 +253,23 @@ def evaluate(model: DockingPolicy, ds: PolicyDataset, device: torch.device, loss
     ctx = ctx or DistContext()
     model.eval()
     idx_all = torch.arange(ctx.rank, len(ds), ctx.world_size)
-    sums = torch.zeros(6, dtype=torch.float64)  # loss*n, n, |dv|, |dw| over all, |dv0|, |dw0|
-    counts = torch.zeros(2, dtype=torch.float64)  # supervised chunk steps, supervised first steps
+    # loss*n, n, |dv|, |dw| over all, |dv0|, |dw0|, |d lateral|, |d heading| of the dock pose
+    sums = torch.zeros(8, dtype=torch.float64)
+    counts = torch.zeros(3, dtype=torch.float64)  # supervised chunk steps, first steps, poses
     for start in range(0, len(idx_all), batch_size):
         idx = idx_all[start:start + batch_size]
         image, scan, prop = ds.image[idx].to(device), ds.scan[idx].to(device), ds.proprio[idx].to(device)
         target, mask = ds.actions[idx].to(device), ds.mask[idx].to(device)
-        pred = model(image, scan, prop).float()
+        pred, pose = model(image, scan, prop, with_pose=True)
+        pred = pred.float()
         loss = chunk_loss(pred, model.normalize_actions(target), mask, loss_kind)
+        if pose is not None:
+            valid = ds.dock_pose_valid[idx].to(device)
+            scale = torch.tensor(POSE_SCALE, device=device)
+            pose_err = (pose.float() * scale - ds.dock_pose[idx].to(device)).abs()
+            sums[6] += float((pose_err[:, 1] * valid).sum())
+            sums[7] += float((pose_err[:, 2] * valid).sum())
+            counts[2] += float(valid.sum())
         n_sup = float(mask.sum())
         err = (model.denormalize(pred) - target).abs() * mask.unsqueeze(-1)
         sums[0] += float(loss) * n_sup
@@ -263,10 +283,14 @@ def evaluate(model: DockingPolicy, ds: PolicyDataset, device: torch.device, loss
     if ctx.world_size > 1:
         both = torch.cat([sums, counts])
         dist.all_reduce(both)
-        sums, counts = both[:6], both[6:]
+        sums, counts = both[:8], both[8:]
     n, n0 = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
     total = max(float(sums[1]), 1.0)
-    return {
+    pose_metrics = {} if counts[2] == 0 else {
+        "pose_mae_lateral_m": float(sums[6]) / float(counts[2]),
+        "pose_mae_heading_deg": math.degrees(float(sums[7]) / float(counts[2])),
+    }
+    return {**pose_metrics,
         "val_loss": float(sums[0]) / total,
         "mae_v_mps": float(sums[2]) / n,
         "mae_w_radps": float(sums[3]) / n,
@@ -379,8 +403,13 @@ def train(
                 accumulate = isinstance(net, nn.parallel.DistributedDataParallel) and not last
                 with (net.no_sync() if accumulate else _null()), torch.autocast(  # type: ignore[operator]
                         device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    pred = net(image, scan, prop).float()
-                    loss = chunk_loss(pred, model.normalize_actions(target), mask, config.loss)
+                    pred, pose = net(image, scan, prop, with_pose=True)
+                    loss = chunk_loss(pred.float(), model.normalize_actions(target), mask,
+                                      config.loss)
+                    if pose is not None:
+                        loss = loss + config.pose_loss_weight * pose_loss(
+                            pose.float(), train_ds.dock_pose[idx].to(device),
+                            train_ds.dock_pose_valid[idx].to(device))
                     scaled = loss / config.grad_accum
                     if scaler is not None:
                         scaler.scale(scaled).backward()

@@ -58,7 +58,7 @@ def expert_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def synthetic_record(step: int, action_mode: int | None, hw: int = TINY_HW,
-                     v: float = 0.1) -> StepRecord:
+                     v: float = 0.1, human_action: Command | None = None) -> StepRecord:
     rng = np.random.default_rng(step)
     scan = rng.uniform(0.5, 4.0, 180).astype(np.float32)
     scan[::9] = np.nan
@@ -71,16 +71,20 @@ def synthetic_record(step: int, action_mode: int | None, hw: int = TINY_HW,
     # The command encodes the step, so a test can tell which step a label came from.
     command = Command(0.0, 0.0) if mode is Mode.IDLE else Command(step / 100.0, -step / 100.0)
     return StepRecord(step=step, t_ns=obs.t_ns, observation=obs, command=command, source=source,
-                      mode=mode, policy_action=None, human_action=None, action_mode=action_mode,
+                      mode=mode, policy_action=None, human_action=human_action,
+                      action_mode=action_mode,
                       loop_late_ns=0, policy_latency_ns=0)
 
 
-def write_episode(ws: Path, modes: list[int | None], round_index: int = 0) -> Path:
-    """One episode whose step i has action_mode modes[i] (None = IDLE, unlabeled)."""
+def write_episode(ws: Path, modes: list[int | None], round_index: int = 0,
+                  intent: bool = False) -> Path:
+    """One episode whose step i has action_mode modes[i] (None = IDLE, unlabeled). intent: the
+    operator's command (human_action) is recorded too, as the sent command x 10."""
     with EpisodeWriter(ws, rate_hz=20.0, fsync=False, backpressure=True) as writer:
         writer.begin_episode(EpisodeMeta(round=round_index, rate_hz=20.0))
         for i, m in enumerate(modes):
-            assert writer.offer(synthetic_record(i, m))
+            human = Command(i / 10.0, -i / 10.0) if intent and m is not None else None
+            assert writer.offer(synthetic_record(i, m, human_action=human))
         path = writer.end_episode("success").result(timeout=60)
     assert path is not None
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from policy_support import TINY_CHUNK, make_workspace, write_episode
@@ -13,6 +14,7 @@ from takeover.policy.dataset import (
     AugmentConfig,
     augment_images,
     episode_split,
+    hindsight_dock_pose,
     load_dataset,
     sample_weights,
 )
@@ -90,3 +92,36 @@ def test_augmentation_keeps_dtype_and_is_reproducible() -> None:
     assert torch.equal(a, b) and not torch.equal(a, images)
     off = AugmentConfig(0.0, 0.0, 0.0, 0)
     assert augment_images(images, off, torch.Generator()) is images
+
+
+def test_labels_are_the_operators_intent_where_recorded(tmp_path: Path) -> None:
+    """label "intent" learns human_action (before the Arbiter's limits), "sent" the command."""
+    ws = make_workspace(tmp_path / "ws")
+    write_episode(ws, [None, DEMO, DEMO, DEMO, DEMO], intent=True)
+    intent = load_dataset(ws, chunk_size=2)
+    sent = load_dataset(ws, chunk_size=2, label="sent")
+    for ds, per_step in ((intent, 0.1), (sent, 0.01)):
+        for i in range(len(ds)):
+            step = int(ds.step[i])
+            for k in range(2):
+                if ds.mask[i, k]:
+                    assert float(ds.actions[i, k, 0]) == pytest.approx((step + k) * per_step)
+    with pytest.raises(UsageError, match="label 'both'"):
+        load_dataset(ws, label="both")
+
+
+def test_hindsight_dock_pose_from_the_last_pose_of_a_docked_episode() -> None:
+    # The robot ends docked at (2, 1) facing +y (yaw 90 deg). One metre back along its final
+    # heading, 10 cm to its left, turned 10 degrees left of it: ahead 1, lateral 0.1, heading 10.
+    yaw_f = np.pi / 2
+    start = (2.0 - 0.1, 1.0 - 1.0, yaw_f + np.radians(10))  # left of +y is -x
+    odom = np.array([[*start, 0.2, 0.0], [2.0, 1.0, yaw_f, 0.05, 0.0]])
+    pose, valid = hindsight_dock_pose(odom, docked=True)
+    assert valid.all()
+    np.testing.assert_allclose(pose[0], [1.0, 0.1, np.radians(10)], atol=1e-6)
+    np.testing.assert_allclose(pose[1], [0.0, 0.0, 0.0], atol=1e-6)
+    _, valid = hindsight_dock_pose(odom, docked=False)
+    assert not valid.any()
+    odom[0, 0] = np.nan  # a step without odometry has no target
+    _, valid = hindsight_dock_pose(odom, docked=True)
+    assert valid.tolist() == [False, True]

@@ -1,0 +1,52 @@
+"""The training configuration of a workspace: defaults, then takeover.toml [train], then flags.
+
+`takeover train` and `takeover dagger train` both start here, so a key set in the workspace's
+takeover.toml means the same to both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+from takeover.config import TrainSettings
+from takeover.errors import UsageError
+from takeover.policy.dataset import AugmentConfig
+from takeover.policy.model import ModelConfig
+from takeover.policy.train import TrainConfig
+
+_NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0)
+
+
+def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str, Any],
+                    source: str) -> tuple[ModelConfig, TrainConfig]:
+    """Set each non-None key on whichever of the two configs has it ("augment" takes a bool).
+    An unknown key is a UsageError naming `source`."""
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    model_set: dict[str, Any] = {}
+    train_set: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "augment" and isinstance(value, bool):
+            train_set[key] = TrainConfig().augment if value else _NO_AUGMENT
+        elif key in model_keys:
+            model_set[key] = value
+        elif key in train_keys:
+            train_set[key] = value
+        else:
+            raise UsageError(f"{source}: unknown setting {key!r}; known: "
+                             f"{', '.join(sorted((model_keys | train_keys) - {'augment'}))}, augment")
+    if "backbone" in model_set and "backbone_args" not in model_set:
+        model_set["backbone_args"] = {}  # another backbone: the default's narrowing does not apply
+    try:
+        return replace(model, **model_set), replace(train, **train_set)
+    except TypeError as e:
+        raise UsageError(f"{source}: {e}") from None
+
+
+def workspace_training_configs(settings: TrainSettings) -> tuple[ModelConfig, TrainConfig]:
+    """The defaults with a workspace's [train] section applied."""
+    values = {f.name: getattr(settings, f.name) for f in fields(TrainSettings)}
+    return apply_overrides(ModelConfig(), TrainConfig(), values, "takeover.toml [train]")

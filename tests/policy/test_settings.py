@@ -1,0 +1,40 @@
+"""Training configuration: defaults, then takeover.toml [train], then flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from takeover.config import TrainSettings, load_config
+from takeover.errors import UsageError
+from takeover.policy.dataset import AugmentConfig
+from takeover.policy.model import DEFAULT_BACKBONE_ARGS, ModelConfig
+from takeover.policy.settings import apply_overrides, workspace_training_configs
+from takeover.policy.train import TrainConfig
+
+
+def test_train_section_sets_model_and_training(tmp_path: Path) -> None:
+    toml = tmp_path / "takeover.toml"
+    toml.write_text("[train]\nepochs = 7\nuse_proprio = false\naugment = false\n"
+                    "backbone = 'lcnet_050'\nlabel = 'sent'\n")
+    model, train = workspace_training_configs(load_config(toml).train)
+    assert (train.epochs, train.label, model.use_proprio, model.backbone) == (7, "sent", False, "lcnet_050")
+    assert train.augment == AugmentConfig(0.0, 0.0, 0.0, 0)
+    assert model.backbone_args == {}, "another backbone does not inherit the default's narrowing"
+    # Keys left out keep the defaults.
+    assert train.lr == TrainConfig().lr and model.chunk_size == ModelConfig().chunk_size
+
+
+def test_empty_section_is_the_defaults() -> None:
+    model, train = workspace_training_configs(TrainSettings())
+    assert model == ModelConfig() and train == TrainConfig()
+    assert model.backbone_args == DEFAULT_BACKBONE_ARGS
+
+
+def test_flags_override_and_unknown_keys_are_named() -> None:
+    model, train = apply_overrides(ModelConfig(), TrainConfig(), {"epochs": 3, "epochs_x": None},
+                                   "takeover train")
+    assert train.epochs == 3
+    with pytest.raises(UsageError, match="takeover train: unknown setting 'wings'"):
+        apply_overrides(model, train, {"wings": 2}, "takeover train")
