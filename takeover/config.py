@@ -22,6 +22,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_FILENAME = "takeover.toml"
+# tui.camera: how the TUI draws camera frames (teleop/tui/camera.py, docs/tui.md).
+CAMERA_MODES = ("auto", "kitty", "sixel", "halfblock", "off")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ class KeyboardConfig:
 @dataclass(frozen=True)
 class TuiConfig:
     refresh_hz: float = 20.0  # telemetry refresh of the drive screen
-    camera: str = "auto"  # auto | halfblock | off (auto: Kitty/Sixel graphics where supported)
+    # auto (Kitty or Sixel graphics where the terminal supports them, else half-block cells)
+    # | kitty | sixel (forced) | halfblock | off
+    camera: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -291,8 +295,9 @@ def _validate_inputs(config: Config) -> None:
         raise ConfigError("keyboard hold times: repeat_hold_ms <= 1000, initial_hold_ms <= 2000")
     if not 1.0 <= config.tui.refresh_hz <= 60.0:
         raise ConfigError("tui.refresh_hz must be between 1 and 60")
-    if config.tui.camera not in ("auto", "halfblock", "off"):
-        raise ConfigError(f"tui.camera = {config.tui.camera!r}: use auto, halfblock or off")
+    if config.tui.camera not in CAMERA_MODES:
+        raise ConfigError(f"tui.camera = {config.tui.camera!r}: use {', '.join(CAMERA_MODES[:-1])} "
+                          f"or {CAMERA_MODES[-1]}")
 
 
 def config_from_dict(table: dict[str, Any], source: str = CONFIG_FILENAME) -> Config:

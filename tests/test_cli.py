@@ -65,6 +65,7 @@ def test_bad_robot_url_is_one_clear_line(url: str, needle: str) -> None:
         ("[train]\nlabel = 'both'\n", "train.label"),
         ("[train]\nbackbone_args = 3\n", "train.backbone_args"),
         ("[train]\nepochs = 0\n", "train.epochs"),
+        ("[tui]\ncamera = 'iterm'\n", "tui.camera = 'iterm': use auto, kitty, sixel, halfblock or off"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, toml: str, needle: str) -> None:

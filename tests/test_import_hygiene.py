@@ -35,7 +35,7 @@ def test_modules_are_discovered() -> None:
 
 @pytest.mark.parametrize("module", NO_TEXTUAL)
 def test_core_never_imports_textual(module: str) -> None:
-    assert "textual" not in imported_by(module)
+    assert not imported_by(module) & {"textual", "textual_image"}
 
 
 @pytest.mark.parametrize("module", NO_TORCH)
@@ -45,10 +45,17 @@ def test_robot_side_never_imports_torch(module: str) -> None:
 
 
 def test_cli_entry_imports_neither_torch_nor_textual() -> None:
-    assert not imported_by("takeover.cli") & {"torch", "timm", "textual"}
+    assert not imported_by("takeover.cli") & {"torch", "timm", "textual", "textual_image"}
 
 
 def test_control_core_process_imports_neither_textual_nor_torch() -> None:
     """The child that runs the loop: no UI in it (its garbage would stall the loop), no torch."""
     assert "takeover.teleop.core_process" in NO_TEXTUAL
-    assert not imported_by("takeover.teleop.core_process") & {"textual", "torch", "timm"}
+    assert not imported_by("takeover.teleop.core_process") & {"textual", "textual_image", "torch",
+                                                              "timm"}
+
+
+def test_tui_imports_textual_image_only_when_the_terminal_is_asked() -> None:
+    """Importing textual-image queries the terminal (teleop/tui/camera.py): never as a side
+    effect of importing the app, only from `probe_terminal_graphics()` or a forced renderer."""
+    assert "textual_image" not in imported_by("takeover.teleop.tui.app")

@@ -47,6 +47,7 @@ from takeover.teleop.session import (
     Session,
     SessionSnapshot,
 )
+from takeover.teleop.tui.camera import CameraChoice, TerminalGraphics, choose_camera
 from takeover.teleop.tui.dialogs import HelpScreen, NoteDialog, OutcomeDialog
 from takeover.teleop.tui.drive import DriveScreen
 from takeover.teleop.tui.episodes import EpisodesScreen
@@ -70,10 +71,13 @@ class TakeoverApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, session: Session, *, connect: bool = True) -> None:
+    def __init__(self, session: Session, *, connect: bool = True,
+                 graphics: TerminalGraphics | None = None) -> None:
         super().__init__()
         self.session = session
         self.config = session.config
+        # How camera frames are drawn, on every screen (tui.camera and what the terminal said).
+        self.camera: CameraChoice = choose_camera(self.config.tui.camera, graphics)
         self.workspace = session.workspace
         self.connect_link = connect
         self.connected = False
@@ -121,6 +125,8 @@ class TakeoverApp(App[None]):
             gc.freeze()
         first = "" if self.first_screen_s is None else f" · first screen {self.first_screen_s:.2f} s"
         notes = [n for n in (self.startup_note, result.note) if n]
+        if self.camera.renderer != self.config.tui.camera != "auto":  # a forced protocol fell back
+            notes.append(f"camera: {self.camera.label}, {self.camera.reason}")
         self.say(f"connected to {self.session.url}{first}"
                  + ("" if self.workspace else " · no workspace: recording is off")
                  + "".join(f" · {n}" for n in notes))
@@ -286,7 +292,7 @@ def make_app(config: Config, link: RobotLink | str | RemoteSession,
              workspace: Path | None = None, *, model: ModelRef | None = None,
              gamepad: GamepadInput | None = None, use_gamepad: bool | None = None,
              policy_loader: PolicyLoader | None = None, train_command: list[str] | None = None,
-             connect: bool = True) -> TakeoverApp:
+             connect: bool = True, graphics: TerminalGraphics | None = None) -> TakeoverApp:
     """Build the app and its session.
 
     `link` a robot URL: the control core runs in a child process (`RemoteSession`; what
@@ -299,20 +305,23 @@ def make_app(config: Config, link: RobotLink | str | RemoteSession,
 
     `link` a RobotLink: the core runs in this process (`OperatorSession`), on a link that
     `connect` connects in the background; `policy`: a loaded driver for AUTO, or None.
+
+    `graphics`: what `camera.probe_terminal_graphics()` found before the app started (None: not
+    asked; `tui.camera = auto` then draws half-block cells).
     """
     if isinstance(link, RemoteSession):
-        return TakeoverApp(link)
+        return TakeoverApp(link, graphics=graphics)
     if isinstance(link, str):
         if policy is not None or gamepad is not None:
             raise ValueError("a loaded policy or gamepad cannot cross into the core's process: "
                              "pass model (and policy_loader), use_gamepad")
         remote = RemoteSession(CoreSpec(config, link, workspace, model, use_gamepad, policy_loader),
                                train_command=train_command)
-        return TakeoverApp(remote)
+        return TakeoverApp(remote, graphics=graphics)
     session = OperatorSession(config, link, policy, workspace, gamepad=gamepad,
                               use_gamepad=use_gamepad, policy_loader=policy_loader, model=model,
                               train_command=train_command, pace_gc=True)
-    return TakeoverApp(session, connect=connect)
+    return TakeoverApp(session, connect=connect, graphics=graphics)
 
 
 __all__ = ["OperatorEvent", "TakeoverApp", "make_app"]

@@ -16,7 +16,8 @@ from textual.widgets import Footer, Static
 from takeover.teleop.arbiter import OperatorEvent
 from takeover.teleop.keyboard import DRIVE_KEYS, HOLD_KEY
 from takeover.teleop.session import SessionSnapshot
-from takeover.teleop.tui.widgets import CameraView, MiniMap, ModeBanner, bar, rollout
+from takeover.teleop.tui.camera import CameraView
+from takeover.teleop.tui.widgets import MiniMap, ModeBanner, bar, rollout
 from takeover.types import Command, Mode, Pose2D
 
 if TYPE_CHECKING:
@@ -64,8 +65,8 @@ class DriveScreen(Screen[None]):
         yield ModeBanner(id="banner")
         with Horizontal(id="views"):
             with Vertical(id="camera-box", classes="panel") as v:
-                v.border_title = "camera"
-                yield CameraView(id="camera")
+                v.border_title = f"camera ({self.tapp.camera.label})"
+                yield CameraView(id="camera", renderer=self.tapp.camera.renderer)
             with Vertical(id="map-box", classes="panel") as v:
                 v.border_title = "map (5 m)"
                 yield MiniMap(id="minimap")
@@ -154,9 +155,7 @@ class DriveScreen(Screen[None]):
         if now - self._last_image_t < 1.0 / IMAGE_HZ:
             return
         self._last_image_t = now
-        camera = self.query_one(CameraView)
-        camera.caption = "camera off (tui.camera)" if app.config.tui.camera == "off" else "no camera"
-        camera.show(obs.image if obs is not None and app.config.tui.camera != "off" else None)
+        self.query_one(CameraView).show(obs.image if obs is not None else None)
         plan: list[tuple[float, float]] = []
         pose = None
         if obs is not None:

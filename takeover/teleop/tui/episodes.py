@@ -18,8 +18,9 @@ from textual.widgets import DataTable, Footer, Static
 from takeover.recorder.reader import EpisodeInfo, EpisodeReader
 from takeover.recorder.store import EpisodeStore
 from takeover.teleop.episode_edit import annotate_episode, episode_notes, trash_episode
+from takeover.teleop.tui.camera import CameraView
 from takeover.teleop.tui.dialogs import ConfirmDialog, NoteDialog
-from takeover.teleop.tui.widgets import CameraView, ModeBanner
+from takeover.teleop.tui.widgets import ModeBanner
 from takeover.types import ACTION_MODE_DEMONSTRATION, ACTION_MODE_INTERVENTION, ACTION_MODE_ROBOT
 
 if TYPE_CHECKING:
@@ -185,12 +186,20 @@ class ReplayScreen(Screen[None]):
         self.policy_action = self.reader.column("policy_action")
         self.index = 0
 
+    @property
+    def tapp(self) -> TakeoverApp:
+        from takeover.teleop.tui.app import TakeoverApp
+
+        assert isinstance(self.app, TakeoverApp)
+        return self.app
+
     def compose(self) -> ComposeResult:
         yield Static(id="replay-title")
         with Horizontal(id="replay-main"):
             with Vertical(id="replay-camera-box", classes="panel") as v:
-                v.border_title = "camera"
-                yield CameraView(id="replay-camera")
+                choice = self.tapp.camera
+                v.border_title = f"camera ({choice.label})"
+                yield CameraView(id="replay-camera", renderer=choice.renderer)
             yield Static(id="replay-info", classes="panel")
         yield Static(id="timeline")
         yield Footer()
@@ -223,7 +232,8 @@ class ReplayScreen(Screen[None]):
     def _show(self) -> None:
         i = self.index
         camera = self.query_one(CameraView)
-        camera.caption = "no camera in this episode"
+        if camera.renderer != "off":
+            camera.caption = "no camera in this episode"
         camera.show(self._frame(i))
         t = Text()
         if self.n:

@@ -69,9 +69,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     # there is reported on the screen, and driving by hand still works.
     core = RemoteSession(CoreSpec(config, url, workspace, model,
                                   use_gamepad=False if args.no_gamepad else None))
+    from takeover.teleop.tui.camera import probe_terminal_graphics
+
+    # Kitty/Sixel support is asked of the terminal now, while the core starts up: the answers
+    # come on stdin, which Textual reads once it runs (docs/tui.md, "Camera").
+    graphics = probe_terminal_graphics() if config.tui.camera in ("auto", "kitty", "sixel") else None
     from takeover.teleop.tui.app import make_app
 
-    app = make_app(config, core)
+    app = make_app(config, core, graphics=graphics)
     app.t_command = t0
     app.run()
     return 0

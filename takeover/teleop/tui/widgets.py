@@ -1,4 +1,4 @@
-"""Widgets of the operator's terminal: camera, mini-map, mode banner, charts.
+"""Widgets of the operator's terminal: mini-map, mode banner, charts (the camera: camera.py).
 
 They draw what they are given (`show(...)`), never reach into the control core themselves.
 """
@@ -8,11 +8,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -21,76 +19,6 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from takeover.types import Command, Mode, Pose2D
-
-# --- camera ------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8192)
-def _cell_style(top: int, bottom: int) -> Style:
-    """Colours packed as 15-bit RGB (5 bits a channel): few distinct styles, cached."""
-    def rgb(c: int) -> Color:
-        return Color.from_rgb(((c >> 10) & 31) * 8.2, ((c >> 5) & 31) * 8.2, (c & 31) * 8.2)
-
-    return Style(color=rgb(top), bgcolor=rgb(bottom))
-
-
-def halfblock_rows(image: npt.NDArray[np.uint8], width: int, height: int) -> list[Strip]:
-    """An RGB image as `height` rows of `width` cells, two pixels a cell (upper half block)."""
-    h, w, _ = image.shape
-    if width <= 0 or height <= 0:
-        return []
-    # Keep the aspect ratio (a cell is about twice as tall as wide: two pixels fit it).
-    scale = min(width / w, 2 * height / h)
-    out_w, out_h = max(1, int(w * scale)), max(2, int(h * scale) // 2 * 2)
-    ys = np.minimum((np.arange(out_h) * h / out_h).astype(np.intp), h - 1)
-    xs = np.minimum((np.arange(out_w) * w / out_w).astype(np.intp), w - 1)
-    small = image[ys][:, xs].astype(np.uint16) >> 3
-    packed = (small[..., 0] << 10) | (small[..., 1] << 5) | small[..., 2]
-    pad_left = (width - out_w) // 2
-    strips: list[Strip] = []
-    blank = Segment(" " * pad_left) if pad_left else None
-    for row in range(0, out_h, 2):
-        top, bottom = packed[row].tolist(), packed[row + 1].tolist()
-        segments = [blank] if blank else []
-        segments.extend(Segment("▀", _cell_style(t, b)) for t, b in zip(top, bottom, strict=True))
-        strips.append(Strip(segments, pad_left + out_w))
-    return strips
-
-
-class CameraView(Widget):
-    """The robot's camera in half-block cells (two pixels per character cell)."""
-
-    DEFAULT_CSS = """
-    CameraView { height: 1fr; width: 1fr; }
-    """
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self._image: npt.NDArray[np.uint8] | None = None
-        self._strips: list[Strip] = []
-        self._drawn_size = (0, 0)
-        self.caption = "no camera"
-
-    def show(self, image: npt.NDArray[np.uint8] | None) -> None:
-        if image is self._image:
-            return
-        self._image = image
-        self._strips = []
-        self.refresh()
-
-    def render_line(self, y: int) -> Strip:
-        size = (self.size.width, self.size.height)
-        if self._image is None:
-            if y == self.size.height // 2:
-                return Strip([Segment(self.caption.center(self.size.width), Style(dim=True))])
-            return Strip.blank(self.size.width)
-        if not self._strips or size != self._drawn_size:
-            self._drawn_size = size
-            self._strips = halfblock_rows(self._image, *size)
-        if y < len(self._strips):
-            return self._strips[y]
-        return Strip.blank(self.size.width)
-
 
 # --- braille canvas ---------------------------------------------------------------------
 
