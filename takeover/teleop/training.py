@@ -15,6 +15,11 @@ stderr for each progress report:
 object as the last line of stdout with the result (`model_id`, `model_dir` or `onnx`, and
 whatever validation figures it has, e.g. `val_loss`, `parity_max_abs_err`). Any other line, on
 either stream, is shown as log text. Exit status 0 means a model was registered.
+
+`takeover train` itself does not speak the protocol yet: with its output on a pipe it writes one
+plain line per finished epoch, `epoch 3/12: train 0.0310 val 0.0290 410 img/s 61 s`
+(policy/cli.py ProgressBar), which is read as that epoch's progress report (`EPOCH_LINE`), and
+its result is the model card, whose figures are nested (`metrics`, `export`, `training`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +42,12 @@ PROGRESS_ENV = "TAKEOVER_PROGRESS"
 PROGRESS_FORMAT = "jsonl"
 
 
+# `takeover train`'s epoch line on a pipe (policy/cli.py ProgressBar); "val -" without validation.
+EPOCH_LINE = re.compile(
+    r"epoch (?P<epoch>\d+)/(?P<epochs>\d+): train (?P<train_loss>\S+) val (?P<val_loss>\S+)"
+    r" (?P<images_per_s>\S+) img/s (?P<elapsed_s>\S+) s")
+
+
 def default_train_command(workspace: Path) -> list[str]:
     return [sys.executable, "-m", "takeover.cli", "train", "--workspace", str(workspace), "--json"]
 
@@ -48,7 +60,8 @@ class TrainingState:
     epoch: int = 0
     epochs: int = 0
     step: int = 0
-    steps: int = 0
+    steps: int = 0  # 0: the trainer reports epoch ends only
+    epochs_done: int = 0
     train_loss: float | None = None
     val_loss: float | None = None
     images_per_s: float | None = None
@@ -67,7 +80,8 @@ class TrainingState:
         if not self.epochs:
             return 0.0
         within = self.step / self.steps if self.steps else 0.0
-        return min(1.0, ((self.epoch - 1) + within) / self.epochs) if self.epoch else 0.0
+        running = ((self.epoch - 1) + within) / self.epochs if self.epoch else 0.0
+        return min(1.0, max(running, self.epochs_done / self.epochs))
 
     @property
     def finished(self) -> bool:
@@ -161,7 +175,8 @@ class TrainingJob:
             s = self._state
             return TrainingState(
                 status=s.status, epoch=s.epoch, epochs=s.epochs, step=s.step, steps=s.steps,
-                train_loss=s.train_loss, val_loss=s.val_loss, images_per_s=s.images_per_s,
+                epochs_done=s.epochs_done, train_loss=s.train_loss, val_loss=s.val_loss,
+                images_per_s=s.images_per_s,
                 elapsed_s=time.monotonic() - self._t0 if s.status in ("running", "cancelling")
                 else s.elapsed_s,
                 curve=list(s.curve), log=list(s.log), result=s.result, returncode=s.returncode,
@@ -175,6 +190,8 @@ class TrainingJob:
             if not line.strip():
                 continue
             obj = _json_object(line)
+            if obj is None and not is_stdout:
+                obj = _epoch_line(line)
             with self._lock:
                 if obj is not None and obj.get("event") == "progress":
                     self._progress(obj)
@@ -195,6 +212,7 @@ class TrainingJob:
         if p.get("images_per_s") is not None:
             s.images_per_s = _num(p.get("images_per_s"), s.images_per_s)
         if p.get("epoch_end"):
+            s.epochs_done = s.epoch
             s.val_loss = _num(p.get("val_loss"), None)
             s.curve.append((s.epoch, s.train_loss if s.train_loss is not None else math_nan(),
                             s.val_loss))
@@ -230,6 +248,18 @@ def _json_object(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _epoch_line(line: str) -> dict[str, Any] | None:
+    """A plain `epoch N/M: ...` line as the progress report it stands for, or None."""
+    match = EPOCH_LINE.search(line.strip().rsplit("\r", 1)[-1])
+    if match is None:
+        return None
+    p = match.groupdict()
+    return {"event": "progress", "epoch": int(p["epoch"]), "epochs": int(p["epochs"]),
+            "train_loss": _num(p["train_loss"], None), "val_loss": _num(p["val_loss"], None),
+            "images_per_s": _num(p["images_per_s"], None), "elapsed_s": _num(p["elapsed_s"], None),
+            "epoch_end": True}
 
 
 def _num(value: Any, default: float | None) -> float | None:

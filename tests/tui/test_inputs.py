@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tui_support import fake_train_command
@@ -72,3 +73,49 @@ def test_training_job_reports_a_failed_trainer(tmp_path: Path) -> None:
     assert job.wait(60)
     state = job.state()
     assert state.status == "failed" and state.returncode == 3 and "no data" in state.message
+
+
+PLAIN_TRAINER = """
+import json, os, sys, time
+print("reading episodes ...", file=sys.stderr, flush=True)
+print("epoch 1/2: train 0.5365 val 0.3676 197 img/s 1 s" + " " * 30, file=sys.stderr, flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.02)
+print("epoch 2/2: train 0.2500 val - 201 img/s 2 s", file=sys.stderr, flush=True)
+print("exporting to ONNX and checking parity on real frames ...", file=sys.stderr, flush=True)
+card = {"model_id": "r001",
+        "metrics": {"best_val_loss": 0.3676, "mae_v_mps": 0.022, "mae_w_radps": 0.1354},
+        "export": {"onnx": "policy.onnx", "parity_max_abs_error": 1.2e-07},
+        "training": {"epochs_run": 2, "wall_s": 2.1}, "deployed": True, "total_s": 9.9}
+print(json.dumps(card), flush=True)
+"""
+
+
+def test_training_job_reads_takeover_trains_epoch_lines(tmp_path: Path) -> None:
+    """`takeover train` on a pipe writes a plain line per finished epoch, not JSON lines, and
+    its result is the model card with nested figures (what the Rounds screen shows)."""
+    from takeover.teleop.tui.rounds import _model_from_result, _result_text
+
+    go = tmp_path / "go"
+    job = TrainingJob(["python3", "-c", PLAIN_TRAINER, str(go)])
+    job.start()
+    deadline = time.monotonic() + 30
+    while job.state().epochs_done < 1:
+        assert time.monotonic() < deadline, job.state()
+        time.sleep(0.02)
+    state = job.state()
+    assert state.status == "running" and (state.epoch, state.epochs, state.steps) == (1, 2, 0)
+    assert state.fraction == 0.5 and state.curve == [(1, 0.5365, 0.3676)]
+    assert state.train_loss == 0.5365 and state.images_per_s == 197.0
+    go.touch()
+    assert job.wait(30)
+    state = job.state()
+    assert state.status == "done" and state.fraction == 1.0
+    assert state.curve == [(1, 0.5365, 0.3676), (2, 0.25, None)]
+    assert "reading episodes ..." in state.log and not any("epoch" in line for line in state.log)
+    assert state.result is not None
+    text = _result_text(state.result)
+    assert text == ("result: r001  val loss 0.3676  MAE 0.022 m/s 0.135 rad/s  "
+                    "ONNX parity 1.2e-07  now models/current"), text
+    model = _model_from_result(tmp_path, state.result)
+    assert model is not None and model.onnx == tmp_path / "models" / "r001" / "policy.onnx"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -148,7 +147,9 @@ class RoundsScreen(Screen[None]):
         t = Text()
         t.append(f"{state.status}", style="bold")
         if state.epochs:
-            t.append(f"  epoch {state.epoch}/{state.epochs}  step {state.step}/{state.steps}")
+            t.append(f"  epoch {state.epoch}/{state.epochs}")
+            if state.steps:
+                t.append(f"  step {state.step}/{state.steps}")
         if state.train_loss is not None:
             t.append(f"  loss {state.train_loss:.4g}")
         if state.val_loss is not None:
@@ -185,16 +186,34 @@ class RoundsScreen(Screen[None]):
         self.query_one("#message", Static).update(message)
 
 
+# The figures shown from a trainer's result, each where a trainer may put it: at the top level
+# (the protocol), or nested as in `takeover train --json`'s model card.
+def _figure(result: dict[str, object], *paths: str) -> float | None:
+    for path in paths:
+        value: object = result
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 def _result_text(result: dict[str, object]) -> str:
-    keys = ("model_id", "val_loss", "best_val_loss", "parity_max_abs_err", "epochs_run", "wall_s")
-    parts = []
-    for k in keys:
-        v = result.get(k)
-        if isinstance(v, float):
-            parts.append(f"{k} {v:.4g}" if math.isfinite(v) else f"{k} -")
-        elif v is not None:
-            parts.append(f"{k} {v}")
-    return "result: " + ("  ".join(parts) if parts else "(no figures reported)")
+    """One line (the panel's width at 140 columns): the model and its validation figures."""
+    parts = [str(result.get("model_id") or "model")]
+    val = _figure(result, "val_loss", "metrics.best_val_loss", "metrics.val_loss")
+    if val is not None:
+        parts.append(f"val loss {val:.4g}")
+    mae_v = _figure(result, "mae_v_mps", "metrics.mae_v_mps")
+    mae_w = _figure(result, "mae_w_radps", "metrics.mae_w_radps")
+    if mae_v is not None and mae_w is not None:
+        parts.append(f"MAE {mae_v:.3f} m/s {mae_w:.3f} rad/s")
+    parity = _figure(result, "parity_max_abs_err", "export.parity_max_abs_error")
+    if parity is not None:
+        parts.append(f"ONNX parity {parity:.1e}")
+    if result.get("deployed") is True:
+        parts.append("now models/current")
+    return "result: " + "  ".join(parts)
 
 
 def _model_from_result(workspace: Path | None, result: dict[str, object]) -> ModelRef | None:
