@@ -42,6 +42,10 @@ def _add_drive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--max-steps", type=int, default=1200, metavar="N",
                    help="steps before an episode times out (default 1200: 60 s at 20 Hz)")
     p.add_argument("--rate-hz", type=float, default=None, help="loop rate (default: config)")
+    p.add_argument("--demo-noise", type=float, default=None, metavar="W_RADPS",
+                   help="demonstrations: push the robot with turn-rate noise of this standard "
+                   "deviation (rad/s) while the expert drives, recording the expert's own "
+                   "command (DART; default: config [demonstration], off)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd_drive)
 
@@ -64,6 +68,7 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         fast=args.fast,
         max_steps=args.max_steps,
         rate_hz=args.rate_hz,
+        demo_noise_w_radps=args.demo_noise,
     )
     progress = sys.stderr if args.json else sys.stdout
     summary = run_drive(request, progress=progress)

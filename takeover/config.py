@@ -162,6 +162,22 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class DemonstrationConfig:
+    """[demonstration]: noise injected into the executed command while the operator
+    demonstrates (DART; teleop/perturbation.py). The operator's own command is what is recorded
+    as the label; the noise makes the demonstrations show how to recover from small errors.
+    Standard deviations of 0 (the default): off."""
+
+    noise_v_mps: float = 0.0
+    noise_w_radps: float = 0.0
+    tau_s: float = 0.5  # correlation time of the noise (an Ornstein-Uhlenbeck process)
+
+    @property
+    def active(self) -> bool:
+        return self.noise_v_mps > 0 or self.noise_w_radps > 0
+
+
+@dataclass(frozen=True)
 class Config:
     robot: RobotConfig = field(default_factory=RobotConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -171,6 +187,7 @@ class Config:
     tui: TuiConfig = field(default_factory=TuiConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
+    demonstration: DemonstrationConfig = field(default_factory=DemonstrationConfig)
 
 
 T = TypeVar("T")
@@ -264,6 +281,12 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"train.{name} = {value!r}: use one of {', '.join(allowed)}")
     if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
+    d = config.demonstration
+    if not (0.0 <= d.noise_v_mps <= 0.3 and 0.0 <= d.noise_w_radps <= 1.0):
+        raise ConfigError("demonstration noise: noise_v_mps must be within 0..0.3 and "
+                          "noise_w_radps within 0..1.0 (standard deviations; 0 is off)")
+    if not 0.05 <= d.tau_s <= 10.0:
+        raise ConfigError("demonstration.tau_s must be between 0.05 and 10 seconds")
 
 
 def _validate_inputs(config: Config) -> None:

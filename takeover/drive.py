@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from takeover.config import Config, load_config, workspace_config
+from takeover.config import Config, DemonstrationConfig, load_config, workspace_config
 from takeover.dagger.operator_sim import SimulatedOperator
 from takeover.dagger.workspace import round_for_model
 from takeover.errors import UsageError
@@ -28,6 +28,7 @@ from takeover.teleop.arbiter import Arbiter, OperatorEvent
 from takeover.teleop.drivers import DeadmanHolder, ScriptedOperator
 from takeover.teleop.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner
 from takeover.teleop.loop import ControlLoop, OperatorSource
+from takeover.teleop.perturbation import CommandPerturbation
 
 if TYPE_CHECKING:
     from takeover.policy.runtime import ChunkPolicy
@@ -46,6 +47,17 @@ class DriveRequest:
     max_steps: int = 1200
     rate_hz: float | None = None
     config_path: Path | None = None
+    demo_noise_w_radps: float | None = None  # overrides [demonstration] noise_w_radps
+
+
+def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
+    demo = config.demonstration
+    if request.demo_noise_w_radps is not None:
+        if not 0.0 <= request.demo_noise_w_radps <= 1.0:
+            raise UsageError(f"--demo-noise {request.demo_noise_w_radps}: must be between 0 (off) "
+                             "and 1.0 rad/s")
+        demo = dataclasses.replace(demo, noise_w_radps=request.demo_noise_w_radps)
+    return demo
 
 
 def _config_for(request: DriveRequest) -> Config:
@@ -114,9 +126,13 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         operator = DeadmanHolder()  # replaced below by the simulated operator, if asked for
         engage, model_id = OperatorEvent.AUTO, policy.runtime.model_id
         operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
+    demo_noise = _demonstration_noise(request, config)
+    recorded_config = dataclasses.replace(config, demonstration=demo_noise)  # what was in effect
+    perturbation = CommandPerturbation(demo_noise, rate_hz, seed=request.seed) \
+        if demo_noise.active and policy is None else None
     loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None), operator,
                        policy=policy, rate_hz=rate_hz,
-                       realtime_priority=config.loop.realtime_priority)
+                       realtime_priority=config.loop.realtime_priority, perturbation=perturbation)
     if request.driver == "operator-sim":
         simulated_operator = SimulatedOperator(link.dock_pose(), loop.post, rate_hz=rate_hz)
         loop.operator = simulated_operator
@@ -140,13 +156,15 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             def prepare(seed: int = seed) -> None:
                 # The dock moves with the seed: after the reset, ask the map for the dock.
                 expert.reset(link.dock_pose())
+                if perturbation is not None:
+                    perturbation.reseed(seed)
                 if simulated_operator is not None:
                     simulated_operator.reset(link.dock_pose())
                 if writer is not None:
                     writer.begin_episode(EpisodeMeta(
                         round=round_for_model(model_id), rate_hz=rate_hz,
                         model_id=model_id, operator=operator_name, robot_url=link.url,
-                        config=dataclasses.asdict(config), extra={"seed": seed},
+                        config=dataclasses.asdict(recorded_config), extra={"seed": seed},
                         origin="takeover drive"))
 
             result = runner.run(seed, engage, prepare=prepare)

@@ -12,6 +12,7 @@ and advances the world by one period after sending the command.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import queue
@@ -27,7 +28,8 @@ import numpy as np
 
 from takeover.hw.base import RobotLink
 from takeover.teleop.arbiter import NO_INPUT, Arbiter, OperatorEvent, OperatorInput
-from takeover.types import Command, Observation, StepRecord, StepSink
+from takeover.teleop.perturbation import CommandPerturbation
+from takeover.types import Command, Mode, Observation, StepRecord, StepSink
 
 # Python hands the GIL between threads every 5 ms by default: a busy UI or renderer thread
 # could then delay the loop's wake-up by up to 5 ms. A shorter interval bounds that wait.
@@ -180,7 +182,10 @@ class ControlLoop:
         rate_hz: float = 20.0,
         sinks: Iterable[StepSink] = (),
         realtime_priority: int = 10,
+        perturbation: CommandPerturbation | None = None,
     ) -> None:
+        """perturbation: demonstration noise (DART, teleop/perturbation.py) added to the
+        operator's command in MANUAL; the record keeps the operator's own command."""
         self.link = link
         self.arbiter = arbiter
         self.operator: OperatorSource = operator or NullOperator()
@@ -189,6 +194,7 @@ class ControlLoop:
         self.period_ns = round(1e9 / rate_hz)
         self.sinks: list[StepSink] = list(sinks)
         self.realtime_priority = realtime_priority
+        self.perturbation = perturbation
         self.scheduling = "not started"  # what the loop thread got: SCHED_FIFO or normal
         self.stats = LoopStats()
         self.latest: StepRecord | None = None  # for UIs that poll
@@ -234,7 +240,14 @@ class ControlLoop:
             proposal = self.policy.propose(obs)
             policy_latency_ns = time.perf_counter_ns() - t0
         health_ok = link.health().connected
-        decision = arbiter.decide(now_ns, obs, health_ok, operator, proposal, 1.0 / self.rate_hz)
+        asked = operator
+        if self.perturbation is not None:
+            if arbiter.mode is Mode.MANUAL and operator.deadman:
+                asked = dataclasses.replace(operator,
+                                            command=self.perturbation.apply(operator.command))
+            else:
+                self.perturbation.rest()
+        decision = arbiter.decide(now_ns, obs, health_ok, asked, proposal, 1.0 / self.rate_hz)
         if decision.drop_policy_queue and self.policy is not None:
             self.policy.drop_queued_actions()
         sent = link.send(decision.command)

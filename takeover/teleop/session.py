@@ -38,6 +38,7 @@ from takeover.teleop.gc_pacing import GcPacer
 from takeover.teleop.keyboard import KeyboardInput
 from takeover.teleop.loop import ControlLoop, PolicyDriver, SinkQueue
 from takeover.teleop.operator import CombinedOperator
+from takeover.teleop.perturbation import CommandPerturbation
 from takeover.teleop.training import TrainingJob, default_train_command
 from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
 
@@ -233,7 +234,11 @@ class OperatorSession:
         self.loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None),
                                 self.operator, policy, rate_hz=config.loop.rate_hz,
                                 sinks=[self.ui_queue],
-                                realtime_priority=config.loop.realtime_priority)
+                                realtime_priority=config.loop.realtime_priority,
+                                perturbation=CommandPerturbation(
+                                    config.demonstration, config.loop.rate_hz,
+                                    seed=time.monotonic_ns()) if config.demonstration.active
+                                else None)
         self.gc_pacer = GcPacer() if pace_gc else None
         if self.gc_pacer is not None:
             self.loop.sinks.append(self.gc_pacer)
