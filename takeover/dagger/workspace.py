@@ -100,7 +100,27 @@ repeat_hold_ms = 150.0
 
 [tui]
 refresh_hz = 20.0
-camera = "auto"           # auto | halfblock | off
+camera = "auto"           # auto (Kitty/Sixel where the terminal has them) | kitty | sixel | halfblock | off
+
+[demonstration]
+# DART: push the robot with small random turns while you demonstrate; you correct them, and
+# the policy learns how to recover. Your own command is what is recorded as the label.
+noise_v_mps = 0.0         # standard deviations; 0 is off
+noise_w_radps = 0.0       # e.g. 0.1
+tau_s = 0.5               # how long a push lasts (correlation time)
+
+[policy]
+# How the robot runs the ONNX policy.
+execution = "receding"    # receding | ensemble
+n_action_steps = 1        # receding: commands executed from each chunk before inferring again
+ensemble_k = 0.01         # ensemble: weights exp(-k i) over stored predictions
+threads = 1               # onnxruntime threads
+
+[train]
+# Overrides of the training defaults (docs/policy.md); a key left out keeps the default.
+# epochs = 12
+# weighting = "none"      # none | iwr | sirius
+# device = "auto"         # auto | cpu | cuda | cuda:N
 """
 
 

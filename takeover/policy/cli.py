@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,25 @@ def add_latency_bench(bench_sub: SubParsers) -> None:
     lat.set_defaults(func=_cmd_bench_latency)
 
 
+class JsonlProgress:
+    """`TAKEOVER_PROGRESS=jsonl` (the TUI's Rounds screen, teleop/training.py): one JSON object
+    per report on `stream`, the TrainProgress fields plus "event": "progress"; step reports at
+    most 5 a second, every epoch end."""
+
+    def __init__(self, stream: Any = sys.stderr) -> None:
+        self.stream = stream
+        self._last = 0.0
+
+    def __call__(self, p: TrainProgress) -> None:
+        from dataclasses import asdict
+
+        now = time.monotonic()
+        if not p.epoch_end and now - self._last < 0.2:
+            return
+        self._last = now
+        print(json.dumps({"event": "progress", **asdict(p)}), file=self.stream, flush=True)
+
+
 class ProgressBar:
     """A one-line progress bar on a terminal; plain epoch lines when not a terminal."""
 
@@ -132,10 +152,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         flags.update(_json_object(args.model_args, "--model-args"))
     model_config, train_config = apply_overrides(model_config, train_config, flags, "takeover train")
     progress = sys.stderr if args.json else sys.stdout
+    reporter = JsonlProgress(sys.stderr) if os.environ.get("TAKEOVER_PROGRESS") == "jsonl" \
+        else ProgressBar(progress)
     t0 = time.perf_counter()
     card = train_workspace(
         args.workspace, model_config, train_config, int8=args.int8, init_from=args.init_from,
-        deploy=not args.no_deploy, on_progress=ProgressBar(progress),
+        deploy=not args.no_deploy, on_progress=reporter,
         on_status=lambda msg: print(msg, file=progress, flush=True))
     if not card:  # a non-main torchrun process
         return 0

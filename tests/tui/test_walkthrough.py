@@ -106,10 +106,12 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         job = session.training
         assert job is not None
         assert job.command[1:4] == ["-m", "takeover.cli", "train"]  # the real trainer
+        # takeover train reports steps as JSON lines (TAKEOVER_PROGRESS=jsonl): the bar moves
+        # within the run, before the trainer is done.
         await wait_for(pilot, lambda: job.state().status == "running"
                        and "epoch 1/2" in text_of(app, "#train-status")
-                       and rounds.query_one(ProgressBar).progress == 0.5,
-                       timeout_s=120, what="the first epoch on the screen while training runs")
+                       and 0.0 < (rounds.query_one(ProgressBar).progress or 0.0) < 1.0,
+                       timeout_s=120, what="progress on the screen while training runs")
         assert "loss " in text_of(app, "#train-status")
         await wait_for(pilot, lambda: job.state().finished, timeout_s=120, what="training")
         state = job.state()
