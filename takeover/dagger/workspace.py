@@ -116,8 +116,9 @@ n_action_steps = 1        # receding: commands executed from each chunk before i
 ensemble_k = 0.01         # ensemble: weights exp(-k i) over stored predictions
 threads = 1               # onnxruntime threads
 
-[train]
+# [train]
 # Overrides of the training defaults (docs/policy.md); a key left out keeps the default.
+# Uncomment the table and the keys to set them.
 # epochs = 12
 # weighting = "none"      # none | iwr | sirius
 # device = "auto"         # auto | cpu | cuda | cuda:N

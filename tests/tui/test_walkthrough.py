@@ -1,7 +1,7 @@
 """docs/tui.md's walk-through in one sitting, with the real trainer: record three
 demonstrations, train the next model from the Rounds screen (`takeover train` as a child
 process, its progress on the screen), deploy it, run it in AUTO, take over, and see the round's
-interventions. Small on purpose (two epochs on three short episodes); the policy need not dock."""
+interventions. Small on purpose (three epochs on three short episodes); the policy need not dock."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from takeover.types import (
 SIZE = (140, 44)
 SVG_DIR = os.environ.get("TAKEOVER_SAVE_SVG")
 
-# Two epochs, so that the first epoch's report is on the screen while the second one runs.
+# Three epochs: progress is on the screen while the later ones run.
 TRAIN_SECTION = """
 [train]
-epochs = 2
+epochs = 3
 batch_size = 16
 augment = false
 device = "cpu"
@@ -106,20 +106,28 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         job = session.training
         assert job is not None
         assert job.command[1:4] == ["-m", "takeover.cli", "train"]  # the real trainer
-        # takeover train reports steps as JSON lines (TAKEOVER_PROGRESS=jsonl): the bar moves
-        # within the run, before the trainer is done.
-        await wait_for(pilot, lambda: job.state().status == "running"
-                       and "epoch 1/2" in text_of(app, "#train-status")
-                       and 0.0 < (rounds.query_one(ProgressBar).progress or 0.0) < 1.0,
-                       timeout_s=120, what="progress on the screen while training runs")
+        # takeover train reports its steps as JSON lines (TAKEOVER_PROGRESS=jsonl): the bar
+        # and the epoch move on the screen while the trainer runs. Everything the screen showed
+        # is sampled until the job ends, so a fast run cannot slip between two looks.
+        seen: list[tuple[str, float]] = []
+
+        def sample() -> bool:
+            if job.state().status == "running":
+                seen.append((text_of(app, "#train-status"),
+                             rounds.query_one(ProgressBar).progress or 0.0))
+            return job.state().finished
+
+        await wait_for(pilot, sample, timeout_s=120, what="training")
+        moving = [(text, fraction) for text, fraction in seen
+                  if "epoch " in text and "/3" in text and 0.0 < fraction < 1.0]
+        assert moving, f"no progress on the screen while training ran: {seen[-3:]}"
         assert "loss " in text_of(app, "#train-status")
-        await wait_for(pilot, lambda: job.state().finished, timeout_s=120, what="training")
         state = job.state()
         assert state.status == "done", f"{state.message}\n" + "\n".join(state.log[-20:])
-        assert [c[0] for c in state.curve] == [1, 2]
+        assert [c[0] for c in state.curve] == [1, 2, 3]
         await wait_for(pilot, lambda: rounds.trained is not None, what="the trained model")
         status = text_of(app, "#train-status")
-        assert "done" in status and "epoch 2/2" in status, status
+        assert "done" in status and "epoch 3/3" in status, status
         assert "result: r001  val loss" in status and "ONNX parity" in status, status
         assert rounds.query_one(ProgressBar).progress == 1.0
         assert "train" in text_of(app, "#loss") and "validation" in text_of(app, "#loss")
