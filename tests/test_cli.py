@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -94,3 +95,19 @@ def test_run_refuses_a_lockstep_simulator() -> None:
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "real time" in lines[0] and "Traceback" not in p.stderr
+
+
+def test_documented_configuration_loads_and_shows_the_defaults() -> None:
+    """docs/configuration.md's example is a valid takeover.toml, every section of Config in it,
+    and the workspace template agrees with the defaults."""
+    from takeover.config import Config, config_from_dict
+    from takeover.dagger.workspace import CONFIG_TEMPLATE, tomllib
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    table = tomllib.loads(text[text.index("```toml") + len("```toml"):text.rindex("```")])
+    assert set(table) == {f.name for f in dataclasses.fields(Config)}
+    documented = config_from_dict(table, "docs/configuration.md")
+    for section in ("robot", "loop", "safety", "gamepad", "keyboard", "tui", "policy",
+                    "demonstration"):
+        assert getattr(documented, section) == getattr(Config(), section), section
+    assert config_from_dict(tomllib.loads(CONFIG_TEMPLATE), "template") == Config()

@@ -32,7 +32,7 @@ def add_policy_parsers(sub: SubParsers) -> None:
         "Runs under torchrun for multi-GPU training.")
     p.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
-                   help="default: takeover.toml [train] epochs, else 5")
+                   help="default: takeover.toml [train] epochs, else 12")
     p.add_argument("--device", default=None, metavar="D", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--backbone", default=None, metavar="NAME", help="timm model name")
     p.add_argument("--backbone-args", default=None, metavar="JSON",

@@ -309,10 +309,22 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     shift_px: int = 0  # random translation (replicate padding); see docs/policy.md on why 0
+    # Per-channel gains (+- fraction): a colour cast, as from another room's walls and light.
+    channel_gain: float = 0.3
+    # Probability of permuting the colour channels: hues the training rooms never had.
+    channel_shuffle: float = 0.5
+    noise_std: float = 4.0  # additive pixel noise, in 0..255 units
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(brightness=0.0, contrast=0.0, saturation=0.0, shift_px=0, channel_gain=0.0,
+                   channel_shuffle=0.0, noise_std=0.0)
 
     @property
     def active(self) -> bool:
-        return self.brightness > 0 or self.contrast > 0 or self.saturation > 0 or self.shift_px > 0
+        return (self.brightness > 0 or self.contrast > 0 or self.saturation > 0
+                or self.channel_gain > 0 or self.channel_shuffle > 0 or self.noise_std > 0
+                or self.shift_px > 0)
 
 
 def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
@@ -335,6 +347,15 @@ def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Ge
     if cfg.saturation > 0:
         grey = x.mean(dim=3, keepdim=True)
         x = (x - grey) * factor(cfg.saturation) + grey
+    if cfg.channel_gain > 0:
+        x = x * (1.0 + (torch.rand(b, 1, 1, 3, generator=generator) * 2 - 1) * cfg.channel_gain)
+    if cfg.channel_shuffle > 0:
+        perms = torch.argsort(torch.rand(b, 3, generator=generator), dim=1)  # (B, 3)
+        shuffle = torch.rand(b, generator=generator) < cfg.channel_shuffle
+        perms[~shuffle] = torch.arange(3)
+        x = torch.gather(x, 3, perms[:, None, None, :].expand_as(x))
+    if cfg.noise_std > 0:
+        x = x + torch.randn(x.shape, generator=generator) * cfg.noise_std
     if cfg.shift_px > 0:
         pad = cfg.shift_px
         h, w = x.shape[1:3]

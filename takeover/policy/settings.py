@@ -15,7 +15,7 @@ from takeover.policy.dataset import AugmentConfig
 from takeover.policy.model import ModelConfig
 from takeover.policy.train import TrainConfig
 
-_NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0)
+_NO_AUGMENT = AugmentConfig.off()
 
 
 def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str, Any],

@@ -45,7 +45,7 @@ CHECKPOINT_FORMAT = "takeover-policy-checkpoint/1"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
+    epochs: int = 12
     batch_size: int = 64  # global batch, over all processes and accumulation shards
     grad_accum: int = 1
     lr: float = 2e-3  # OneCycle peak

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,25 @@ def test_augmentation_keeps_dtype_and_is_reproducible() -> None:
     b = augment_images(images, cfg, torch.Generator().manual_seed(1))
     assert a.dtype == torch.uint8 and a.shape == images.shape
     assert torch.equal(a, b) and not torch.equal(a, images)
-    off = AugmentConfig(0.0, 0.0, 0.0, 0)
+    off = AugmentConfig.off()
     assert augment_images(images, off, torch.Generator()) is images
+
+
+def test_colour_augmentations_keep_the_scene_and_change_its_colours() -> None:
+    """Channel shuffle permutes colours (an image with distinct channel means comes back with
+    the same set of means in another order); gains and noise stay within their bounds."""
+    rows = torch.arange(16, dtype=torch.float32)[None, :, None, None].expand(8, 16, 16, 1)
+    images = torch.cat([rows * 2 + 40, rows + 100, rows * 3 + 10], dim=3).to(torch.uint8)
+    shuffle = dataclasses.replace(AugmentConfig.off(), channel_shuffle=1.0)
+    out = augment_images(images, shuffle, torch.Generator().manual_seed(3)).to(torch.float32)
+    means_in = sorted(images.to(torch.float32).mean(dim=(0, 1, 2)).tolist())
+    for img in out:
+        assert sorted(img.mean(dim=(0, 1)).tolist()) == pytest.approx(means_in)
+    assert any(not torch.equal(o, images[0].to(torch.float32)) for o in out)
+    gain = dataclasses.replace(AugmentConfig.off(), channel_gain=0.3, noise_std=2.0)
+    g = augment_images(images, gain, torch.Generator().manual_seed(4)).to(torch.float32)
+    ratio = (g.mean(dim=(1, 2)) / images.to(torch.float32).mean(dim=(1, 2)))
+    assert float(ratio.min()) > 0.65 and float(ratio.max()) < 1.35
 
 
 def test_labels_are_the_operators_intent_where_recorded(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def test_train_section_sets_model_and_training(tmp_path: Path) -> None:
                     "backbone = 'lcnet_050'\nlabel = 'sent'\n")
     model, train = workspace_training_configs(load_config(toml).train)
     assert (train.epochs, train.label, model.use_proprio, model.backbone) == (7, "sent", False, "lcnet_050")
-    assert train.augment == AugmentConfig(0.0, 0.0, 0.0, 0)
+    assert train.augment == AugmentConfig.off() and not train.augment.active
     assert model.backbone_args == {}, "another backbone does not inherit the default's narrowing"
     # Keys left out keep the defaults.
     assert train.lr == TrainConfig().lr and model.chunk_size == ModelConfig().chunk_size
