@@ -1,0 +1,85 @@
+"""Layout snapshots of the main screens, compared with the baselines in tests/tui/snapshots/.
+
+The screens show a live robot, so their pixels change every tick; what must not change by
+accident is their layout: which panels exist, where they sit and how big they are at a given
+terminal size, their titles, and the keys the footer offers. Each snapshot records exactly
+that (every widget with an id: class, region, border title; the footer's keys), at 140x44.
+
+A deliberate layout change: rerun with TAKEOVER_UPDATE_SNAPSHOTS=1 and commit the new JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.screen import Screen
+from textual.widgets import Footer
+from tui_support import wait_for
+
+from takeover.config import Config, TuiConfig
+from takeover.hw.base import open_link
+from takeover.teleop.tui.app import TakeoverApp, make_app
+from takeover.teleop.tui.dialogs import HelpScreen
+from takeover.teleop.tui.episodes import EpisodesScreen
+from takeover.teleop.tui.rounds import RoundsScreen
+
+SIZE = (140, 44)
+BASELINES = Path(__file__).parent / "snapshots"
+UPDATE = os.environ.get("TAKEOVER_UPDATE_SNAPSHOTS") == "1"
+
+
+def layout(app: TakeoverApp, screen: Screen[Any]) -> dict[str, Any]:
+    widgets = []
+    for w in screen.query("*"):
+        if not w.id:
+            continue
+        r = w.region
+        widgets.append({"id": w.id, "class": type(w).__name__,
+                        "region": [r.x, r.y, r.width, r.height],
+                        **({"title": str(w.border_title)} if w.border_title else {})})
+    keys = sorted({b.key for _, b, enabled, _ in app.active_bindings.values()
+                   if b.show and enabled})
+    footers = list(screen.query(Footer))
+    return {"screen": type(screen).__name__, "size": list(SIZE),
+            "widgets": sorted(widgets, key=lambda x: x["id"]),
+            "footer_keys": keys if footers else []}
+
+
+def check(name: str, snapshot: dict[str, Any]) -> None:
+    path = BASELINES / f"{name}.json"
+    if UPDATE or not path.exists():
+        if not UPDATE:
+            pytest.fail(f"no baseline {path}; run with TAKEOVER_UPDATE_SNAPSHOTS=1 and commit it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(snapshot, indent=1) + "\n")
+        return
+    baseline = json.loads(path.read_text())
+    assert snapshot == baseline, (
+        f"the layout of {name} changed; if on purpose, rerun with TAKEOVER_UPDATE_SNAPSHOTS=1\n"
+        f"now:      {json.dumps(snapshot)[:2000]}\nbaseline: {json.dumps(baseline)[:2000]}")
+
+
+async def test_main_screens_keep_their_layout(workspace: Path) -> None:
+    config = Config(tui=TuiConfig(camera="halfblock"))  # the same renderer on every terminal
+    app = make_app(config, open_link("sim://?seed=3"), None, workspace, use_gamepad=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.connected and app.session.loop.latest is not None,
+                       what="the link")
+        await pilot.pause()
+        check("drive", layout(app, app.screen))
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, EpisodesScreen), what="episodes")
+        await pilot.pause()
+        check("episodes", layout(app, app.screen))
+        await pilot.press("3")
+        await wait_for(pilot, lambda: isinstance(app.screen, RoundsScreen), what="rounds")
+        await pilot.pause()
+        check("rounds", layout(app, app.screen))
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause()
+        check("help", layout(app, app.screen))
