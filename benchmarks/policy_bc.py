@@ -39,6 +39,9 @@ def main() -> int:
     ap.add_argument("--train-episodes", type=int, default=40)
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--demo-noise", type=float, default=None, metavar="W_RADPS",
+                    help="record the demonstrations with DART turn-rate noise (takeover drive "
+                    "--demo-noise); default: clean demonstrations")
     ap.add_argument("--skip-train", action="store_true", help="evaluate models/current as it is")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -47,7 +50,8 @@ def main() -> int:
         subprocess.run([*TAKEOVER, "init", str(ws)], check=True, capture_output=True)
     if not list((ws / "rounds").glob("r000/ep_*.hdf5")):
         demo = run_json(["drive", "--driver", "expert", "--episodes", str(args.train_episodes),
-                         "--seed", str(TRAIN_SEED), "--fast", "--record", "--workspace", str(ws)])
+                         "--seed", str(TRAIN_SEED), "--fast", "--record", "--workspace", str(ws),
+                         *(["--demo-noise", str(args.demo_noise)] if args.demo_noise else [])])
         print(f"recorded {demo['episodes']} demonstrations ({demo['successes']} docked)",
               file=sys.stderr)
     card: dict[str, Any] = {}
@@ -65,6 +69,7 @@ def main() -> int:
         details[ep["detail"]] = details.get(ep["detail"], 0) + 1
     summary = {
         "train_episodes": args.train_episodes,
+        "demo_noise_w_radps": args.demo_noise,
         "eval_episodes": result["episodes"],
         "eval_seeds": f"{EVAL_SEED}..{EVAL_SEED + result['episodes'] - 1}",
         "successes": result["successes"],

@@ -272,3 +272,27 @@ async def test_without_workspace_recording_is_off(config: Config, ws: bool) -> N
         await connected(pilot, app)
         await pilot.press("r")
         assert "no workspace" in app.session.episode.message
+
+
+async def test_demonstration_noise_is_shown_and_pushes_only_the_sent_command(
+        workspace: Path) -> None:
+    """With [demonstration] noise on, the drive screen says so, and in MANUAL the command sent
+    differs from the operator's (which is what gets recorded as the label)."""
+    from takeover.config import DemonstrationConfig, KeyboardConfig
+
+    config = Config(keyboard=KeyboardConfig(initial_hold_ms=1500.0, repeat_hold_ms=1000.0),
+                    demonstration=DemonstrationConfig(noise_w_radps=0.3))
+    app = build(config, workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        await wait_for(pilot, lambda: "DART pushes" in str(app.screen.query_one("#system").render()),
+                       what="the noise on the drive screen")
+        await pilot.press("m", "up")
+        await wait_for(pilot, lambda: (r := app.session.loop.latest) is not None
+                       and r.mode is Mode.MANUAL and r.human_action is not None
+                       and r.human_action.v_mps > 0
+                       and abs(r.command.w_radps - r.human_action.w_radps) > 1e-3,
+                       what="a pushed command in MANUAL")
+        rec = app.session.loop.latest
+        assert rec is not None and rec.human_action is not None
+        assert rec.human_action.w_radps == 0.0, "the label is the key's own command"

@@ -258,7 +258,12 @@ class DriveScreen(Screen[None]):
             t.append("gamepad LOST\n", style="bold red")
         else:
             t.append(f"gamepad none ({status.error or 'keyboard only'})\n", style="dim")
-        t.append(f"input   {snap.input_device or '-'}\n")
+        t.append(f"input   {snap.input_device or '-'}")
+        demo = app.config.demonstration
+        if demo.active:  # the operator must know the robot is being pushed while they demonstrate
+            t.append(f"  DART pushes: sd {demo.noise_w_radps:.2f} rad/s, {demo.noise_v_mps:.2f} m/s",
+                     style="bold yellow")
+        t.append("\n")
         w = snap.writer
         if w is not None:
             t.append(f"record  {w.state}  queue {w.queue_depth}/{w.queue_capacity}"
