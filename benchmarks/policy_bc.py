@@ -1,10 +1,10 @@
 """End-to-end behavioural cloning: 40 expert episodes -> `takeover train` -> 100 held-out seeds.
 
     python benchmarks/policy_bc.py [--workspace DIR] [--train-episodes 40] [--eval-episodes 100]
-                                   [--epochs N] [--json]
+                                   [--epochs N] [--demo-noise W_RADPS] [--json]
 
 Every step goes through the CLI, as a user would run it: `takeover init`, `takeover drive
---driver expert --record --fast` (seeds 1000..), `takeover train`, `takeover drive --driver
+--driver expert --record --fast [--demo-noise W]` (seeds 1000..), `takeover train`, `takeover drive --driver
 policy --fast` on seeds 5000.. (never seen in training). Prints the success rate with its 95%
 Wilson score interval, the training wall time and images/s.
 """
