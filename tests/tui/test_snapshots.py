@@ -67,19 +67,17 @@ async def test_main_screens_keep_their_layout(workspace: Path) -> None:
     config = Config(tui=TuiConfig(camera="halfblock"))  # the same renderer on every terminal
     app = make_app(config, open_link("sim://?seed=3"), None, workspace, use_gamepad=False)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.connected and app.session.loop.latest is not None,
-                       what="the link")
+        # Some panels size to their text: wait until every line they show has arrived (the
+        # loop's timing comes once a second).
+        await wait_for(pilot, lambda: app.connected and app.session.loop.latest is not None
+                       and app.timing is not None, what="the link and the loop's timing")
+        await pilot.pause(0.3)
         await pilot.pause()
         check("drive", layout(app, app.screen))
-        await pilot.press("2")
-        await wait_for(pilot, lambda: isinstance(app.screen, EpisodesScreen), what="episodes")
-        await pilot.pause()
-        check("episodes", layout(app, app.screen))
-        await pilot.press("3")
-        await wait_for(pilot, lambda: isinstance(app.screen, RoundsScreen), what="rounds")
-        await pilot.pause()
-        check("rounds", layout(app, app.screen))
-        await pilot.press("question_mark")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
-        await pilot.pause()
-        check("help", layout(app, app.screen))
+        for key, screen_type, name in (("2", EpisodesScreen, "episodes"),
+                                       ("3", RoundsScreen, "rounds"),
+                                       ("question_mark", HelpScreen, "help")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda t=screen_type: isinstance(app.screen, t), what=name)
+            await pilot.pause()
+            check(name, layout(app, app.screen))
