@@ -176,6 +176,14 @@ class DemonstrationConfig:
     def active(self) -> bool:
         return self.noise_v_mps > 0 or self.noise_w_radps > 0
 
+    def check(self) -> None:
+        """ConfigError (one line) for noise a demonstrator could not drive against."""
+        if not (0.0 <= self.noise_v_mps <= 0.3 and 0.0 <= self.noise_w_radps <= 1.0):
+            raise ConfigError("demonstration noise: noise_v_mps must be within 0..0.3 and "
+                              "noise_w_radps within 0..1.0 (standard deviations; 0 is off)")
+        if not 0.05 <= self.tau_s <= 10.0:
+            raise ConfigError("demonstration.tau_s must be between 0.05 and 10 seconds")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -281,12 +289,7 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"train.{name} = {value!r}: use one of {', '.join(allowed)}")
     if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
-    d = config.demonstration
-    if not (0.0 <= d.noise_v_mps <= 0.3 and 0.0 <= d.noise_w_radps <= 1.0):
-        raise ConfigError("demonstration noise: noise_v_mps must be within 0..0.3 and "
-                          "noise_w_radps within 0..1.0 (standard deviations; 0 is off)")
-    if not 0.05 <= d.tau_s <= 10.0:
-        raise ConfigError("demonstration.tau_s must be between 0.05 and 10 seconds")
+    config.demonstration.check()
 
 
 def _validate_inputs(config: Config) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from takeover.config import Config, DemonstrationConfig, load_config, workspace_config
 from takeover.dagger.operator_sim import SimulatedOperator
 from takeover.dagger.workspace import round_for_model
-from takeover.errors import UsageError
+from takeover.errors import ConfigError, UsageError
 from takeover.hw.base import LinkOptions, RobotLink, open_link
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
@@ -53,10 +53,11 @@ class DriveRequest:
 def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
     demo = config.demonstration
     if request.demo_noise_w_radps is not None:
-        if not 0.0 <= request.demo_noise_w_radps <= 1.0:
-            raise UsageError(f"--demo-noise {request.demo_noise_w_radps}: must be between 0 (off) "
-                             "and 1.0 rad/s")
         demo = dataclasses.replace(demo, noise_w_radps=request.demo_noise_w_radps)
+        try:
+            demo.check()  # the same bounds as [demonstration] in takeover.toml
+        except ConfigError as e:
+            raise UsageError(f"--demo-noise {request.demo_noise_w_radps}: {e}") from None
     return demo
 
 
@@ -128,7 +129,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
     demo_noise = _demonstration_noise(request, config)
     recorded_config = dataclasses.replace(config, demonstration=demo_noise)  # what was in effect
-    perturbation = CommandPerturbation(demo_noise, rate_hz, seed=request.seed) \
+    # Reseeded with each episode's seed in prepare(), so an episode's pushes are reproducible.
+    perturbation = CommandPerturbation(demo_noise, rate_hz) \
         if demo_noise.active and policy is None else None
     loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None), operator,
                        policy=policy, rate_hz=rate_hz,

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,6 @@ class JsonlProgress:
         self._last = 0.0
 
     def __call__(self, p: TrainProgress) -> None:
-        from dataclasses import asdict
-
         now = time.monotonic()
         if not p.epoch_end and now - self._last < 0.2:
             return
@@ -152,7 +151,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         flags.update(_json_object(args.model_args, "--model-args"))
     model_config, train_config = apply_overrides(model_config, train_config, flags, "takeover train")
     progress = sys.stderr if args.json else sys.stdout
-    reporter = JsonlProgress(sys.stderr) if os.environ.get("TAKEOVER_PROGRESS") == "jsonl" \
+    from takeover.teleop.training import PROGRESS_ENV, PROGRESS_FORMAT  # the protocol's names
+
+    reporter = JsonlProgress(sys.stderr) if os.environ.get(PROGRESS_ENV) == PROGRESS_FORMAT \
         else ProgressBar(progress)
     t0 = time.perf_counter()
     card = train_workspace(
