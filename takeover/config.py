@@ -144,6 +144,7 @@ class TrainSettings:
     default. `takeover train` flags override these in turn."""
 
     epochs: int | None = None
+    warm_epochs: int | None = None  # a warm-started retrain (`takeover dagger train`); default 4
     batch_size: int | None = None
     lr: float | None = None
     weighting: str | None = None  # none | iwr | sirius
@@ -278,7 +279,7 @@ def _validate(config: Config) -> None:
     if not 1 <= pc.threads <= 64:
         raise ConfigError("policy.threads must be between 1 and 64")
     t = config.train
-    for name in ("epochs", "batch_size", "chunk_size", "threads"):
+    for name in ("epochs", "warm_epochs", "batch_size", "chunk_size", "threads"):
         value = getattr(t, name)
         if value is not None and value < 1:
             raise ConfigError(f"train.{name} must be at least 1")

@@ -109,10 +109,12 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     # 1. Demonstrations, recorded once; each BC workspace links the first N of them.
     n_demos = max(*preset.bc_demos, preset.initial_demos)
     demos = _workspace(work / "demos", preset.camera_hw)
-    log(f"recording {n_demos} expert demonstrations (seeds {preset.demo_seed}..)")
+    noise = (f", DART turn-rate noise {preset.demo_noise} rad/s" if preset.demo_noise
+             else ", no demonstration noise")
+    log(f"recording {n_demos} expert demonstrations (seeds {preset.demo_seed}..{noise})")
     run_drive(DriveRequest(robot_url="sim://", driver="expert", episodes=n_demos,
                            seed=preset.demo_seed, workspace=demos, record=True, fast=True,
-                           max_steps=preset.max_steps))
+                           max_steps=preset.max_steps, demo_noise_w_radps=preset.demo_noise))
     demo_files = EpisodeStore(demos).episode_paths(0)
 
     # 2. BC arm (and DAgger's r001).
@@ -203,11 +205,17 @@ def _pct(row: dict[str, Any]) -> tuple[str, str]:
             f"{100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}%")
 
 
+def _noise_words(result: dict[str, Any]) -> str:
+    noise = result["config"].get("demo_noise", 0.0)
+    return f"DART turn-rate noise {noise} rad/s" if noise else "no noise (clean)"
+
+
 def results_markdown(result: dict[str, Any]) -> list[str]:
     seeds = result["eval_seeds"]
     lines = [f"# bench dagger ({result['preset']})", "",
              f"{result['note']}. Every model evaluated alone on seeds {seeds[0]}..{seeds[1]}; "
-             f"95% Wilson intervals. Run time {result['wall_s']:.0f} s.", "",
+             f"95% Wilson intervals. Demonstrations: the expert, {_noise_words(result)}. "
+             f"Run time {result['wall_s']:.0f} s.", "",
              "| arm | model | data | expert labels | held-out success | 95% CI | interv./min |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for row in result["bc"]:

@@ -44,9 +44,13 @@ def add_dagger_parser(subparsers: Any) -> None:
         "is NOT deployed: evaluate it (`dagger eval`) and deploy it with `dagger promote`, or "
         "pass --deploy.")
     _workspace_arg(train)
-    train.add_argument("--epochs", type=int, default=None, metavar="N", help="default 5")
-    train.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    train.add_argument("--epochs", type=int, default=None, metavar="N",
+                       help="default: [train] warm_epochs (4) for a warm start, [train] epochs "
+                       "(12) from scratch")
+    train.add_argument("--device", default=None, metavar="D",
+                       help="auto, cpu, cuda or cuda:N (default: [train] device, else auto)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads (default: [train] threads, else all cores)")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--deploy", action="store_true",
                        help="also deploy the new model (skip the human gate)")
@@ -115,6 +119,9 @@ def add_dagger_bench(bench_sub: Any) -> None:
                    help="DAgger retraining (warm start)")
     b.add_argument("--eval-episodes", type=int, default=None, metavar="N",
                    help="held-out seeds per model")
+    b.add_argument("--demo-noise", type=float, default=None, metavar="W",
+                   help="DART turn-rate noise (rad/s) in the expert's demonstrations "
+                   "(presets: 0.3; 0 for clean demonstrations)")
     b.add_argument("--device", default="auto", metavar="D")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_dagger)
@@ -145,14 +152,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _positive(args.threads, "--threads")
     if args.eval < 0:
         raise UsageError("--eval must be 0 or more")
-    from takeover.dagger.train import train_config_with, train_next_model
+    from takeover.config import workspace_config
+    from takeover.dagger.train import train_config_with, train_next_model, warm_start_source
     from takeover.policy.cli import ProgressBar
+    from takeover.policy.settings import warm_epochs, workspace_training_configs
 
     progress = sys.stderr if args.json else sys.stdout
     t0 = time.perf_counter()
-    config = train_config_with(epochs=args.epochs, device=args.device, seed=args.seed,
-                               threads=args.threads or os.cpu_count() or 1)
-    card = train_next_model(args.workspace, config, deploy=args.deploy,
+    # Defaults, then the workspace's [train] section, then these flags (as `takeover train`).
+    settings = workspace_config(args.workspace).train
+    model_config, base = workspace_training_configs(settings)
+    source, _, _ = warm_start_source(args.workspace)
+    epochs = args.epochs or (warm_epochs(settings) if source is not None else base.epochs)
+    config = train_config_with(base, epochs=epochs, device=args.device, seed=args.seed,
+                               threads=args.threads or base.threads or os.cpu_count() or 1)
+    card = train_next_model(args.workspace, config, model_config=model_config, deploy=args.deploy,
                             on_progress=ProgressBar(progress),
                             on_status=lambda msg: print(msg, file=progress, flush=True))
     if not card:  # a non-main torchrun process
@@ -254,7 +268,7 @@ def _cmd_bench_dagger(args: argparse.Namespace) -> int:
                         bc_demos=args.bc_demos, initial_demos=args.initial_demos,
                         rounds=args.rounds, round_episodes=args.round_episodes,
                         epochs=args.epochs, warm_epochs=args.warm_epochs,
-                        eval_episodes=args.eval_episodes)
+                        eval_episodes=args.eval_episodes, demo_noise=args.demo_noise)
     from takeover.dagger.bench import run_dagger_bench
 
     result = run_dagger_bench(preset, out_dir=args.out, device=args.device, progress=sys.stderr)

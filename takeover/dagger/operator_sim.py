@@ -18,6 +18,9 @@ What counts as straying (each threshold configurable):
   `w_error_radps`;
 - danger: the LiDAR sees an obstacle nearer than `clearance_m` (away from the dock);
 - stall: no progress towards the dock for `stall_s`.
+
+It hands back once the robot heads as the expert's law wants; a takeover within `close_gap_m`
+of the dock is driven in to the contacts (`finish_close_in`), as a person would.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class OperatorSimParams:
     max_takeover_s: float = 20.0  # then hand back even if not fully on track
     handback_lateral_m: float = 0.01
     handback_heading_deg: float = 2.0
+    # Having taken over within close_gap_m of the dock, drive it in rather than hand back: a
+    # person does not give a robot a hand's width from the contacts back to the policy that
+    # just fumbled it (handing back there made the operator and a policy that stalls at the
+    # dock take turns, 1 s each, until the episode timed out).
+    finish_close_in: bool = True
 
 
 def _wrap(a: float) -> float:
@@ -153,6 +161,8 @@ class SimulatedOperator:
         if self.expert.phase is ExpertPhase.BACKUP:
             return False
         f = self.expert.dock_frame(obs.odom)
+        if p.finish_close_in and f.gap_m < p.close_gap_m:
+            return False
         heading_err = _wrap(f.heading_rad - self.expert.desired_heading(f))
         if abs(math.degrees(heading_err)) > p.handback_heading_deg:
             return False

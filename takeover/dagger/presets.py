@@ -27,6 +27,7 @@ class DaggerBenchPreset:
     camera_hw: int = 96
     batch_size: int | None = None  # None: TrainConfig's default
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    demo_noise: float = 0.0  # DART turn-rate noise (rad/s) while the expert demonstrates
     demo_seed: int = 1000
     round_seed: int = 2000
     eval_seed: int = 5000
@@ -49,13 +50,13 @@ class DaggerBenchPreset:
 
 PRESETS: dict[str, DaggerBenchPreset] = {
     "full": DaggerBenchPreset(
-        name="full", bc_demos=(10, 20, 40, 80), initial_demos=10, rounds=5, round_episodes=10,
-        epochs=5, warm_epochs=3, eval_episodes=100,
+        name="full", bc_demos=(10, 20, 40, 80), initial_demos=10, rounds=6, round_episodes=10,
+        epochs=12, warm_epochs=4, eval_episodes=100, demo_noise=0.3,
         note="the real figures: 100 held-out seeds per model"),
     "quick": DaggerBenchPreset(
         name="quick", bc_demos=(4, 8, 16), initial_demos=4, rounds=3, round_episodes=4,
-        epochs=2, warm_epochs=1, eval_episodes=20,
-        note="quick: small budgets (4-16 demonstrations, 1-2 epochs, 20 held-out seeds per "
+        epochs=8, warm_epochs=3, eval_episodes=20, demo_noise=0.3,
+        note="quick: small budgets (4-16 demonstrations, 3-8 epochs, 20 held-out seeds per "
         "model); intervals are wide and the figures are not the real ones (run without "
         "--quick for those)"),
     # For the tests: 48x48 frames, a tiny network, episodes cut short. Plumbing only.
@@ -72,13 +73,15 @@ PRESETS: dict[str, DaggerBenchPreset] = {
 def preset_for(name: str, bc_demos: str | None = None, initial_demos: int | None = None,
                rounds: int | None = None, round_episodes: int | None = None,
                epochs: int | None = None, warm_epochs: int | None = None,
-               eval_episodes: int | None = None) -> DaggerBenchPreset:
+               eval_episodes: int | None = None,
+               demo_noise: float | None = None) -> DaggerBenchPreset:
     """A named preset with the command line's overrides applied (and checked)."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; use one of {', '.join(sorted(PRESETS))}")
     overrides: dict[str, Any] = {
         "initial_demos": initial_demos, "rounds": rounds, "round_episodes": round_episodes,
-        "epochs": epochs, "warm_epochs": warm_epochs, "eval_episodes": eval_episodes}
+        "epochs": epochs, "warm_epochs": warm_epochs, "eval_episodes": eval_episodes,
+        "demo_noise": demo_noise}
     if bc_demos is not None:
         try:
             overrides["bc_demos"] = tuple(sorted({int(n) for n in bc_demos.split(",") if n.strip()}))

@@ -119,7 +119,8 @@ threads = 1               # onnxruntime threads
 # [train]
 # Overrides of the training defaults (docs/policy.md); a key left out keeps the default.
 # Uncomment the table and the keys to set them.
-# epochs = 12
+# epochs = 12             # from scratch
+# warm_epochs = 4         # a DAgger retrain, warm-started from the deployed model
 # weighting = "none"      # none | iwr | sirius
 # device = "auto"         # auto | cpu | cuda | cuda:N
 """

@@ -46,7 +46,19 @@ def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str,
         raise UsageError(f"{source}: {e}") from None
 
 
+# Epochs of a warm-started retrain (`takeover dagger train`, [train] warm_epochs): the model
+# already knows the task, and a retrain on ~20k frames must stay under 5 minutes on two cores.
+DEFAULT_WARM_EPOCHS = 4
+
+
 def workspace_training_configs(settings: TrainSettings) -> tuple[ModelConfig, TrainConfig]:
-    """The defaults with a workspace's [train] section applied."""
-    values = {f.name: getattr(settings, f.name) for f in fields(TrainSettings)}
+    """The defaults with a workspace's [train] section applied (warm_epochs aside: the caller
+    that warm-starts reads it, `warm_epochs`)."""
+    values = {f.name: getattr(settings, f.name) for f in fields(TrainSettings)
+              if f.name != "warm_epochs"}
     return apply_overrides(ModelConfig(), TrainConfig(), values, "takeover.toml [train]")
+
+
+def warm_epochs(settings: TrainSettings) -> int:
+    """Epochs of a warm-started retrain: [train] warm_epochs, else DEFAULT_WARM_EPOCHS."""
+    return settings.warm_epochs or DEFAULT_WARM_EPOCHS

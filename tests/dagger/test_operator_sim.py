@@ -81,3 +81,27 @@ def test_operator_leaves_a_good_policy_alone() -> None:
         32, OperatorEvent.AUTO, prepare=lambda: operator.reset(link.dock_pose()))
     link.close()
     assert result.outcome == "success" and result.interventions == 0
+
+
+def test_operator_drives_a_fumbled_final_approach_in_instead_of_taking_turns() -> None:
+    """A policy that stops once within 0.25 m of the dock: the operator takes over (no
+    progress) once and docks it. (Handing back there had the two take turns, 1 s each, until timeout.)"""
+
+    class FumblingPolicy(FlawedPolicy):
+        def propose(self, obs: Observation) -> Command | None:
+            cmd = self.expert.command(obs.odom)
+            return Command(0.0, 0.0) if self.expert.dock_frame(obs.odom).gap_m < 0.25 else cmd
+
+    link = SimLink("sim://?fast=1", seed=33)
+    link.connect()
+    policy = FumblingPolicy(link)
+    loop = ControlLoop(link, Arbiter(SafetyConfig(), policy_available=True), policy=policy)
+    operator = SimulatedOperator(link.dock_pose(), loop.post)
+    loop.operator = operator
+    loop.sinks.append(operator)
+    result = EpisodeRunner(loop, max_steps=2000, keep_records=True).run(
+        33, OperatorEvent.AUTO, prepare=lambda: operator.reset(link.dock_pose()))
+    link.close()
+    assert result.outcome == "success", result.detail
+    assert result.interventions == 1
+    assert result.records[-1].mode is Mode.TAKEOVER, "the operator's hands docked it"
