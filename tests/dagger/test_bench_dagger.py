@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from takeover.cli import main
+from takeover.recorder.reader import EpisodeReader
 
 
 def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path), "--json"]) == 0
+    assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path), "--demo-noise",
+                 "0.3", "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert "DAgger" in captured.err and "BC" in captured.err  # progress on stderr
@@ -37,3 +39,9 @@ def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (tmp_path / "bench_dagger.png").read_bytes()[:4] == b"\x89PNG"
     card = json.loads((tmp_path / "work" / "dagger" / "models" / "r002" / "card.json").read_text())
     assert card["warm_start_model"] == "r001" and card["evaluation"]["seeds"] == [5000, 5001]
+    # The demonstrations were recorded with the pushes in effect (DART): each file's config.
+    for path in sorted((tmp_path / "work" / "demos" / "rounds" / "r000").glob("*.hdf5")):
+        with EpisodeReader(path) as episode:
+            assert episode.config["demonstration"]["noise_w_radps"] == 0.3
+    assert on_disk["config"]["demo_noise"] == 0.3
+    assert "DART turn-rate noise 0.3 rad/s" in (tmp_path / "bench_dagger.md").read_text()

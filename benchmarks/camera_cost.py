@@ -1,7 +1,7 @@
 """What one camera update costs the TUI's process: half-block cells against the terminal
 graphics renderables (Kitty, Sixel). A measurement script, not a test (nothing is asserted).
 
-    .venv/bin/python tests/tui/camera_cost.py [--updates 200] [--size 48x26] [--cell 10x20] [--json]
+    .venv/bin/python benchmarks/camera_cost.py [--updates 200] [--size 48x26] [--cell 10x20] [--json]
 
 A headless Textual app holds one `CameraView` with the drive screen's camera area at 140x44
 (48x26 cells) and is shown `--updates` different frames of the simulator's 96x96 camera (the
