@@ -154,7 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--eval must be 0 or more")
     from takeover.config import workspace_config
     from takeover.dagger.train import train_config_with, train_next_model, warm_start_source
-    from takeover.policy.cli import ProgressBar
+    from takeover.policy.cli import progress_reporter
     from takeover.policy.settings import warm_epochs, workspace_training_configs
 
     progress = sys.stderr if args.json else sys.stdout
@@ -167,7 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = train_config_with(base, epochs=epochs, device=args.device, seed=args.seed,
                                threads=args.threads or base.threads or os.cpu_count() or 1)
     card = train_next_model(args.workspace, config, model_config=model_config, deploy=args.deploy,
-                            on_progress=ProgressBar(progress),
+                            on_progress=progress_reporter(progress),
                             on_status=lambda msg: print(msg, file=progress, flush=True))
     if not card:  # a non-main torchrun process
         return 0

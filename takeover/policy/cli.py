@@ -99,6 +99,16 @@ class JsonlProgress:
         print(json.dumps({"event": "progress", **asdict(p)}), file=self.stream, flush=True)
 
 
+def progress_reporter(stream: Any) -> JsonlProgress | ProgressBar:
+    """JSON lines on stderr when the TUI asked for them (`TAKEOVER_PROGRESS=jsonl`), else a
+    progress bar on `stream`. `takeover train` and `takeover dagger train` both report so."""
+    from takeover.teleop.training import PROGRESS_ENV, PROGRESS_FORMAT  # the protocol's names
+
+    if os.environ.get(PROGRESS_ENV) == PROGRESS_FORMAT:
+        return JsonlProgress(sys.stderr)
+    return ProgressBar(stream)
+
+
 class ProgressBar:
     """A one-line progress bar on a terminal; plain epoch lines when not a terminal."""
 
@@ -151,10 +161,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         flags.update(_json_object(args.model_args, "--model-args"))
     model_config, train_config = apply_overrides(model_config, train_config, flags, "takeover train")
     progress = sys.stderr if args.json else sys.stdout
-    from takeover.teleop.training import PROGRESS_ENV, PROGRESS_FORMAT  # the protocol's names
-
-    reporter = JsonlProgress(sys.stderr) if os.environ.get(PROGRESS_ENV) == PROGRESS_FORMAT \
-        else ProgressBar(progress)
+    reporter = progress_reporter(progress)
     t0 = time.perf_counter()
     card = train_workspace(
         args.workspace, model_config, train_config, int8=args.int8, init_from=args.init_from,

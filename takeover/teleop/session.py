@@ -27,7 +27,9 @@ from typing import Protocol
 import numpy as np
 
 from takeover.config import Config
+from takeover.dagger.models import promote
 from takeover.dagger.workspace import round_for_model as workspace_round_for_model
+from takeover.errors import TakeoverError, UsageError
 from takeover.hw.base import LinkHealth, RobotLink
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
@@ -84,8 +86,6 @@ def round_for_model(model: ModelRef | None) -> int:
 
 def default_policy_loader(path: Path) -> PolicyDriver:
     """Load an ONNX policy with the robot-side runtime (`takeover.policy.runtime.load_policy`)."""
-    from takeover.errors import UsageError
-
     try:
         from takeover.policy import runtime
     except ImportError:
@@ -473,12 +473,27 @@ class OperatorSession:
         driver = self.policy_loader(model.onnx)
         if not self.stopped:  # the operator engaged while it loaded
             return self._say("the robot started moving: deploy refused, try again when stopped")
+        if self.workspace is not None and self._in_registry(model):
+            # The human gate: deploying here is `takeover dagger promote` (sha256 checked,
+            # models/current moved atomically, the history appended), so the next retrain
+            # warm-starts from the model that drives.
+            try:
+                promote(self.workspace, model.model_id)
+            except TakeoverError as err:  # a changed file, a card without its sha256
+                return self._say(f"deploy refused: {err}")
         self.loop.set_policy(driver)
         self.model = model
         with self._lock:
             if not self.episode.recording:
                 self.episode.round = self.round
         return self._say(f"deployed {model.model_id}; episodes now go to round r{self.round:03d}")
+
+    def _in_registry(self, model: ModelRef) -> bool:
+        """Whether `model` is one of the workspace's registered models (models/rNNN/)."""
+        if self.workspace is None:
+            return False
+        registered = self.workspace / "models" / model.model_id / "policy.onnx"
+        return registered.is_file() and registered.resolve() == Path(model.onnx).resolve()
 
     def start_training(self) -> str:
         self.training, message = start_training_job(self.workspace, self.train_command,

@@ -1,7 +1,10 @@
 """Training the next model from the operator's terminal, in a background process.
 
-The TUI never imports torch: it runs `takeover train --workspace DIR --json` as a child process
-(at a lower CPU priority, so the control loop keeps its timing) and follows its progress.
+The TUI never imports torch: it runs `takeover dagger train --workspace DIR --json` as a child
+process (at a lower CPU priority, so the control loop keeps its timing) and follows its
+progress. `dagger train` trains the first model from scratch and every later one warm-started
+from the deployed model ([train] warm_epochs), on all rounds; it registers the model without
+deploying it: the operator deploys it from the Rounds screen (the human gate).
 
 Progress protocol (documented in docs/tui.md). The child is started with the environment
 variable `TAKEOVER_PROGRESS=jsonl`; a trainer that honours it writes one JSON object per line on
@@ -16,10 +19,11 @@ object as the last line of stdout with the result (`model_id`, `model_dir` or `o
 whatever validation figures it has, e.g. `val_loss`, `parity_max_abs_err`). Any other line, on
 either stream, is shown as log text. Exit status 0 means a model was registered.
 
-`takeover train` itself does not speak the protocol yet: with its output on a pipe it writes one
-plain line per finished epoch, `epoch 3/12: train 0.0310 val 0.0290 410 img/s 61 s`
-(policy/cli.py ProgressBar), which is read as that epoch's progress report (`EPOCH_LINE`), and
-its result is the model card, whose figures are nested (`metrics`, `export`, `training`).
+`takeover train` and `takeover dagger train` speak it (policy/cli.py `progress_reporter`). A
+trainer that does not, with its output on a pipe, may write one plain line per finished epoch,
+`epoch 3/12: train 0.0310 val 0.0290 410 img/s 61 s` (policy/cli.py ProgressBar without the
+variable), which is read as that epoch's progress report (`EPOCH_LINE`). The result of both is
+the model card, whose figures are nested (`metrics`, `export`, `training`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ EPOCH_LINE = re.compile(
 
 
 def default_train_command(workspace: Path) -> list[str]:
-    return [sys.executable, "-m", "takeover.cli", "train", "--workspace", str(workspace), "--json"]
+    return [sys.executable, "-m", "takeover.cli", "dagger", "train", "--workspace", str(workspace),
+            "--json"]
 
 
 @dataclass

@@ -7,6 +7,7 @@ models/rNNN/policy.onnx (a placeholder file) and prints the result as the last s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -40,7 +41,11 @@ def main() -> int:
     models = workspace / "models"
     model_id = f"r{len([p for p in models.glob('r*') if p.is_dir()]) + 1:03d}"
     (models / model_id).mkdir(parents=True)
-    (models / model_id / "policy.onnx").write_bytes(b"placeholder")
+    onnx = models / model_id / "policy.onnx"
+    onnx.write_bytes(b"placeholder")
+    card = {"model_id": model_id, "export": {"onnx": onnx.name,
+                                             "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest()}}
+    (models / model_id / "card.json").write_text(json.dumps(card))  # registered, as the real one
     print(json.dumps({"model_id": model_id, "model_dir": str(models / model_id),
                       "val_loss": 1.2 / (epochs + 2), "parity_max_abs_err": 1e-6}), flush=True)
     return 0

@@ -242,6 +242,7 @@ async def test_rounds_screen_trains_and_deploys(config: Config, workspace: Path,
         await wait_for(pilot, lambda: app.session.model is not None, what="deploy")
         assert app.session.model is not None and app.session.model.model_id == "r001"
         assert loaded and app.session.round == 1
+        assert (workspace / "models" / "current").resolve().name == "r001"  # promoted
         await pilot.press("1", "p")
         await wait_for(pilot, lambda: mode(app) is Mode.AUTO, what="AUTO with the new model")
         # Deploying while the robot moves is refused.

@@ -1,5 +1,5 @@
 """docs/tui.md's walk-through in one sitting, with the real trainer: record three
-demonstrations, train the next model from the Rounds screen (`takeover train` as a child
+demonstrations, train the next model from the Rounds screen (`takeover dagger train` as a child
 process, its progress on the screen), deploy it, run it in AUTO, take over, and see the round's
 interventions. Small on purpose (three epochs on three short episodes); the policy need not dock."""
 
@@ -17,6 +17,7 @@ from tui_support import wait_for
 from takeover.config import Config, KeyboardConfig
 from takeover.dagger.workspace import init_workspace
 from takeover.hw.base import open_link
+from takeover.policy.registry import read_history
 from takeover.recorder.reader import EpisodeReader, read_info
 from takeover.recorder.schema import SOURCE_CODES
 from takeover.recorder.store import EpisodeStore
@@ -96,7 +97,8 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         await pilot.press("x")
         await wait_for(pilot, lambda: session.stopped, what="the robot stopped")
 
-        # 4. Rounds: train the next model with `takeover train`; its progress on the screen.
+        # 4. Rounds: train the next model with `takeover dagger train`; its progress on the
+        # screen.
         await pilot.press("3")
         rounds = app.screen
         assert isinstance(rounds, RoundsScreen)
@@ -105,8 +107,8 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         await pilot.press("t")
         job = session.training
         assert job is not None
-        assert job.command[1:4] == ["-m", "takeover.cli", "train"]  # the real trainer
-        # takeover train reports its steps as JSON lines (TAKEOVER_PROGRESS=jsonl): the bar
+        assert job.command[1:5] == ["-m", "takeover.cli", "dagger", "train"]  # the real trainer
+        # dagger train reports its steps as JSON lines (TAKEOVER_PROGRESS=jsonl): the bar
         # and the epoch move on the screen while the trainer runs. Everything the screen showed
         # is sampled until the job ends, so a fast run cannot slip between two looks.
         seen: list[tuple[str, float]] = []
@@ -131,7 +133,8 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         assert "result: r001  val loss" in status and "ONNX parity" in status, status
         assert rounds.query_one(ProgressBar).progress == 1.0
         assert "train" in text_of(app, "#loss") and "validation" in text_of(app, "#loss")
-        assert (ws / "models" / "current").resolve().name == "r001"  # the trainer deployed it
+        assert "now models/current" not in status
+        assert not (ws / "models" / "current").exists(), "registered, not deployed: the gate"
         if SVG_DIR:
             app.save_screenshot("walkthrough-trained.svg", path=SVG_DIR)
 
@@ -140,6 +143,9 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: session.model is not None and session.model.model_id == "r001"
                        and session.loop.policy is not None, what="r001 deployed")
         assert session.round == 1
+        # Deploying from the TUI is `dagger promote`: the pointer and the history moved.
+        assert (ws / "models" / "current").resolve().name == "r001"
+        assert read_history(ws)["events"][-1]["action"] == "promote"
 
         # 5. AUTO with the deployed model driving, then a takeover with an arrow key.
         await pilot.press("1")
