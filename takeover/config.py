@@ -148,6 +148,7 @@ class TrainSettings:
     batch_size: int | None = None
     lr: float | None = None
     weighting: str | None = None  # none | iwr | sirius
+    keep: str | None = None  # last | best: the weights kept (policy/train.py TrainConfig.keep)
     label: str | None = None  # intent | sent
     pose_loss_weight: float | None = None
     augment: bool | None = None
@@ -283,7 +284,8 @@ def _validate(config: Config) -> None:
         value = getattr(t, name)
         if value is not None and value < 1:
             raise ConfigError(f"train.{name} must be at least 1")
-    choices = {"weighting": ("none", "iwr", "sirius"), "label": ("intent", "sent")}
+    choices = {"weighting": ("none", "iwr", "sirius"), "label": ("intent", "sent"),
+               "keep": ("last", "best")}
     for name, allowed in choices.items():
         value = getattr(t, name)
         if value is not None and value not in allowed:

@@ -222,6 +222,7 @@ def _card(workspace: Path, model_id: str, ds: PolicyDataset, result: TrainResult
             "cpu": platform.processor() or platform.machine(),
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
+            "kept_epoch": result.kept_epoch,
             "wall_s": round(result.wall_s, 2),
             "data_load_s": round(load_s, 2),
             "images_per_s": round(result.images_per_s, 1),

@@ -46,7 +46,11 @@ def add_policy_parsers(sub: SubParsers) -> None:
     p.add_argument("--weighting", choices=["none", "iwr", "sirius"], default=None,
                    help="intervention weighting (default none)")
     p.add_argument("--val-fraction", type=float, default=None)
-    p.add_argument("--patience", type=int, default=None, help="early stopping (epochs)")
+    p.add_argument("--keep", choices=("last", "best"), default=None,
+                   help="the weights kept: last (end of the schedule, the default) or best "
+                   "(lowest validation loss, with early stopping)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="--keep best: early stopping after N epochs without improvement")
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default=None)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None)
@@ -148,7 +152,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     flags: dict[str, Any] = {
         "epochs": args.epochs, "device": args.device, "batch_size": args.batch_size,
         "grad_accum": args.grad_accum, "lr": args.lr, "weighting": args.weighting,
-        "val_fraction": args.val_fraction, "patience": args.patience, "amp": args.amp,
+        "val_fraction": args.val_fraction, "patience": args.patience, "keep": args.keep,
+        "amp": args.amp,
         "seed": args.seed, "threads": args.threads, "backbone": args.backbone,
         "augment": False if args.no_augment else None,
     }

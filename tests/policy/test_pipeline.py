@@ -18,6 +18,7 @@ from policy_support import TINY_HW, TINY_MODEL_ARGS
 
 from takeover.cli import main
 from takeover.drive import DriveRequest, run_drive
+from takeover.errors import UsageError
 from takeover.policy.build import export_checkpoint, parity_frames, train_workspace
 from takeover.policy.dataset import load_dataset
 from takeover.policy.export import PARITY_TOLERANCE, parity_error
@@ -120,6 +121,24 @@ def test_resume_continues_to_the_same_weights(expert_workspace: Path, tmp_path: 
     for (name, p), q in zip(straight.model.state_dict().items(),
                             resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
+
+
+def test_keep_last_holds_the_end_of_the_schedule_and_keep_best_the_lowest_val_loss(
+        expert_workspace: Path, tmp_path: Path) -> None:
+    ds = load_dataset(expert_workspace, chunk_size=5)
+    mc = ModelConfig(**TINY_MODEL_ARGS)  # type: ignore[arg-type]
+    for keep, stored in (("last", "model"), ("best", "best_model")):
+        cfg = replace(TINY_TRAIN, epochs=3, keep=keep, patience=10)
+        result = train(ds, mc, cfg, checkpoint_path=tmp_path / f"{keep}.pt")
+        assert result.epochs_run == 3
+        losses = [h["val_loss"] for h in result.history]
+        assert result.best_epoch == 1 + int(np.argmin(losses))
+        assert result.kept_epoch == (3 if keep == "last" else result.best_epoch)
+        weights = torch.load(tmp_path / f"{keep}.pt", weights_only=True)[stored]
+        for name, p in result.model.state_dict().items():
+            torch.testing.assert_close(p, weights[name], rtol=0, atol=0, msg=name)
+    with pytest.raises(UsageError, match="keep 'first'"):
+        train(ds, mc, replace(TINY_TRAIN, keep="first"))
 
 
 class _Stop(Exception):
