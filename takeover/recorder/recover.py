@@ -15,8 +15,10 @@ touches the open episode of a process that is still recording.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,9 +114,18 @@ def recover_file(path: Path) -> RecoveryResult:
     except OSError as err:
         with contextlib.suppress(FileNotFoundError):
             final.with_name(final.name + RECOVERING_SUFFIX).unlink()
+        first_error = err
+    # A writer killed between flushes can leave a step's data referenced but not readable
+    # (HDF5: "addr overflow"). Salvage the steps that do read back, once, rather than none.
+    try:
+        with open_h5(path) as src:
+            return _rebuild(path, final, src, limit=_readable_steps(src, _committed_steps(src)))
+    except (OSError, EpisodeError) as err:
+        with contextlib.suppress(FileNotFoundError):
+            final.with_name(final.name + RECOVERING_SUFFIX).unlink()
         return RecoveryResult(path, "failed", None, 0,
-                              f"{_rel(path)}: not recovered ({err}); it is kept, try again "
-                              "once the problem is fixed (e.g. free disk space)")
+                              f"{_rel(path)}: not recovered ({first_error}; then {err}); it is "
+                              "kept, try again once the problem is fixed (e.g. free disk space)")
 
 
 def _quarantine(path: Path, why: str) -> RecoveryResult:
@@ -142,7 +153,46 @@ def _committed_steps(src: h5py.File) -> int:
     return max(n, 0)
 
 
-def _rebuild(path: Path, final: Path, src: h5py.File) -> RecoveryResult:
+def _readable_prefix(read: Callable[[int], object], n: int) -> int:
+    """The largest m <= n for which read(m) (the first m steps) succeeds; read(0) must."""
+    try:
+        read(n)
+        return n
+    except OSError:
+        pass
+    ok, bad = 0, n
+    while bad - ok > 1:
+        mid = (ok + bad) // 2
+        try:
+            read(mid)
+            ok = mid
+        except OSError:
+            bad = mid
+    return ok
+
+
+def _read_rows(column: h5py.Dataset, m: int) -> object:
+    return np.asarray(column[:m])
+
+
+def _readable_steps(src: h5py.File, n: int) -> int:
+    """How many of the first n steps every column and frame of `src` can be read back for."""
+    for name in schema.COLUMN_NAMES:
+        if name in src:
+            n = _readable_prefix(functools.partial(_read_rows, src[name]), n)
+    image = src.get("obs/image", None)
+    if image is not None:
+        for i in range(n):
+            try:
+                if image.id.get_chunk_info_by_coord((i, 0, 0, 0)).byte_offset is not None:
+                    image.id.read_direct_chunk((i, 0, 0, 0))
+            except OSError:
+                return i
+    return n
+
+
+def _rebuild(path: Path, final: Path, src: h5py.File, limit: int | None = None) -> RecoveryResult:
+    """Copy the committed steps (at most `limit`) of `src` into a finished `final`."""
     attrs = src.attrs
     if attr_text(attrs.get("schema", "")) != schema.SCHEMA_NAME:
         src.close()
@@ -151,7 +201,7 @@ def _rebuild(path: Path, final: Path, src: h5py.File) -> RecoveryResult:
     if missing:
         src.close()
         return _quarantine(path, f"dataset {missing[0]!r} is missing")
-    n = _committed_steps(src)
+    n = _committed_steps(src) if limit is None else min(limit, _committed_steps(src))
     if n == 0:
         src.close()
         path.unlink()
