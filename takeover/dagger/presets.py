@@ -50,7 +50,7 @@ class DaggerBenchPreset:
 
 PRESETS: dict[str, DaggerBenchPreset] = {
     "full": DaggerBenchPreset(
-        name="full", bc_demos=(10, 20, 40, 80), initial_demos=10, rounds=9, round_episodes=10,
+        name="full", bc_demos=(10, 20, 40, 80), initial_demos=10, rounds=10, round_episodes=5,
         epochs=12, warm_epochs=4, eval_episodes=100, demo_noise=0.3,
         note="the real figures: 100 held-out seeds per model"),
     "quick": DaggerBenchPreset(
