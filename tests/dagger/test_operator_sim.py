@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from takeover.config import SafetyConfig
 from takeover.dagger.operator_sim import SimulatedOperator
@@ -35,10 +36,11 @@ class FlawedPolicy:
         self.expert.reset(self.link.dock_pose())
 
 
-def run(seed: int) -> tuple[object, list]:  # type: ignore[type-arg]
+def run(seed: int, policy_type: type[FlawedPolicy] = FlawedPolicy) -> tuple[Any, list[Any]]:
+    """One episode of `policy_type` under the simulated operator, through the real loop."""
     link = SimLink("sim://?fast=1", seed=seed)
     link.connect()
-    policy = FlawedPolicy(link)
+    policy = policy_type(link)
     loop = ControlLoop(link, Arbiter(SafetyConfig(), policy_available=True), policy=policy)
     operator = SimulatedOperator(link.dock_pose(), loop.post)
     loop.operator = operator
@@ -65,21 +67,11 @@ def test_operator_takes_over_corrects_and_hands_back() -> None:
 
 
 def test_operator_leaves_a_good_policy_alone() -> None:
-    link = SimLink("sim://?fast=1", seed=32)
-    link.connect()
-
     class ExpertPolicy(FlawedPolicy):
         def propose(self, obs: Observation) -> Command | None:
             return self.expert.command(obs.odom)
 
-    policy = ExpertPolicy(link)
-    loop = ControlLoop(link, Arbiter(SafetyConfig(), policy_available=True), policy=policy)
-    operator = SimulatedOperator(link.dock_pose(), loop.post)
-    loop.operator = operator
-    loop.sinks.append(operator)
-    result = EpisodeRunner(loop, max_steps=2000).run(
-        32, OperatorEvent.AUTO, prepare=lambda: operator.reset(link.dock_pose()))
-    link.close()
+    result, _ = run(32, ExpertPolicy)
     assert result.outcome == "success" and result.interventions == 0
 
 
@@ -92,16 +84,7 @@ def test_operator_drives_a_fumbled_final_approach_in_instead_of_taking_turns() -
             cmd = self.expert.command(obs.odom)
             return Command(0.0, 0.0) if self.expert.dock_frame(obs.odom).gap_m < 0.25 else cmd
 
-    link = SimLink("sim://?fast=1", seed=33)
-    link.connect()
-    policy = FumblingPolicy(link)
-    loop = ControlLoop(link, Arbiter(SafetyConfig(), policy_available=True), policy=policy)
-    operator = SimulatedOperator(link.dock_pose(), loop.post)
-    loop.operator = operator
-    loop.sinks.append(operator)
-    result = EpisodeRunner(loop, max_steps=2000, keep_records=True).run(
-        33, OperatorEvent.AUTO, prepare=lambda: operator.reset(link.dock_pose()))
-    link.close()
+    result, records = run(33, FumblingPolicy)
     assert result.outcome == "success", result.detail
     assert result.interventions == 1
-    assert result.records[-1].mode is Mode.TAKEOVER, "the operator's hands docked it"
+    assert records[-1].mode is Mode.TAKEOVER, "the operator's hands docked it"
