@@ -145,6 +145,7 @@ class TrainSettings:
 
     epochs: int | None = None
     warm_epochs: int | None = None  # a warm-started retrain (`takeover dagger train`); default 4
+    warm_lr: float | None = None  # its OneCycle peak learning rate; default: lr
     batch_size: int | None = None
     lr: float | None = None
     weighting: str | None = None  # none | iwr | sirius
@@ -290,6 +291,10 @@ def _validate(config: Config) -> None:
         value = getattr(t, name)
         if value is not None and value not in allowed:
             raise ConfigError(f"train.{name} = {value!r}: use one of {', '.join(allowed)}")
+    for name in ("lr", "warm_lr"):
+        value = getattr(t, name)
+        if value is not None and not 0.0 < value <= 1.0:
+            raise ConfigError(f"train.{name} = {value}: must be above 0 and at most 1")
     if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
     config.demonstration.check()

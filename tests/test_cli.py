@@ -66,6 +66,7 @@ def test_bad_robot_url_is_one_clear_line(url: str, needle: str) -> None:
         ("[train]\nlabel = 'both'\n", "train.label"),
         ("[train]\nbackbone_args = 3\n", "train.backbone_args"),
         ("[train]\nepochs = 0\n", "train.epochs"),
+        ("[train]\nwarm_lr = 0\n", "train.warm_lr = 0.0: must be above 0"),
         ("[tui]\ncamera = 'iterm'\n", "tui.camera = 'iterm': use auto, kitty, sixel, halfblock or off"),
     ],
 )

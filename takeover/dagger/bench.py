@@ -141,14 +141,16 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     ws = work / "dagger"
     shutil.copytree(bc_workspaces[preset.initial_demos], ws, copy_function=_link_or_copy,
                     symlinks=True)
+    warm_train = replace(base_train, epochs=preset.warm_epochs,
+                         lr=preset.warm_lr or base_train.lr, weighting=preset.dagger_weighting)
     dagger_rows: list[dict[str, Any]] = []
     for k in range(1, preset.rounds + 1):
         model_id = f"r{k:03d}"
         if k > 1:
             log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d}, warm start "
-                f"({preset.warm_epochs} epochs)")
-            card = train_next_model(ws, replace(base_train, epochs=preset.warm_epochs),
-                                    deploy=True)
+                f"({warm_train.epochs} epochs, peak lr {warm_train.lr:g}, weighting "
+                f"{warm_train.weighting})")
+            card = train_next_model(ws, warm_train, deploy=True)
             assert card["model_id"] == model_id, card["model_id"]
             log(f"DAgger: evaluating {model_id} on {preset.eval_episodes} held-out seeds")
             ev = evaluate(ws, model_id)

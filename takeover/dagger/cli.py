@@ -46,7 +46,7 @@ def add_dagger_parser(subparsers: Any) -> None:
     _workspace_arg(train)
     train.add_argument("--epochs", type=int, default=None, metavar="N",
                        help="default: [train] warm_epochs (4) for a warm start, [train] epochs "
-                       "(12) from scratch")
+                       "(12) from scratch; a warm start also uses [train] warm_lr")
     train.add_argument("--device", default=None, metavar="D",
                        help="auto, cpu, cuda or cuda:N (default: [train] device, else auto)")
     train.add_argument("--threads", type=int, default=None,
@@ -122,6 +122,11 @@ def add_dagger_bench(bench_sub: Any) -> None:
     b.add_argument("--demo-noise", type=float, default=None, metavar="W",
                    help="DART turn-rate noise (rad/s) in the expert's demonstrations "
                    "(presets: 0.3; 0 for clean demonstrations)")
+    b.add_argument("--warm-lr", type=float, default=None, metavar="LR",
+                   help="peak learning rate of DAgger's warm-started retraining (default: the "
+                   "training default)")
+    b.add_argument("--dagger-weighting", choices=["none", "iwr", "sirius"], default=None,
+                   help="intervention weighting of DAgger's retraining (docs/policy.md)")
     b.add_argument("--device", default="auto", metavar="D")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_dagger)
@@ -155,7 +160,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from takeover.config import workspace_config
     from takeover.dagger.train import train_config_with, train_next_model, warm_start_source
     from takeover.policy.cli import progress_reporter
-    from takeover.policy.settings import warm_epochs, workspace_training_configs
+    from takeover.policy.settings import warm_start_config, workspace_training_configs
 
     progress = sys.stderr if args.json else sys.stdout
     t0 = time.perf_counter()
@@ -163,8 +168,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = workspace_config(args.workspace).train
     model_config, base = workspace_training_configs(settings)
     source, _, _ = warm_start_source(args.workspace)
-    epochs = args.epochs or (warm_epochs(settings) if source is not None else base.epochs)
-    config = train_config_with(base, epochs=epochs, device=args.device, seed=args.seed,
+    if source is not None:
+        base = warm_start_config(settings, base)
+    config = train_config_with(base, epochs=args.epochs, device=args.device, seed=args.seed,
                                threads=args.threads or base.threads or os.cpu_count() or 1)
     card = train_next_model(args.workspace, config, model_config=model_config, deploy=args.deploy,
                             on_progress=progress_reporter(progress),
@@ -268,7 +274,8 @@ def _cmd_bench_dagger(args: argparse.Namespace) -> int:
                         bc_demos=args.bc_demos, initial_demos=args.initial_demos,
                         rounds=args.rounds, round_episodes=args.round_episodes,
                         epochs=args.epochs, warm_epochs=args.warm_epochs,
-                        eval_episodes=args.eval_episodes, demo_noise=args.demo_noise)
+                        eval_episodes=args.eval_episodes, demo_noise=args.demo_noise,
+                        warm_lr=args.warm_lr, dagger_weighting=args.dagger_weighting)
     from takeover.dagger.bench import run_dagger_bench
 
     result = run_dagger_bench(preset, out_dir=args.out, device=args.device, progress=sys.stderr)

@@ -12,6 +12,8 @@ from typing import Any
 
 from takeover.errors import UsageError
 
+WEIGHTINGS = ("none", "iwr", "sirius")  # TrainConfig.weighting (policy/dataset.py, with torch)
+
 
 @dataclass(frozen=True)
 class DaggerBenchPreset:
@@ -28,6 +30,8 @@ class DaggerBenchPreset:
     batch_size: int | None = None  # None: TrainConfig's default
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     demo_noise: float = 0.0  # DART turn-rate noise (rad/s) while the expert demonstrates
+    warm_lr: float | None = None  # DAgger retraining's OneCycle peak (None: TrainConfig's lr)
+    dagger_weighting: str = "none"  # DAgger retraining: none | iwr | sirius (TrainConfig)
     demo_seed: int = 1000
     round_seed: int = 2000
     eval_seed: int = 5000
@@ -40,6 +44,12 @@ class DaggerBenchPreset:
                      "max_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"bench dagger: {name.replace('_', '-')} must be at least 1")
+        if self.warm_lr is not None and not 0.0 < self.warm_lr <= 1.0:
+            raise UsageError(f"bench dagger: warm-lr {self.warm_lr}: must be above 0 and at "
+                             "most 1")
+        if self.dagger_weighting not in WEIGHTINGS:
+            raise UsageError(f"bench dagger: dagger-weighting {self.dagger_weighting!r}: use one "
+                             f"of {', '.join(WEIGHTINGS)}")
         most = max(*self.bc_demos, self.initial_demos)
         if (self.demo_seed + most > self.round_seed
                 or self.round_seed + 100 * (self.rounds + 1) > self.eval_seed
@@ -74,14 +84,15 @@ def preset_for(name: str, bc_demos: str | None = None, initial_demos: int | None
                rounds: int | None = None, round_episodes: int | None = None,
                epochs: int | None = None, warm_epochs: int | None = None,
                eval_episodes: int | None = None,
-               demo_noise: float | None = None) -> DaggerBenchPreset:
+               demo_noise: float | None = None, warm_lr: float | None = None,
+               dagger_weighting: str | None = None) -> DaggerBenchPreset:
     """A named preset with the command line's overrides applied (and checked)."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; use one of {', '.join(sorted(PRESETS))}")
     overrides: dict[str, Any] = {
         "initial_demos": initial_demos, "rounds": rounds, "round_episodes": round_episodes,
         "epochs": epochs, "warm_epochs": warm_epochs, "eval_episodes": eval_episodes,
-        "demo_noise": demo_noise}
+        "demo_noise": demo_noise, "warm_lr": warm_lr, "dagger_weighting": dagger_weighting}
     if bc_demos is not None:
         try:
             overrides["bc_demos"] = tuple(sorted({int(n) for n in bc_demos.split(",") if n.strip()}))

@@ -51,14 +51,23 @@ def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str,
 DEFAULT_WARM_EPOCHS = 4
 
 
+WARM_ONLY = ("warm_epochs", "warm_lr")  # [train] keys read only by a warm-started retrain
+
+
 def workspace_training_configs(settings: TrainSettings) -> tuple[ModelConfig, TrainConfig]:
-    """The defaults with a workspace's [train] section applied (warm_epochs aside: the caller
-    that warm-starts reads it, `warm_epochs`)."""
+    """The defaults with a workspace's [train] section applied (warm_epochs and warm_lr aside:
+    `warm_start_config` applies them)."""
     values = {f.name: getattr(settings, f.name) for f in fields(TrainSettings)
-              if f.name != "warm_epochs"}
+              if f.name not in WARM_ONLY}
     return apply_overrides(ModelConfig(), TrainConfig(), values, "takeover.toml [train]")
 
 
 def warm_epochs(settings: TrainSettings) -> int:
     """Epochs of a warm-started retrain: [train] warm_epochs, else DEFAULT_WARM_EPOCHS."""
     return settings.warm_epochs or DEFAULT_WARM_EPOCHS
+
+
+def warm_start_config(settings: TrainSettings, base: TrainConfig) -> TrainConfig:
+    """`base` for a warm-started retrain: [train] warm_epochs epochs (default 4) at a peak
+    learning rate of [train] warm_lr (default: base's lr)."""
+    return replace(base, epochs=warm_epochs(settings), lr=settings.warm_lr or base.lr)

@@ -14,7 +14,7 @@ from takeover.recorder.reader import EpisodeReader
 
 def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path), "--demo-noise",
-                 "0.3", "--json"]) == 0
+                 "0.3", "--warm-lr", "0.0007", "--dagger-weighting", "iwr", "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert "DAgger" in captured.err and "BC" in captured.err  # progress on stderr
@@ -39,6 +39,10 @@ def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (tmp_path / "bench_dagger.png").read_bytes()[:4] == b"\x89PNG"
     card = json.loads((tmp_path / "work" / "dagger" / "models" / "r002" / "card.json").read_text())
     assert card["warm_start_model"] == "r001" and card["evaluation"]["seeds"] == [5000, 5001]
+    # DAgger's retraining ran with its own peak learning rate and weighting; BC with the defaults.
+    assert (card["train_config"]["lr"], card["train_config"]["weighting"]) == (0.0007, "iwr")
+    bc_card = json.loads((tmp_path / "work" / "dagger" / "models" / "r001" / "card.json").read_text())
+    assert (bc_card["train_config"]["lr"], bc_card["train_config"]["weighting"]) == (2e-3, "none")
     # The demonstrations were recorded with the pushes in effect (DART): each file's config.
     for path in sorted((tmp_path / "work" / "demos" / "rounds" / "r000").glob("*.hdf5")):
         with EpisodeReader(path) as episode:

@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 
 from takeover.config import TrainSettings, load_config
-from takeover.errors import UsageError
+from takeover.errors import ConfigError, UsageError
 from takeover.policy.dataset import AugmentConfig
 from takeover.policy.model import DEFAULT_BACKBONE_ARGS, ModelConfig
-from takeover.policy.settings import apply_overrides, workspace_training_configs
+from takeover.policy.settings import (
+    DEFAULT_WARM_EPOCHS,
+    apply_overrides,
+    warm_start_config,
+    workspace_training_configs,
+)
 from takeover.policy.train import TrainConfig
 
 
@@ -38,3 +43,25 @@ def test_flags_override_and_unknown_keys_are_named() -> None:
     assert train.epochs == 3
     with pytest.raises(UsageError, match="takeover train: unknown setting 'wings'"):
         apply_overrides(model, train, {"wings": 2}, "takeover train")
+
+
+def test_warm_start_reads_warm_epochs_and_warm_lr(tmp_path: Path) -> None:
+    toml = tmp_path / "takeover.toml"
+    toml.write_text("[train]\nepochs = 9\nlr = 0.003\nwarm_epochs = 2\nwarm_lr = 0.0005\n")
+    settings = load_config(toml).train
+    _, cold = workspace_training_configs(settings)
+    assert (cold.epochs, cold.lr) == (9, 0.003), "warm_* keys leave training from scratch alone"
+    warm = warm_start_config(settings, cold)
+    assert (warm.epochs, warm.lr) == (2, 0.0005)
+    # Without warm_lr a warm start keeps [train] lr; without warm_epochs, the default 4.
+    toml.write_text("[train]\nlr = 0.003\n")
+    warm = warm_start_config(load_config(toml).train, cold)
+    assert (warm.epochs, warm.lr) == (DEFAULT_WARM_EPOCHS, 0.003)
+
+
+@pytest.mark.parametrize("line", ["warm_lr = 0", "warm_lr = -0.001", "lr = 5.0"])
+def test_bad_learning_rates_are_refused(tmp_path: Path, line: str) -> None:
+    toml = tmp_path / "takeover.toml"
+    toml.write_text(f"[train]\n{line}\n")
+    with pytest.raises(ConfigError, match=r"lr = .*: must be above 0 and at most 1"):
+        load_config(toml)
