@@ -145,10 +145,10 @@ class TrainSettings:
 
     epochs: int | None = None
     warm_epochs: int | None = None  # a warm-started retrain (`takeover dagger train`); default 4
-    warm_lr: float | None = None  # its OneCycle peak learning rate; default: lr
+    warm_lr: float | None = None  # its OneCycle peak learning rate; default 5e-4
     batch_size: int | None = None
     lr: float | None = None
-    weighting: str | None = None  # none | iwr | sirius
+    weighting: str | None = None  # none | iwr | sirius; default none, iwr for a warm start
     keep: str | None = None  # last | best: the weights kept (policy/train.py TrainConfig.keep)
     label: str | None = None  # intent | sent
     pose_loss_weight: float | None = None

@@ -142,7 +142,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     shutil.copytree(bc_workspaces[preset.initial_demos], ws, copy_function=_link_or_copy,
                     symlinks=True)
     warm_train = replace(base_train, epochs=preset.warm_epochs,
-                         lr=preset.warm_lr or base_train.lr, weighting=preset.dagger_weighting)
+                         lr=preset.warm_lr, weighting=preset.dagger_weighting)
     dagger_rows: list[dict[str, Any]] = []
     for k in range(1, preset.rounds + 1):
         model_id = f"r{k:03d}"

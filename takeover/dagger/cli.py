@@ -123,10 +123,11 @@ def add_dagger_bench(bench_sub: Any) -> None:
                    help="DART turn-rate noise (rad/s) in the expert's demonstrations "
                    "(presets: 0.3; 0 for clean demonstrations)")
     b.add_argument("--warm-lr", type=float, default=None, metavar="LR",
-                   help="peak learning rate of DAgger's warm-started retraining (default: the "
-                   "training default)")
+                   help="peak learning rate of DAgger's warm-started retraining (default 5e-4, as "
+                   "`dagger train`)")
     b.add_argument("--dagger-weighting", choices=["none", "iwr", "sirius"], default=None,
-                   help="intervention weighting of DAgger's retraining (docs/policy.md)")
+                   help="intervention weighting of DAgger's retraining (default iwr, as `dagger "
+                   "train`; docs/policy.md)")
     b.add_argument("--device", default="auto", metavar="D")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_dagger)

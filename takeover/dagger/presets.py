@@ -30,8 +30,10 @@ class DaggerBenchPreset:
     batch_size: int | None = None  # None: TrainConfig's default
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     demo_noise: float = 0.0  # DART turn-rate noise (rad/s) while the expert demonstrates
-    warm_lr: float | None = None  # DAgger retraining's OneCycle peak (None: TrainConfig's lr)
-    dagger_weighting: str = "none"  # DAgger retraining: none | iwr | sirius (TrainConfig)
+    # DAgger retraining's OneCycle peak and intervention weighting: by default those of
+    # `takeover dagger train` (policy/settings.py DEFAULT_WARM_LR, DEFAULT_WARM_WEIGHTING).
+    warm_lr: float = 5e-4
+    dagger_weighting: str = "iwr"  # none | iwr | sirius (TrainConfig.weighting)
     demo_seed: int = 1000
     round_seed: int = 2000
     eval_seed: int = 5000
@@ -44,7 +46,7 @@ class DaggerBenchPreset:
                      "max_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"bench dagger: {name.replace('_', '-')} must be at least 1")
-        if self.warm_lr is not None and not 0.0 < self.warm_lr <= 1.0:
+        if not 0.0 < self.warm_lr <= 1.0:
             raise UsageError(f"bench dagger: warm-lr {self.warm_lr}: must be above 0 and at "
                              "most 1")
         if self.dagger_weighting not in WEIGHTINGS:

@@ -121,8 +121,8 @@ threads = 1               # onnxruntime threads
 # Uncomment the table and the keys to set them.
 # epochs = 12             # from scratch
 # warm_epochs = 4         # a DAgger retrain, warm-started from the deployed model
-# warm_lr = 0.002         # its peak learning rate (default: lr)
-# weighting = "none"      # none | iwr | sirius
+# warm_lr = 0.0005        # its peak learning rate
+# weighting = "none"      # none | iwr | sirius (unset: none, iwr for a warm start)
 # device = "auto"         # auto | cpu | cuda | cuda:N
 """
 

@@ -46,9 +46,14 @@ def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str,
         raise UsageError(f"{source}: {e}") from None
 
 
-# Epochs of a warm-started retrain (`takeover dagger train`, [train] warm_epochs): the model
-# already knows the task, and a retrain on ~20k frames must stay under 5 minutes on two cores.
+# A warm-started retrain (`takeover dagger train`) fine-tunes a model that already knows the
+# task. Epochs ([train] warm_epochs): a retrain on ~20k frames must stay under 5 minutes on two
+# cores. Peak learning rate ([train] warm_lr): a quarter of the from-scratch peak, and the
+# interventions weighted up (IWR) unless [train] weighting says otherwise. The three were
+# compared in `bench dagger` (docs/dagger.md, "Retraining recipe").
 DEFAULT_WARM_EPOCHS = 4
+DEFAULT_WARM_LR = 5e-4
+DEFAULT_WARM_WEIGHTING = "iwr"
 
 
 WARM_ONLY = ("warm_epochs", "warm_lr")  # [train] keys read only by a warm-started retrain
@@ -68,6 +73,7 @@ def warm_epochs(settings: TrainSettings) -> int:
 
 
 def warm_start_config(settings: TrainSettings, base: TrainConfig) -> TrainConfig:
-    """`base` for a warm-started retrain: [train] warm_epochs epochs (default 4) at a peak
-    learning rate of [train] warm_lr (default: base's lr)."""
-    return replace(base, epochs=warm_epochs(settings), lr=settings.warm_lr or base.lr)
+    """`base` for a warm-started retrain: [train] warm_epochs epochs, a peak learning rate of
+    [train] warm_lr and [train] weighting, each defaulting to the DEFAULT_WARM_* above."""
+    return replace(base, epochs=warm_epochs(settings), lr=settings.warm_lr or DEFAULT_WARM_LR,
+                   weighting=settings.weighting or DEFAULT_WARM_WEIGHTING)

@@ -50,7 +50,7 @@ def two_models(trained_workspace: Path, tmp_path_factory: pytest.TempPathFactory
                                      max_steps=60))
     assert Path(summary["recorded"][0]).parent.name == "r001"
     with (ws / "takeover.toml").open("a") as f:  # no --epochs: [train] warm_epochs decides
-        f.write("\n[train]\nwarm_epochs = 1\nwarm_lr = 0.0005\n")
+        f.write("\n[train]\nwarm_epochs = 1\nwarm_lr = 0.0007\n")
     assert main(["dagger", "train", "--workspace", str(ws), "--threads", "1",
                  "--eval", "1", "--eval-seed", "5000", "--json"]) == 0
     return ws
@@ -73,7 +73,8 @@ def test_dagger_train_registers_next_model_warm_started_without_deploying(
     assert data["human_steps"] == sum(r["human_steps"] for r in data["episode_list"])
     assert data["human_steps"] > 4 * 39  # the demonstrations plus the corrections
     assert card["train_config"]["epochs"] == 1 and card["created"]  # [train] warm_epochs
-    assert card["train_config"]["lr"] == 0.0005  # [train] warm_lr
+    assert card["train_config"]["lr"] == 0.0007  # [train] warm_lr
+    assert card["train_config"]["weighting"] == "iwr"  # a warm start, [train] weighting unset
     assert card["metrics"]["best_val_loss"] is not None
     assert card["export"]["sha256"] == sha256(ws / "models" / "r002" / "policy.onnx")
     assert card["export"]["parity_max_abs_error"] <= 1e-4

@@ -12,6 +12,8 @@ from takeover.policy.dataset import AugmentConfig
 from takeover.policy.model import DEFAULT_BACKBONE_ARGS, ModelConfig
 from takeover.policy.settings import (
     DEFAULT_WARM_EPOCHS,
+    DEFAULT_WARM_LR,
+    DEFAULT_WARM_WEIGHTING,
     apply_overrides,
     warm_start_config,
     workspace_training_configs,
@@ -53,10 +55,13 @@ def test_warm_start_reads_warm_epochs_and_warm_lr(tmp_path: Path) -> None:
     assert (cold.epochs, cold.lr) == (9, 0.003), "warm_* keys leave training from scratch alone"
     warm = warm_start_config(settings, cold)
     assert (warm.epochs, warm.lr) == (2, 0.0005)
-    # Without warm_lr a warm start keeps [train] lr; without warm_epochs, the default 4.
-    toml.write_text("[train]\nlr = 0.003\n")
-    warm = warm_start_config(load_config(toml).train, cold)
-    assert (warm.epochs, warm.lr) == (DEFAULT_WARM_EPOCHS, 0.003)
+    assert warm.weighting == DEFAULT_WARM_WEIGHTING == "iwr" and cold.weighting == "none"
+    # Without the warm_* keys a warm start takes the warm defaults, not [train] lr; an explicit
+    # [train] weighting holds for both.
+    toml.write_text("[train]\nlr = 0.003\nweighting = 'none'\n")
+    settings = load_config(toml).train
+    warm = warm_start_config(settings, workspace_training_configs(settings)[1])
+    assert (warm.epochs, warm.lr, warm.weighting) == (DEFAULT_WARM_EPOCHS, DEFAULT_WARM_LR, "none")
 
 
 @pytest.mark.parametrize("line", ["warm_lr = 0", "warm_lr = -0.001", "lr = 5.0"])
@@ -65,3 +70,13 @@ def test_bad_learning_rates_are_refused(tmp_path: Path, line: str) -> None:
     toml.write_text(f"[train]\n{line}\n")
     with pytest.raises(ConfigError, match=r"lr = .*: must be above 0 and at most 1"):
         load_config(toml)
+
+
+def test_bench_dagger_presets_retrain_as_dagger_train_does() -> None:
+    """The benchmark measures the recipe a workspace gets by default."""
+    from takeover.dagger.presets import PRESETS
+
+    warm = warm_start_config(TrainSettings(), TrainConfig())
+    assert (warm.lr, warm.weighting) == (DEFAULT_WARM_LR, DEFAULT_WARM_WEIGHTING)
+    for preset in PRESETS.values():
+        assert (preset.warm_lr, preset.dagger_weighting) == (warm.lr, warm.weighting), preset.name
