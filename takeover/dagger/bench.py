@@ -22,6 +22,7 @@ commands call), so torch is imported once. Progress lines go to `progress` (stde
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -194,12 +195,58 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
         "workspaces": str(work),
         "files": files,
     }
+    result["summary"] = summarize(result)
     result["table_md"] = results_markdown(result)
     plot_results(result, out / RESULT_PNG)
     atomic_write_bytes(out / RESULT_MD, ("\n".join(result["table_md"]) + "\n").encode())
     atomic_write_bytes(out / RESULT_JSON, (json.dumps(result, indent=1) + "\n").encode())
     log(f"done in {wall_s:.0f} s: {files['markdown']}")
     return result
+
+
+TARGET_SUCCESS = 0.9  # the success rate the arms are compared at (the issue's bar)
+
+
+def summarize(result: dict[str, Any], target: float = TARGET_SUCCESS) -> dict[str, Any]:
+    """The experiment's answers from its rows: the fewest expert labels with which each arm
+    docked at least `target` alone (None: never), DAgger's share of BC's, and how the
+    intervention rate moved from round to round."""
+    def first_at_target(rows: list[dict[str, Any]]) -> int | None:
+        hits = [r["expert_labels"] for r in rows if r["success_rate"] >= target]
+        return min(hits) if hits else None
+
+    bc, dagger = first_at_target(result["bc"]), first_at_target(result["dagger"])
+    rates = [r["interventions_per_min"] for r in result["dagger"]
+             if r["interventions_per_min"] is not None]
+    steps = list(itertools.pairwise(rates))
+    return {
+        "target_success": target,
+        "bc_labels_to_target": bc,
+        "dagger_labels_to_target": dagger,
+        "dagger_share_of_bc_labels": None if bc is None or dagger is None
+        else round(dagger / bc, 4),
+        "interventions_per_min_first": rates[0] if rates else None,
+        "interventions_per_min_last": rates[-1] if rates else None,
+        "interventions_per_min_rises": sum(b > a for a, b in steps),
+        "interventions_per_min_steps": len(steps),
+    }
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    target = f"{100 * summary['target_success']:.0f}%"
+    bc, dagger = summary["bc_labels_to_target"], summary["dagger_labels_to_target"]
+    share = summary["dagger_share_of_bc_labels"]
+    bc_words = "never (within its budgets)" if bc is None else f"at {bc} expert labels"
+    dagger_words = "never (within its rounds)" if dagger is None else f"at {dagger}"
+    share_words = "" if share is None else f" ({100 * share:.0f}% of BC's)"
+    lines = [f"- {target} alone: BC {bc_words}, DAgger {dagger_words}{share_words}."]
+    if summary["interventions_per_min_first"] is not None:
+        lines.append(f"- Interventions per autonomous minute: "
+                     f"{summary['interventions_per_min_first']:.2f} in the first round, "
+                     f"{summary['interventions_per_min_last']:.2f} in the last; higher than "
+                     f"the round before in {summary['interventions_per_min_rises']} of "
+                     f"{summary['interventions_per_min_steps']} rounds.")
+    return lines
 
 
 def _pct(row: dict[str, Any]) -> tuple[str, str]:
@@ -229,6 +276,8 @@ def results_markdown(result: dict[str, Any]) -> list[str]:
         data = "r000" if row["round"] == 1 else f"r000..r{row['round'] - 1:03d}"
         lines.append(f"| DAgger | {row['model_id']} | {data} | {row['expert_labels']} | {ok} | "
                      f"{ci} | {ipm} |")
+    if "summary" in result:
+        lines += ["", *_summary_lines(result["summary"])]
     lines += ["", "interv./min: interventions per minute of autonomous driving in the round the "
               "model ran under the simulated operator.", "",
               f"![success vs expert labels]({RESULT_PNG})"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from takeover.cli import main
+from takeover.dagger.bench import summarize
 from takeover.recorder.reader import EpisodeReader
 
 
@@ -33,6 +34,9 @@ def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     r1, r2 = result["dagger"]
     assert r1["expert_labels"] == 80 and r1["success_rate"] == result["bc"][0]["success_rate"]
     assert r2["expert_labels"] >= r1["expert_labels"]
+    assert result["summary"]["target_success"] == 0.9
+    assert result["summary"]["interventions_per_min_steps"] <= 1  # two rounds
+    assert "- 90% alone: BC " in (tmp_path / "bench_dagger.md").read_text()
     on_disk = json.loads((tmp_path / "bench_dagger.json").read_text())
     assert on_disk["dagger"] == result["dagger"] and on_disk["quick"] is True
     assert "| DAgger | r002 |" in (tmp_path / "bench_dagger.md").read_text()
@@ -49,3 +53,21 @@ def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
             assert episode.config["demonstration"]["noise_w_radps"] == 0.3
     assert on_disk["config"]["demo_noise"] == 0.3
     assert "DART turn-rate noise 0.3 rad/s" in (tmp_path / "bench_dagger.md").read_text()
+
+
+def _row(labels: int, rate: float, ipm: float | None = None) -> dict[str, object]:
+    return {"expert_labels": labels, "success_rate": rate, "interventions_per_min": ipm}
+
+
+def test_summary_answers_the_question_from_the_rows() -> None:
+    result = {"bc": [_row(1000, 0.5), _row(2000, 0.92), _row(4000, 0.95)],
+              "dagger": [_row(1000, 0.5, 10.0), _row(1300, 0.91, 12.0), _row(1500, 0.88, 6.0),
+                         _row(1700, 0.97, 6.0)]}
+    summary = summarize(result)
+    assert summary["bc_labels_to_target"] == 2000 and summary["dagger_labels_to_target"] == 1300
+    assert summary["dagger_share_of_bc_labels"] == 0.65
+    assert (summary["interventions_per_min_first"], summary["interventions_per_min_last"]) == (10, 6)
+    assert (summary["interventions_per_min_rises"], summary["interventions_per_min_steps"]) == (1, 3)
+    never = summarize({"bc": [_row(1000, 0.5)], "dagger": [_row(1000, 0.5, None)]})
+    assert never["bc_labels_to_target"] is None and never["dagger_share_of_bc_labels"] is None
+    assert never["interventions_per_min_first"] is None and never["interventions_per_min_steps"] == 0
