@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from takeover.dagger.evaluate import evaluate_model
-from takeover.dagger.metrics import round_metrics
+from takeover.dagger.metrics import (
+    InterventionTrend,
+    intervention_trend,
+    round_metrics,
+    trend_verdict,
+    workspace_metrics,
+)
 from takeover.dagger.presets import DaggerBenchPreset
 from takeover.dagger.report import error_bars, load_pyplot, save_figure
 from takeover.dagger.train import train_next_model
@@ -195,7 +201,9 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
         "workspaces": str(work),
         "files": files,
     }
-    result["summary"] = summarize(result)
+    trend = intervention_trend([m for m in workspace_metrics(EpisodeStore(ws).episodes())
+                                if m.round >= 1])
+    result["summary"] = summarize(result, trend)
     result["table_md"] = results_markdown(result)
     plot_results(result, out / RESULT_PNG)
     atomic_write_bytes(out / RESULT_MD, ("\n".join(result["table_md"]) + "\n").encode())
@@ -207,10 +215,11 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
 TARGET_SUCCESS = 0.9  # the success rate the arms are compared at (the issue's bar)
 
 
-def summarize(result: dict[str, Any], target: float = TARGET_SUCCESS) -> dict[str, Any]:
+def summarize(result: dict[str, Any], trend: InterventionTrend | None = None,
+              target: float = TARGET_SUCCESS) -> dict[str, Any]:
     """The experiment's answers from its rows: the fewest expert labels with which each arm
     docked at least `target` alone (None: never), DAgger's share of BC's, and how the
-    intervention rate moved from round to round."""
+    intervention rate moved from round to round (and its fitted `trend`, if given)."""
     def first_at_target(rows: list[dict[str, Any]]) -> int | None:
         hits = [r["expert_labels"] for r in rows if r["success_rate"] >= target]
         return min(hits) if hits else None
@@ -229,6 +238,7 @@ def summarize(result: dict[str, Any], target: float = TARGET_SUCCESS) -> dict[st
         "interventions_per_min_last": rates[-1] if rates else None,
         "interventions_per_min_rises": sum(b > a for a, b in steps),
         "interventions_per_min_steps": len(steps),
+        "interventions_per_min_trend": trend.as_json() if trend else None,
     }
 
 
@@ -246,6 +256,11 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
                      f"{summary['interventions_per_min_last']:.2f} in the last; higher than "
                      f"the round before in {summary['interventions_per_min_rises']} of "
                      f"{summary['interventions_per_min_steps']} rounds.")
+    trend = summary.get("interventions_per_min_trend")
+    if trend:
+        lines.append(f"- Fitted over the rounds (Poisson): x{trend['ratio_per_round']:.2f} per "
+                     f"round, 95% CI x{trend['ci_low']:.2f}-x{trend['ci_high']:.2f}: "
+                     f"{trend_verdict(trend['ci_low'], trend['ci_high'])}.")
     return lines
 
 

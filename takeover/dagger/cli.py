@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from takeover.dagger.metrics import format_status_table, workspace_metrics
+from takeover.dagger.metrics import format_status_table, intervention_trend, workspace_metrics
 from takeover.errors import UsageError
 from takeover.recorder.store import EpisodeStore
 
@@ -136,15 +136,19 @@ def add_dagger_bench(bench_sub: Any) -> None:
 def _cmd_status(args: argparse.Namespace) -> int:
     store = EpisodeStore(args.workspace)
     rows = workspace_metrics(store.episodes())
+    trend = intervention_trend(rows)
     if args.json:
         sys.stdout.write(json.dumps({"workspace": str(store.workspace),
-                                     "rounds": [r.as_json() for r in rows]}) + "\n")
+                                     "rounds": [r.as_json() for r in rows],
+                                     "trend": trend.as_json() if trend else None}) + "\n")
         return 0
     if not rows:
         print(f"{store.workspace}: no episodes recorded yet")
         return 0
     for line in format_status_table(rows):
         print(line)
+    if trend is not None:
+        print(f"\n{trend.describe()}")
     return 0
 
 

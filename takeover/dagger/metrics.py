@@ -12,6 +12,12 @@ Per round (rounds/rNNN):
   verdict (success or failure; aborted and interrupted episodes have none);
 - autonomous_successes: docked without any intervention;
 - operator_time_s: time the operator's hands drove (human steps / rate).
+
+Across rounds, `intervention_trend`: by what factor the intervention rate changes per round,
+with a 95% interval, from a log-linear Poisson fit of every supervised round's interventions
+against its autonomous minutes. A round of a few episodes holds a handful of interventions, so
+one round's rate against the last says little; the fit over all rounds says whether the
+operator is needed less as the rounds go on.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from takeover.recorder.reader import EpisodeInfo
 
@@ -93,6 +101,69 @@ def workspace_metrics(infos: Iterable[EpisodeInfo]) -> list[RoundMetrics]:
             continue
         by_round.setdefault(info.round, []).append(info)
     return [round_metrics(r, by_round[r]) for r in sorted(by_round)]
+
+
+def trend_verdict(ci_low: float, ci_high: float) -> str:
+    """Words for a per-round ratio's interval: below 1 throughout is falling."""
+    return "falling" if ci_high < 1 else "rising" if ci_low > 1 else "no clear trend"
+
+
+@dataclass(frozen=True)
+class InterventionTrend:
+    """Interventions per autonomous minute multiply by `ratio_per_round` each round (95%
+    interval `ci_low`..`ci_high`), fitted over `rounds` (first, last) supervised rounds."""
+
+    ratio_per_round: float
+    ci_low: float
+    ci_high: float
+    rounds: tuple[int, int]
+    supervised_rounds: int
+    interventions: int
+    dispersion: float  # Pearson chi2 / dof, at least 1: the interval is widened by its root
+
+    def as_json(self) -> dict[str, object]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    def describe(self) -> str:
+        return (f"interventions per autonomous minute: x{self.ratio_per_round:.2f} per round "
+                f"(95% CI x{self.ci_low:.2f}-x{self.ci_high:.2f}), "
+                f"{trend_verdict(self.ci_low, self.ci_high)}; fitted over "
+                f"{self.supervised_rounds} supervised rounds r{self.rounds[0]:03d}.."
+                f"r{self.rounds[1]:03d}, {self.interventions} interventions")
+
+
+def intervention_trend(rows: Sequence[RoundMetrics], z: float = 1.959964
+                       ) -> InterventionTrend | None:
+    """Poisson regression log E[interventions] = a + b * round + log(autonomous minutes) over
+    the rounds with autonomous driving. None when there is no finite fit: fewer than two such
+    rounds, or every intervention in the first of them or every one in the last (the rate
+    would go to or come from zero). With three rounds or more the interval is widened by the
+    overdispersion (quasi-Poisson), where rounds differ by more than counting noise."""
+    used = [m for m in rows if m.autonomous_time_s > 0]
+    counts = np.array([m.interventions for m in used], dtype=float)
+    x = np.array([m.round for m in used], dtype=float)
+    with_interventions = set(x[counts > 0].tolist())
+    if len(used) < 2 or not with_interventions or with_interventions in ({float(x[0])}, {float(x[-1])}):
+        return None
+    exposure = np.array([m.autonomous_time_s / 60.0 for m in used])
+    design = np.stack([np.ones_like(x), x - x.mean()], axis=1)
+    beta = np.array([math.log(counts.sum() / exposure.sum()), 0.0])
+    for _ in range(50):  # Newton's method on the concave log-likelihood
+        mu = exposure * np.exp(design @ beta)
+        step = np.linalg.solve(design.T @ (mu[:, None] * design), design.T @ (counts - mu))
+        beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    mu = exposure * np.exp(design @ beta)
+    cov = np.linalg.inv(design.T @ (mu[:, None] * design))
+    dof = len(used) - 2
+    dispersion = max(1.0, float(np.sum((counts - mu) ** 2 / mu)) / dof) if dof > 0 else 1.0
+    se = math.sqrt(cov[1, 1] * dispersion)
+    b = float(beta[1])
+    return InterventionTrend(
+        ratio_per_round=math.exp(b), ci_low=math.exp(b - z * se), ci_high=math.exp(b + z * se),
+        rounds=(used[0].round, used[-1].round), supervised_rounds=len(used),
+        interventions=int(counts.sum()), dispersion=dispersion)
 
 
 def _fmt(value: float | None, spec: str, unit: str = "") -> str:

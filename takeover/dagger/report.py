@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from takeover.dagger.metrics import RoundMetrics, workspace_metrics
+from takeover.dagger.metrics import RoundMetrics, intervention_trend, workspace_metrics
 from takeover.errors import UsageError
 from takeover.policy.registry import current_model_id, model_ids, read_card
 from takeover.policy.spec import PolicyError
@@ -206,6 +206,9 @@ def write_report(workspace: Path, out_dir: Path | None = None) -> dict[str, Any]
              "the recorded runs, where the operator may have taken over; interventions per "
              "minute are per minute of autonomous driving.", ""]
     lines += rounds_markdown(rounds) if rounds else ["No episodes recorded yet."]
+    trend = intervention_trend(rounds)
+    if trend is not None:
+        lines += ["", f"Trend: {trend.describe()}."]
     lines += ["", "## Models", "",
               "Held-out success: the model alone on simulator seeds never recorded in its "
               "training data (`takeover dagger eval`).", ""]
@@ -213,4 +216,5 @@ def write_report(workspace: Path, out_dir: Path | None = None) -> dict[str, Any]
     lines += ["", f"![success and interventions per round]({png_path.name})", ""]
     atomic_write_bytes(md_path, "\n".join(lines).encode())
     return {"workspace": str(ws), "markdown": str(md_path), "plot": str(png_path),
-            "rounds": [r.as_json() for r in rounds], "models": [m.as_json() for m in models]}
+            "rounds": [r.as_json() for r in rounds], "models": [m.as_json() for m in models],
+            "trend": trend.as_json() if trend else None}

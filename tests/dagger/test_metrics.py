@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from takeover.dagger.metrics import wilson_interval, workspace_metrics
+from takeover.dagger.metrics import (
+    RoundMetrics,
+    intervention_trend,
+    wilson_interval,
+    workspace_metrics,
+)
 from takeover.recorder.store import EpisodeStore
 
 # The `workspace` fixture (dagger_support.py): three rounds with hand-chosen labels, ROUNDS.
@@ -76,3 +81,46 @@ def test_dagger_status_on_missing_workspace_is_one_line(tmp_path: Path) -> None:
     p = run_cli("dagger", "status", "--workspace", str(tmp_path / "nope"))
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
     assert "does not exist" in p.stderr
+
+
+def _round(index: int, interventions: int, autonomous_min: float) -> RoundMetrics:
+    return RoundMetrics(
+        round=index, episodes=5, steps=0, human_steps=0, robot_steps=0,
+        interventions=interventions,
+        interventions_per_min=interventions / autonomous_min if autonomous_min else None,
+        mtbi_s=None, autonomy=None, successes=0, decided=0, success_rate=None, ci_low=None,
+        ci_high=None, autonomous_successes=0, operator_time_s=0.0,
+        autonomous_time_s=60.0 * autonomous_min)
+
+
+def test_intervention_trend_two_rounds_is_the_rate_ratio() -> None:
+    # Two rounds: the fit is exact, ratio = (6/4) / (3/1) = 0.5 and the log ratio's standard
+    # error is sqrt(1/3 + 1/6) (Poisson), so the interval is 0.5 * exp(+-1.96 * 0.7071).
+    trend = intervention_trend([_round(0, 0, 0.0), _round(1, 3, 1.0), _round(2, 6, 4.0)])
+    assert trend is not None
+    assert trend.ratio_per_round == pytest.approx(0.5)
+    assert (trend.ci_low, trend.ci_high) == pytest.approx((0.12505, 1.99922), rel=1e-4)
+    assert trend.rounds == (1, 2) and trend.supervised_rounds == 2 and trend.interventions == 9
+    assert "x0.50 per round" in trend.describe() and "no clear trend" in trend.describe()
+
+
+def test_intervention_trend_halving_every_round_is_falling() -> None:
+    # 10 interventions in 1, 2, 4 and 8 minutes: the rate halves each round, no residual.
+    trend = intervention_trend([_round(k, 10, 2.0 ** (k - 1)) for k in (1, 2, 3, 4)])
+    assert trend is not None and trend.ratio_per_round == pytest.approx(0.5)
+    assert trend.dispersion == 1.0 and trend.ci_high < 1 and "falling" in trend.describe()
+    # Rounds that differ by more than counting noise widen the interval (quasi-Poisson).
+    noisy = intervention_trend([_round(1, 40, 2.0), _round(2, 2, 2.0), _round(3, 40, 2.0),
+                                _round(4, 2, 2.0)])
+    assert noisy is not None and noisy.dispersion > 5
+
+
+def test_intervention_trend_needs_a_finite_fit(workspace: Path) -> None:
+    assert intervention_trend([_round(1, 4, 1.0)]) is None  # one round
+    assert intervention_trend([_round(1, 0, 1.0), _round(2, 0, 1.0)]) is None  # none at all
+    assert intervention_trend([_round(1, 4, 1.0), _round(2, 0, 1.0)]) is None  # to zero
+    assert intervention_trend([_round(1, 0, 1.0), _round(2, 0, 1.0), _round(3, 2, 1.0)]) is None
+    # The synthetic workspace: 3 takeovers in r001, none in r002 -> no finite trend.
+    assert intervention_trend(workspace_metrics(EpisodeStore(workspace).episodes())) is None
+    p = run_cli("dagger", "status", "--workspace", str(workspace), "--json")
+    assert json.loads(p.stdout.splitlines()[-1])["trend"] is None
