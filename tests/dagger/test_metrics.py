@@ -124,3 +124,12 @@ def test_intervention_trend_needs_a_finite_fit(workspace: Path) -> None:
     assert intervention_trend(workspace_metrics(EpisodeStore(workspace).episodes())) is None
     p = run_cli("dagger", "status", "--workspace", str(workspace), "--json")
     assert json.loads(p.stdout.splitlines()[-1])["trend"] is None
+
+
+def test_rounds_screen_shows_the_trend_in_one_line() -> None:
+    from takeover.teleop.tui.rounds import trend_text
+
+    line = trend_text([_round(k, 10, 2.0 ** (k - 1)) for k in (1, 2, 3, 4)])
+    assert line.startswith("trend x0.50/round (CI ") and line.endswith(") falling")
+    assert len(line) <= 42, "fits the chart panel at 140 columns"
+    assert trend_text([_round(1, 4, 1.0)]) == ""

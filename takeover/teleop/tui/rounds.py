@@ -13,7 +13,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, ProgressBar, Static
 
-from takeover.dagger.metrics import RoundMetrics, workspace_metrics
+from takeover.dagger.metrics import (
+    RoundMetrics,
+    intervention_trend,
+    trend_verdict,
+    workspace_metrics,
+)
 from takeover.recorder.store import EpisodeStore
 from takeover.teleop.session import MODELS_DIR, ModelRef
 from takeover.teleop.training import TrainingState
@@ -39,6 +44,16 @@ def metrics_row(m: RoundMetrics) -> tuple[str, ...]:
             f"{m.successes}/{m.decided} {_pct(m.success_rate)}" if m.decided else "-",
             "-" if m.ci_low is None or m.ci_high is None
             else f"{100 * m.ci_low:.0f}-{100 * m.ci_high:.0f}%")
+
+
+def trend_text(rows: list[RoundMetrics]) -> str:
+    """The intervention rate's fitted change per round with its 95% interval (dagger/metrics.py
+    intervention_trend), one line under the chart; "" without a fit."""
+    trend = intervention_trend(rows)
+    if trend is None:
+        return ""
+    return (f"trend x{trend.ratio_per_round:.2f}/round (CI {trend.ci_low:.2f}-"
+            f"{trend.ci_high:.2f}) {trend_verdict(trend.ci_low, trend.ci_high)}")
 
 
 class RoundsScreen(Screen[None]):
@@ -111,6 +126,9 @@ class RoundsScreen(Screen[None]):
             table.add_row(*metrics_row(m))
         chart = bar_chart([(f"r{m.round:03d}", m.interventions_per_min) for m in rows],
                           width=24, unit="/min")
+        trend = trend_text(rows)
+        if trend:
+            chart.append(f"\n{trend}")
         model = self.tapp.session.model
         chart.append(f"\n\ndeployed model: {model.model_id if model else 'none'}"
                      f"  ·  episodes go to round r{self.tapp.session.round:03d}", style="dim")
