@@ -137,6 +137,10 @@ class PolicyConfig:
     threads: int = 1  # onnxruntime intra-op threads
 
 
+# Intervention weightings of training ([train] weighting; policy/dataset.py sample_weights).
+WEIGHTINGS = ("none", "iwr", "sirius")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """[train]: overrides of the training defaults (policy/model.py ModelConfig and
@@ -285,7 +289,7 @@ def _validate(config: Config) -> None:
         value = getattr(t, name)
         if value is not None and value < 1:
             raise ConfigError(f"train.{name} must be at least 1")
-    choices = {"weighting": ("none", "iwr", "sirius"), "label": ("intent", "sent"),
+    choices = {"weighting": WEIGHTINGS, "label": ("intent", "sent"),
                "keep": ("last", "best")}
     for name, allowed in choices.items():
         value = getattr(t, name)

@@ -35,10 +35,10 @@ from typing import Any, TextIO
 from takeover.dagger.evaluate import evaluate_model
 from takeover.dagger.metrics import (
     InterventionTrend,
+    RoundMetrics,
     intervention_trend,
     round_metrics,
     trend_verdict,
-    workspace_metrics,
 )
 from takeover.dagger.presets import DaggerBenchPreset
 from takeover.dagger.report import error_bars, load_pyplot, save_figure
@@ -151,6 +151,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     warm_train = replace(base_train, epochs=preset.warm_epochs,
                          lr=preset.warm_lr, weighting=preset.dagger_weighting)
     dagger_rows: list[dict[str, Any]] = []
+    supervised_rounds: list[RoundMetrics] = []
     for k in range(1, preset.rounds + 1):
         model_id = f"r{k:03d}"
         if k > 1:
@@ -172,6 +173,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
                                record=True, fast=True, max_steps=preset.max_steps))
         supervised = round_metrics(k, [e for e in EpisodeStore(ws).episodes(round=k)
                                        if not e.partial])
+        supervised_rounds.append(supervised)
         ipm = supervised.interventions_per_min
         dagger_rows.append({
             "round": k, "expert_labels": card["data"]["human_steps"], **_eval_row(ev),
@@ -201,9 +203,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
         "workspaces": str(work),
         "files": files,
     }
-    trend = intervention_trend([m for m in workspace_metrics(EpisodeStore(ws).episodes())
-                                if m.round >= 1])
-    result["summary"] = summarize(result, trend)
+    result["summary"] = summarize(result, intervention_trend(supervised_rounds))
     result["table_md"] = results_markdown(result)
     plot_results(result, out / RESULT_PNG)
     atomic_write_bytes(out / RESULT_MD, ("\n".join(result["table_md"]) + "\n").encode())

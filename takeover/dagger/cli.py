@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from takeover.config import WEIGHTINGS
 from takeover.dagger.metrics import format_status_table, intervention_trend, workspace_metrics
 from takeover.errors import UsageError
 from takeover.recorder.store import EpisodeStore
@@ -125,7 +126,7 @@ def add_dagger_bench(bench_sub: Any) -> None:
     b.add_argument("--warm-lr", type=float, default=None, metavar="LR",
                    help="peak learning rate of DAgger's warm-started retraining (default 5e-4, as "
                    "`dagger train`)")
-    b.add_argument("--dagger-weighting", choices=["none", "iwr", "sirius"], default=None,
+    b.add_argument("--dagger-weighting", choices=WEIGHTINGS, default=None,
                    help="intervention weighting of DAgger's retraining (default iwr, as `dagger "
                    "train`; docs/policy.md)")
     b.add_argument("--device", default="auto", metavar="D")

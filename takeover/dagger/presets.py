@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
-
-WEIGHTINGS = ("none", "iwr", "sirius")  # TrainConfig.weighting (policy/dataset.py, with torch)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def add_policy_parsers(sub: SubParsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N")
     p.add_argument("--grad-accum", type=int, default=None, metavar="N")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weighting", choices=["none", "iwr", "sirius"], default=None,
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=None,
                    help="intervention weighting (default none)")
     p.add_argument("--val-fraction", type=float, default=None)
     p.add_argument("--keep", choices=("last", "best"), default=None,

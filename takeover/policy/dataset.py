@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
 from takeover.recorder.errors import EpisodeError
 from takeover.recorder.reader import read_episode
@@ -30,7 +31,6 @@ from takeover.recorder.store import EpisodeStore
 from takeover.types import ACTION_MODE_DEMONSTRATION, ACTION_MODE_INTERVENTION, ACTION_MODE_ROBOT
 
 SUPERVISED_MODES = (ACTION_MODE_DEMONSTRATION, ACTION_MODE_INTERVENTION)
-WEIGHTINGS = ("none", "iwr", "sirius")
 LABELS = ("intent", "sent")
 
 
