@@ -104,16 +104,9 @@ def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
     """The ONNX policy (--policy PATH, else the workspace's models/current), checked against
     the configured camera before anything moves."""
     from takeover.policy.registry import resolve_policy_path
-    from takeover.policy.runtime import ExecutorConfig, load_policy
+    from takeover.policy.runtime import load_policy
 
-    pc = config.policy
-    policy = load_policy(resolve_policy_path(request.policy, request.workspace),
-                         ExecutorConfig(mode=pc.execution, ensemble_k=pc.ensemble_k,
-                                        n_action_steps=pc.n_action_steps),
-                         intra_op_threads=pc.threads)
-    image_shape = (config.robot.camera_height, config.robot.camera_width, 3)
-    policy.runtime.check_sensors(image_shape, policy.runtime.spec.scan_beams)
-    return policy
+    return load_policy(resolve_policy_path(request.policy, request.workspace), config)
 
 
 def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,

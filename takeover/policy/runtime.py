@@ -1,8 +1,11 @@
 """The robot-side policy: an onnxruntime session and a chunk executor. No torch, no timm.
 
-    runtime = PolicyRuntime.load("models/r001/policy.onnx")   # validated against its metadata
-    policy = ChunkPolicy(runtime, ChunkExecutor(runtime.spec.chunk_size))
-    loop = ControlLoop(link, arbiter, operator, policy)       # PolicyDriver protocol
+    policy = load_policy("models/r001/policy.onnx", config)  # [policy] of takeover.toml,
+    loop = ControlLoop(link, arbiter, operator, policy)       # checked against [robot]'s camera
+
+`load_policy` is the one way the robot side loads a model: `takeover run`'s core, `takeover
+drive`, `dagger eval` and `bench dagger` all go through it, so the policy an operator supervises
+is the one that was measured.
 
 The model predicts K future commands (batch, K, 2) from one observation. The executor turns the
 stream of chunks into one command per tick:
@@ -36,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from takeover.config import Config, PolicyConfig
 from takeover.policy.spec import (
     INPUT_NAMES,
     OUTPUT_NAME,
@@ -161,11 +165,20 @@ class PolicyRuntime:
                               ) from None
 
 
+_POLICY_DEFAULTS = PolicyConfig()  # the executor's defaults are [policy]'s, never a second set
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
-    mode: str = "ensemble"  # ensemble | receding
-    ensemble_k: float = 0.01  # ACT's default; weights exp(-k * i), i = 0 oldest
-    n_action_steps: int = 5  # receding horizon: commands executed per inference (<= K)
+    mode: str = _POLICY_DEFAULTS.execution  # ensemble | receding
+    ensemble_k: float = _POLICY_DEFAULTS.ensemble_k  # weights exp(-k * i), i = 0 oldest
+    n_action_steps: int = _POLICY_DEFAULTS.n_action_steps  # receding: commands per inference (<= K)
+
+    @classmethod
+    def from_config(cls, policy: PolicyConfig) -> ExecutorConfig:
+        """The executor that takeover.toml's [policy] table asks for."""
+        return cls(mode=policy.execution, ensemble_k=policy.ensemble_k,
+                   n_action_steps=policy.n_action_steps)
 
     def validated(self, chunk_size: int) -> ExecutorConfig:
         if self.mode not in EXECUTION_MODES:
@@ -307,7 +320,12 @@ def check_model_card(onnx_path: Path) -> None:
             "...): the file was changed or damaged after training; retrain or restore it")
 
 
-def load_policy(path: Path | str, executor: ExecutorConfig | None = None,
-                intra_op_threads: int = 1) -> ChunkPolicy:
-    runtime = PolicyRuntime(path, intra_op_threads=intra_op_threads)
-    return ChunkPolicy(runtime, ChunkExecutor(runtime.spec.chunk_size, executor))
+def load_policy(path: Path | str, config: Config) -> ChunkPolicy:
+    """Load an ONNX policy for this robot: the executor and threads of `config.policy`, and the
+    model checked against the camera of `config.robot` (and its LiDAR once it reports) before
+    anything moves. PolicyError (one line) if it cannot run here."""
+    runtime = PolicyRuntime(path, intra_op_threads=config.policy.threads)
+    image_shape = (config.robot.camera_height, config.robot.camera_width, 3)
+    runtime.check_sensors(image_shape, runtime.spec.scan_beams)
+    return ChunkPolicy(runtime, ChunkExecutor(runtime.spec.chunk_size,
+                                              ExecutorConfig.from_config(config.policy)))

@@ -44,7 +44,8 @@ from takeover.teleop.perturbation import CommandPerturbation
 from takeover.teleop.training import TrainingJob, default_train_command
 from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
 
-PolicyLoader = Callable[[Path], PolicyDriver]
+# (model file, the session's config) -> a policy for the loop; `takeover.policy.runtime.load_policy`.
+PolicyLoader = Callable[[Path, Config], PolicyDriver]
 
 MODELS_DIR = "models"
 CURRENT_POINTER = "current"
@@ -84,15 +85,16 @@ def round_for_model(model: ModelRef | None) -> int:
     return workspace_round_for_model(None if model is None else model.model_id)
 
 
-def default_policy_loader(path: Path) -> PolicyDriver:
-    """Load an ONNX policy with the robot-side runtime (`takeover.policy.runtime.load_policy`)."""
+def default_policy_loader(path: Path, config: Config) -> PolicyDriver:
+    """Load an ONNX policy with the robot-side runtime (`takeover.policy.runtime.load_policy`:
+    [policy]'s executor, checked against [robot]'s sensors)."""
     try:
         from takeover.policy import runtime
     except ImportError:
         raise UsageError("the policy runtime (takeover.policy.runtime) is not installed in this "
                          "version; cannot load a model") from None
     loader: PolicyLoader = runtime.load_policy
-    return loader(path)
+    return loader(path, config)
 
 
 @dataclass
@@ -470,7 +472,7 @@ class OperatorSession:
         Blocks while the model loads: call it from a worker thread."""
         if not self.stopped:
             return self._say("stop the robot before deploying a model")
-        driver = self.policy_loader(model.onnx)
+        driver = self.policy_loader(model.onnx, self.config)
         if not self.stopped:  # the operator engaged while it loaded
             return self._say("the robot started moving: deploy refused, try again when stopped")
         if self.workspace is not None and self._in_registry(model):

@@ -17,6 +17,7 @@ import torch
 from policy_support import TINY_HW, TINY_MODEL_ARGS
 
 from takeover.cli import main
+from takeover.config import Config, workspace_config
 from takeover.drive import DriveRequest, run_drive
 from takeover.errors import UsageError
 from takeover.policy.build import export_checkpoint, parity_frames, train_workspace
@@ -201,13 +202,14 @@ def test_model_whose_graph_disagrees_with_its_metadata(trained: dict[str, Any], 
     del proto.metadata_props[:]
     onnx.save(proto, str(bad))
     with pytest.raises(PolicyError, match="not a takeover policy"):
-        load_policy(bad)
+        load_policy(bad, Config())
 
 
 def test_observation_with_other_sensors_fails_at_once(trained: dict[str, Any]) -> None:
     from policy_support import synthetic_record
 
-    policy: ChunkPolicy = load_policy(trained["ws"] / "models" / "r001" / "policy.onnx")
+    policy: ChunkPolicy = load_policy(trained["ws"] / "models" / "r001" / "policy.onnx",
+                                      workspace_config(trained["ws"]))
     obs = synthetic_record(0, -1, hw=64).observation
     assert obs is not None
     with pytest.raises(PolicyError, match="expects 48x48"):

@@ -91,3 +91,14 @@ def gamepad_to_wire_ms(session: OperatorSession, presses: int = 6) -> list[float
         return latencies
     finally:
         pad.unplug()
+
+
+def policy_settings(session: OperatorSession) -> dict[str, Any] | None:
+    """How the core runs its policy: the executor's settings and onnxruntime's threads."""
+    policy = session.loop.policy
+    if policy is None:
+        return None
+    executor = policy.executor.config  # type: ignore[attr-defined]
+    return {"mode": executor.mode, "n_action_steps": executor.n_action_steps,
+            "ensemble_k": executor.ensemble_k,
+            "threads": policy.runtime.intra_op_threads}  # type: ignore[attr-defined]

@@ -214,7 +214,7 @@ async def test_rounds_screen_trains_and_deploys(config: Config, workspace: Path,
                                                 tmp_path: Path) -> None:
     loaded: list[Path] = []
 
-    def loader(path: Path) -> ConstantPolicy:
+    def loader(path: Path, config: Config) -> ConstantPolicy:
         loaded.append(path)
         return ConstantPolicy()
 

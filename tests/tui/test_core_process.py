@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from core_hooks import gamepad_to_wire_ms
-from tui_support import HERE, wait_for
+from core_hooks import gamepad_to_wire_ms, policy_settings
+from tui_support import HERE, tiny_onnx_model, wait_for
 
-from takeover.config import Config, GamepadConfig
+from takeover.config import Config, GamepadConfig, PolicyConfig
 from takeover.recorder.reader import read_info
 from takeover.recorder.store import EpisodeStore
 from takeover.teleop.core_process import CoreError, CoreSpec, RemoteSession
@@ -208,3 +208,40 @@ def test_errors_in_the_core_come_back_as_one_line(config: Config, workspace: Pat
     finally:
         session.close()
     assert session.process.returncode == 0
+
+
+def test_the_core_runs_the_policy_table_of_takeover_toml(workspace: Path, tmp_path: Path) -> None:
+    """`takeover run`'s core loads its model as `drive`, `dagger eval` and `bench dagger` do:
+    with [policy]'s executor and threads, not the runtime's own defaults."""
+    model = ModelRef("r001", tiny_onnx_model(tmp_path / "r001" / "policy.onnx"))
+    for table in (PolicyConfig(execution="receding", n_action_steps=3, threads=2),
+                  PolicyConfig(execution="ensemble", ensemble_k=0.25, threads=1)):
+        session = RemoteSession(CoreSpec(Config(policy=table), "sim://?seed=3", workspace,
+                                         use_gamepad=False, model=model))
+        try:
+            assert session.open().note == ""
+            settings = session.run_in_core(policy_settings)
+        finally:
+            session.close()
+        assert settings == {"mode": table.execution, "n_action_steps": table.n_action_steps,
+                            "ensemble_k": table.ensemble_k, "threads": table.threads}
+
+
+def test_a_model_for_another_camera_is_refused_in_one_line(workspace: Path, tmp_path: Path
+                                                           ) -> None:
+    """A 48x48 model on a 96x96 robot: refused when deployed, before the loop runs it (it used
+    to be accepted and then stop the control loop on its first tick)."""
+    other = ModelRef("r001", tiny_onnx_model(tmp_path / "r001" / "policy.onnx", camera_hw=48))
+    session = RemoteSession(CoreSpec(Config(), "sim://?seed=3", workspace, use_gamepad=False,
+                                     model=other))
+    try:
+        note = session.open().note
+        assert note.startswith("model r001 not loaded:") and "48" in note and "\n" not in note
+        assert session.model is None
+        with pytest.raises(CoreError) as err:
+            session.deploy(other)
+        assert "48" in str(err.value) and "\n" not in str(err.value)
+        assert session.run_in_core(policy_settings) is None  # nothing was swapped in
+        assert session.poll().record is not None  # the core still drives its loop
+    finally:
+        session.close()

@@ -67,3 +67,17 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
     return True
+
+
+def tiny_onnx_model(path: Path, camera_hw: int = 96, model_id: str = "r001") -> Path:
+    """A real, untrained ONNX policy (resnet10t at 8 channels) exported with the project's own
+    exporter: what a deployed model is, in a second of CPU."""
+    from takeover.policy.export import export_onnx
+    from takeover.policy.model import DockingPolicy, ModelConfig
+
+    model = DockingPolicy(ModelConfig(
+        backbone_args={"channels": [8, 8, 8, 8], "stem_width": 8}, image_height=camera_hw,
+        image_width=camera_hw, chunk_size=5, image_channels=8, lidar_hidden=32,
+        lidar_features=16, head_hidden=32))
+    export_onnx(model, path, model.spec(model_id=model_id))
+    return path
