@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo demo-headless test lint typecheck firmware pytest clean
+.PHONY: install demo demo-headless test lint typecheck layering firmware pytest clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The layering of DESIGN.md over the internal import graph (.importlinter).
+layering: install
+	$(BIN)/lint-imports
+
 firmware:
 	$(MAKE) -C firmware test
 
@@ -40,7 +44,7 @@ pytest: install
 	$(BIN)/pytest -q
 
 # pytest last: its summary is the closing line.
-test: lint typecheck firmware pytest
+test: lint typecheck layering firmware pytest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -34,8 +34,8 @@ from textual.app import App, ComposeResult
 from takeover.sim.expert import DockingExpert
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, SimOutcome, Simulator
-from takeover.teleop.tui import camera as camera_module
-from takeover.teleop.tui.camera import CameraView
+from takeover.tui import camera as camera_module
+from takeover.tui.camera import CameraView
 
 WARMUP = 5
 

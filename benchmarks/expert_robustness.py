@@ -20,12 +20,12 @@ import sys
 import numpy as np
 
 from takeover.config import Config
+from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.episodes import EpisodeRunner
+from takeover.control.loop import ControlLoop
 from takeover.hw.base import LinkOptions, open_link
+from takeover.inputs.scripted import ScriptedOperator
 from takeover.sim.expert import DockFrame, DockingExpert, ExpertParams
-from takeover.teleop.arbiter import Arbiter, OperatorEvent
-from takeover.teleop.drivers import ScriptedOperator
-from takeover.teleop.episodes import EpisodeRunner
-from takeover.teleop.loop import ControlLoop
 from takeover.types import Odometry, Pose2D
 
 

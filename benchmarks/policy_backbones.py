@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from takeover.policy.bench import measure_latency
 from takeover.policy.dataset import load_dataset
 from takeover.policy.export import export_onnx
+from takeover.policy.latency import measure_latency
 from takeover.policy.model import ModelConfig
 from takeover.policy.train import TrainConfig, train
 from takeover.recorder.store import EpisodeStore

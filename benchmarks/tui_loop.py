@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from takeover.config import Config, KeyboardConfig, LoopConfig
-from takeover.dagger.workspace import init_workspace
 from takeover.hw.base import open_link
-from takeover.teleop.core_process import RemoteSession
-from takeover.teleop.session import OperatorSession
-from takeover.teleop.tui.app import TakeoverApp, make_app
+from takeover.session.core_process import RemoteSession
+from takeover.session.operator import OperatorSession
+from takeover.tui.app import TakeoverApp, make_app
+from takeover.workspace.layout import init_workspace
 
 SIZE = (140, 44)
 KEY_REPEAT_S = 0.04

@@ -3,7 +3,7 @@
  *
  * Framing, CRC and message pack/unpack only: no hardware calls, no malloc, no globals, no
  * floating point. The specification is docs/serial-protocol.md; the Python implementation is
- * takeover/hw/serial_protocol.py, and both are checked against firmware/test_vectors.txt.
+ * takeover/hw/serial/protocol.py, and both are checked against firmware/test_vectors.txt.
  *
  * Wire format of one frame:
  *

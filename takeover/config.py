@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_FILENAME = "takeover.toml"
-# tui.camera: how the TUI draws camera frames (teleop/tui/camera.py, docs/tui.md).
+# tui.camera: how the TUI draws camera frames (tui/camera.py, docs/tui.md).
 CAMERA_MODES = ("auto", "kitty", "sixel", "halfblock", "off")
 
 
@@ -171,7 +171,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class DemonstrationConfig:
     """[demonstration]: noise injected into the executed command while the operator
-    demonstrates (DART; teleop/perturbation.py). The operator's own command is what is recorded
+    demonstrates (DART; control/perturbation.py). The operator's own command is what is recorded
     as the label; the noise makes the demonstrations show how to recover from small errors.
     Standard deviations of 0 (the default): off."""
 

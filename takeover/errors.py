@@ -24,3 +24,7 @@ class ConfigError(UsageError):
 
 class LinkError(TakeoverError):
     """The robot link could not be opened or failed."""
+
+
+class PolicyError(TakeoverError):
+    """A model file that cannot be used: missing, corrupt, or made for other sensors."""

@@ -102,7 +102,7 @@ def test_documented_configuration_loads_and_shows_the_defaults() -> None:
     """docs/configuration.md's example is a valid takeover.toml, every section of Config in it,
     and the workspace template agrees with the defaults."""
     from takeover.config import Config, config_from_dict
-    from takeover.dagger.workspace import CONFIG_TEMPLATE, tomllib
+    from takeover.workspace.layout import CONFIG_TEMPLATE, tomllib
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     table = tomllib.loads(text[text.index("```toml") + len("```toml"):text.rindex("```")])

@@ -15,7 +15,7 @@ import takeover
 ALL_MODULES = sorted(m.name for m in pkgutil.walk_packages(takeover.__path__, "takeover."))
 NO_TEXTUAL = [m for m in ALL_MODULES
               if m.split(".")[1] in ("hw", "sim", "recorder", "dagger", "policy")
-              or (m.startswith("takeover.teleop.") and not m.startswith("takeover.teleop.tui"))
+              or (m.startswith("takeover.teleop.") and not m.startswith("takeover.tui"))
               or m in ("takeover.types", "takeover.config", "takeover.errors")]
 ROBOT_SIDE_PREFIXES = ("takeover.teleop", "takeover.policy.runtime", "takeover.hw",
                        "takeover.sim", "takeover.recorder")
@@ -30,7 +30,7 @@ def imported_by(module: str) -> set[str]:
 
 
 def test_modules_are_discovered() -> None:
-    assert "takeover.teleop.arbiter" in ALL_MODULES and "takeover.sim.simulator" in ALL_MODULES
+    assert "takeover.control.arbiter" in ALL_MODULES and "takeover.sim.simulator" in ALL_MODULES
 
 
 @pytest.mark.parametrize("module", NO_TEXTUAL)
@@ -50,12 +50,12 @@ def test_cli_entry_imports_neither_torch_nor_textual() -> None:
 
 def test_control_core_process_imports_neither_textual_nor_torch() -> None:
     """The child that runs the loop: no UI in it (its garbage would stall the loop), no torch."""
-    assert "takeover.teleop.core_process" in NO_TEXTUAL
-    assert not imported_by("takeover.teleop.core_process") & {"textual", "textual_image", "torch",
+    assert "takeover.session.core_process" in NO_TEXTUAL
+    assert not imported_by("takeover.session.core_process") & {"textual", "textual_image", "torch",
                                                               "timm"}
 
 
 def test_tui_imports_textual_image_only_when_the_terminal_is_asked() -> None:
-    """Importing textual-image queries the terminal (teleop/tui/camera.py): never as a side
+    """Importing textual-image queries the terminal (tui/camera.py): never as a side
     effect of importing the app, only from `probe_terminal_graphics()` or a forced renderer."""
-    assert "textual_image" not in imported_by("takeover.teleop.tui.app")
+    assert "textual_image" not in imported_by("takeover.tui.app")

@@ -1,1 +1,1 @@
-"""DAgger rounds: workspace, model registry, metrics, simulated operator."""
+"""DAgger rounds: round metrics, held-out evaluation, retraining, presets and reports."""

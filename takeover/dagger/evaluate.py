@@ -15,9 +15,9 @@ from typing import Any, TextIO
 
 from takeover import __version__
 from takeover.dagger.metrics import wilson_interval
-from takeover.drive import DriveRequest, run_drive
 from takeover.errors import UsageError
-from takeover.policy.registry import (
+from takeover.session.drive import DriveRequest, run_drive
+from takeover.workspace.registry import (
     ONNX_NAME,
     model_path,
     read_card,

@@ -20,10 +20,10 @@ from typing import Any
 
 from takeover.dagger.metrics import RoundMetrics, intervention_trend, workspace_metrics
 from takeover.errors import UsageError
-from takeover.policy.registry import current_model_id, model_ids, read_card
 from takeover.policy.spec import PolicyError
-from takeover.recorder.layout import atomic_write_bytes
 from takeover.recorder.store import EpisodeStore
+from takeover.workspace.atomic import atomic_write_bytes
+from takeover.workspace.registry import current_model_id, model_ids, read_card
 
 REPORT_MD = "report.md"
 REPORT_PNG = "report.png"

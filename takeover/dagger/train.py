@@ -15,12 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from takeover.dagger.models import promote
 from takeover.errors import UsageError
 from takeover.policy.build import train_workspace
 from takeover.policy.model import ModelConfig
-from takeover.policy.registry import CHECKPOINT_NAME, current_model_id, model_path, read_card
 from takeover.policy.train import ProgressCallback, TrainConfig
+from takeover.workspace.deploy import promote
+from takeover.workspace.registry import CHECKPOINT_NAME, current_model_id, model_path, read_card
 
 
 def warm_start_source(workspace: Path) -> tuple[str | None, Path | None, ModelConfig | None]:

@@ -1,8 +1,11 @@
 """The robot link ABC and the URL registry.
 
-A link is chosen by URL (pyserial's habit): `sim://` is the in-process simulator; serial and
-rosbridge links register their schemes in their own modules. Links must be safe to call from
-two threads at once: the control loop (`latest`, `send`) and the UI (`health`, `estop`).
+A link is chosen by URL (pyserial's habit). The device packages of `hw` (serial, rosbridge) are
+in the table below; links that live elsewhere register a factory under the `takeover.links`
+entry-point group of their distribution (pyproject.toml): the simulator's `sim://` does, so `hw`
+never imports `sim`, and a third-party base can ship its own scheme the same way. Links must be
+safe to call from two threads at once: the control loop (`latest`, `send`) and the UI
+(`health`, `estop`).
 """
 
 from __future__ import annotations
@@ -134,16 +137,17 @@ class LinkOptions:
     camera_height: int = 96
 
 
+LINK_ENTRY_POINTS = "takeover.links"  # entry-point group: scheme = "module:function"
+
 # scheme -> "module:attribute" of the factory, imported on first use so that opening a
 # sim:// link does not import websockets, and so on.
 _REGISTRY: dict[str, str] = {
-    "sim": "takeover.hw.sim_link:open_sim_link",
-    "serial": "takeover.hw.serial_link:open_serial_link",
-    "socket": "takeover.hw.serial_link:open_serial_link",
-    "loop": "takeover.hw.serial_link:open_serial_link",
-    "rfc2217": "takeover.hw.serial_link:open_serial_link",
-    "ws": "takeover.hw.rosbridge_link:open_rosbridge_link",
-    "wss": "takeover.hw.rosbridge_link:open_rosbridge_link",
+    "serial": "takeover.hw.serial.link:open_serial_link",
+    "socket": "takeover.hw.serial.link:open_serial_link",
+    "loop": "takeover.hw.serial.link:open_serial_link",
+    "rfc2217": "takeover.hw.serial.link:open_serial_link",
+    "ws": "takeover.hw.rosbridge.link:open_rosbridge_link",
+    "wss": "takeover.hw.rosbridge.link:open_rosbridge_link",
 }
 _ACCEPTED_FORMS = "sim://, serial:///dev/ttyUSB0?baud=115200, socket://HOST:PORT, ws://HOST:9090"
 
@@ -153,8 +157,15 @@ def register_scheme(scheme: str, factory_path: str) -> None:
     _REGISTRY[scheme] = factory_path
 
 
+def _entry_point_factories() -> dict[str, str]:
+    """The schemes other packages register (`takeover.links` entry points)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=LINK_ENTRY_POINTS)}
+
+
 def registered_schemes() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted({**_entry_point_factories(), **_REGISTRY})
 
 
 def open_link(url: str, options: LinkOptions | None = None) -> RobotLink:
@@ -164,7 +175,7 @@ def open_link(url: str, options: LinkOptions | None = None) -> RobotLink:
     scheme = parsed.scheme.lower()
     if not scheme:
         raise UsageError(f"robot URL {url!r} has no scheme; accepted forms: {_ACCEPTED_FORMS}")
-    target = _REGISTRY.get(scheme)
+    target = _REGISTRY.get(scheme) or _entry_point_factories().get(scheme)
     if target is None:
         raise UsageError(
             f"unknown robot URL scheme {scheme!r} in {url!r}; accepted forms: {_ACCEPTED_FORMS}"

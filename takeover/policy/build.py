@@ -28,14 +28,11 @@ import numpy as np
 import torch
 
 from takeover import __version__
-from takeover.dagger.workspace import round_for_model
 from takeover.errors import UsageError
-from takeover.policy.bench import measure_latency
 from takeover.policy.dataset import PolicyDataset, load_dataset
 from takeover.policy.export import ParityFrames, check_parity, export_onnx, parity_error
+from takeover.policy.latency import measure_latency
 from takeover.policy.model import DockingPolicy, ModelConfig
-from takeover.policy.registry import models_dir, next_model_id, set_current
-from takeover.policy.runtime import file_sha256
 from takeover.policy.spec import PolicyError
 from takeover.policy.train import (
     ProgressCallback,
@@ -45,6 +42,8 @@ from takeover.policy.train import (
     model_from_checkpoint,
     train,
 )
+from takeover.workspace.layout import round_for_model
+from takeover.workspace.registry import file_sha256, models_dir, next_model_id, set_current
 
 ONNX_NAME = "policy.onnx"
 INT8_NAME = "policy.int8.onnx"

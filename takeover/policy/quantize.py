@@ -26,8 +26,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from takeover.policy.bench import measure_latency
 from takeover.policy.export import ParityFrames, save_onnx_atomic
+from takeover.policy.latency import measure_latency
 from takeover.policy.runtime import PolicyRuntime
 
 

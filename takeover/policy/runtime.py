@@ -27,8 +27,6 @@ slower computer shows it in `takeover bench latency` and the loop timing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections import deque
@@ -48,19 +46,12 @@ from takeover.policy.spec import (
     PolicyError,
 )
 from takeover.types import Command, Observation
+from takeover.workspace.registry import check_model_card
 
 EXECUTION_MODES = ("ensemble", "receding")
 _INPUT_DTYPES = {"image": "tensor(uint8)", "scan": "tensor(float)", "proprio": "tensor(float)"}
 
 FloatArray = npt.NDArray[np.float32]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
@@ -297,27 +288,6 @@ class ChunkPolicy:
         return {"latency_ms_p50": round(float(np.percentile(lat, 50)), 4),
                 "latency_ms_p99": round(float(np.percentile(lat, 99)), 4),
                 "latency_ms_max": round(float(lat.max()), 4)}
-
-
-def check_model_card(onnx_path: Path) -> None:
-    """A registered model (`card.json` beside it) must be the file its card describes: a
-    sha256 mismatch means the file was changed or damaged after training, and it is refused."""
-    card_path = onnx_path.parent / "card.json"
-    if not card_path.is_file():
-        return  # a bare exported file: nothing to check against
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        export = card["export"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise PolicyError(f"{card_path}: unreadable model card; retrain, or pass the .onnx file "
-                          "from elsewhere with --policy") from None
-    if not isinstance(export, dict) or export.get("onnx") != onnx_path.name or "sha256" not in export:
-        return  # the card describes another file of the directory (e.g. an INT8 variant)
-    actual = file_sha256(onnx_path)
-    if actual != export["sha256"]:
-        raise PolicyError(
-            f"{onnx_path}: sha256 {actual[:12]}... does not match its card ({str(export['sha256'])[:12]}"
-            "...): the file was changed or damaged after training; retrain or restore it")
 
 
 def load_policy(path: Path | str, config: Config) -> ChunkPolicy:

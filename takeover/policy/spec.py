@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from takeover.errors import TakeoverError
+from takeover.errors import PolicyError
 
 SPEC_METADATA_KEY = "takeover.spec"
 SPEC_VERSION = 1
@@ -27,10 +27,6 @@ INPUT_NAMES = ("image", "scan", "proprio")
 OUTPUT_NAME = "actions"
 PROPRIO_NAMES = ("v_mps", "w_radps")
 ACTION_NAMES = ("v_mps", "w_radps")
-
-
-class PolicyError(TakeoverError):
-    """A model file that cannot be used: missing, corrupt, or made for other sensors."""
 
 
 @dataclass(frozen=True)

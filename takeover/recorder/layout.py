@@ -17,14 +17,13 @@ fsync of the directory, so a reader never sees half a file under a final name.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from takeover.recorder.errors import WorkspaceBusyError, WorkspaceError
+from takeover.workspace.atomic import fsync_dir
 
 try:  # POSIX advisory locks; on other systems the lock is a documented no-op
     import fcntl
@@ -120,20 +119,6 @@ def final_path_of(path: Path) -> Path:
     return path
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new file in `directory` durable (no-op where dirs can't be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def make_dirs(directory: Path) -> None:
     """mkdir -p, fsyncing each parent whose entry was created, so the tree survives power loss."""
     missing = []
@@ -145,26 +130,6 @@ def make_dirs(directory: Path) -> None:
         with contextlib.suppress(FileExistsError):
             d.mkdir()
         fsync_dir(d.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `path` so that it holds either its old content or all of `data`, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 class WorkspaceLock:

@@ -37,9 +37,9 @@ import numpy as np
 
 from takeover.recorder import schema
 from takeover.recorder.errors import ExportError
-from takeover.recorder.layout import fsync_dir
 from takeover.recorder.reader import EpisodeInfo, open_h5
 from takeover.recorder.store import EpisodeStore
+from takeover.workspace.atomic import fsync_dir
 
 ENV_NAME = "TakeoverDock-v0"
 GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE

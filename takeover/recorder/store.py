@@ -21,7 +21,6 @@ from takeover.recorder.errors import EpisodeError
 from takeover.recorder.layout import (
     INDEX_NAME,
     ROUNDS_DIR,
-    atomic_write_json,
     check_workspace,
     parse_episode,
     parse_round,
@@ -30,6 +29,7 @@ from takeover.recorder.layout import (
 )
 from takeover.recorder.reader import EpisodeInfo, read_info
 from takeover.recorder.recover import find_leftovers
+from takeover.workspace.atomic import atomic_write_json
 
 log = logging.getLogger("takeover.recorder")
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from takeover.hw import serial_protocol as sp
+from takeover.hw.serial import protocol as sp
 from takeover.sim.realtime import BaseState, RealTimeBase
 from takeover.types import Command
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from takeover.dagger.workspace import init_workspace
-from takeover.drive import DriveRequest, run_drive
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter
+from takeover.session.drive import DriveRequest, run_drive
 from takeover.types import Command, CommandSource, Mode, Observation, Odometry, StepRecord
+from takeover.workspace.layout import init_workspace
 
 RATE_HZ = 20.0
 MODE_OF = {-1: Mode.MANUAL, 0: Mode.AUTO, 1: Mode.TAKEOVER, None: Mode.IDLE}

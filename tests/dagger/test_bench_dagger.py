@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from takeover.bench.dagger import summarize
 from takeover.cli import main
-from takeover.dagger.bench import summarize
 from takeover.recorder.reader import EpisodeReader
 
 

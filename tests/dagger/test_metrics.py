@@ -127,7 +127,7 @@ def test_intervention_trend_needs_a_finite_fit(workspace: Path) -> None:
 
 
 def test_rounds_screen_shows_the_trend_in_one_line() -> None:
-    from takeover.teleop.tui.rounds import trend_text
+    from takeover.tui.rounds import trend_text
 
     line = trend_text([_round(k, 10, 2.0 ** (k - 1)) for k in (1, 2, 3, 4)])
     assert line.startswith("trend x0.50/round (CI ") and line.endswith(") falling")

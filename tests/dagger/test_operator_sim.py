@@ -6,12 +6,12 @@ import math
 from typing import Any
 
 from takeover.config import SafetyConfig
-from takeover.dagger.operator_sim import SimulatedOperator
-from takeover.hw.sim_link import SimLink
+from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.episodes import EpisodeRunner
+from takeover.control.loop import ControlLoop
+from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.sim.expert import DockingExpert
-from takeover.teleop.arbiter import Arbiter, OperatorEvent
-from takeover.teleop.episodes import EpisodeRunner
-from takeover.teleop.loop import ControlLoop
+from takeover.sim.link import SimLink
 from takeover.types import Command, CommandSource, Mode, Observation
 
 

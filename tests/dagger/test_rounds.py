@@ -13,8 +13,8 @@ import pytest
 from dagger_support import EXPERT_SEED, TINY_HW
 
 from takeover.cli import main
-from takeover.drive import DriveRequest, run_drive
-from takeover.policy.registry import (
+from takeover.session.drive import DriveRequest, run_drive
+from takeover.workspace.registry import (
     current_model_id,
     read_history,
     roll_back,

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from takeover.cli.sim import add_sim_parser, parse_host_port
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkOptions, open_link
 from takeover.hw.camera import OpenCVCamera, crop_resize
 from takeover.sim.serial_server import SimSerialServer
-from takeover.sim.serve_cli import add_sim_parser, parse_host_port
 
 
 def _write_video(path: Path, frames: int = 12) -> None:
@@ -90,7 +90,7 @@ def test_serial_link_takes_its_images_from_the_host_camera(tmp_path: Path) -> No
 
 
 def test_camera_module_does_not_import_opencv_until_used() -> None:
-    code = "import sys, takeover.hw.camera, takeover.hw.serial_link; print('cv2' in sys.modules)"
+    code = "import sys, takeover.hw.camera, takeover.hw.serial.link; print('cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_sim_serve_serial_pty_prints_its_path_and_serves_a_host() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "takeover.sim.serve_cli", "serve", "--serial-pty", "--seed", "5"],
+        [sys.executable, "-m", "takeover.cli.sim", "serve", "--serial-pty", "--seed", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -1,6 +1,6 @@
 """The C99 firmware codec and the Python codec agree on every shared vector, both ways.
 
-Python -> C: firmware/test_vectors.txt (written by takeover.hw.serial_vectors) is checked by the
+Python -> C: firmware/test_vectors.txt (written by takeover.hw.serial.vectors) is checked by the
 C host test byte for byte. C -> Python: the C test writes its own encodings of those vectors
 plus random messages of every type; here each one is encoded and decoded by Python and must
 match byte for byte and field for field.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from takeover.hw import serial_protocol as sp
-from takeover.hw import serial_vectors as sv
+from takeover.hw.serial import protocol as sp
+from takeover.hw.serial import vectors as sv
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 
@@ -23,7 +23,7 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 def test_checked_in_vectors_are_what_python_generates() -> None:
     on_disk = (FIRMWARE / "test_vectors.txt").read_text(encoding="ascii").splitlines()
     assert on_disk == sv.generate_vectors(), (
-        "firmware/test_vectors.txt is stale: run python -m takeover.hw.serial_vectors"
+        "firmware/test_vectors.txt is stale: run python -m takeover.hw.serial.vectors"
     )
 
 

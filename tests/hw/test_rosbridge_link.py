@@ -20,10 +20,10 @@ from _budget import FAST, count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from takeover.bench.links import run_expert_episode
 from takeover.errors import UsageError
 from takeover.hw.base import LinkOptions, open_link
-from takeover.hw.bench import run_expert_episode
-from takeover.hw.rosbridge_link import (
+from takeover.hw.rosbridge.link import (
     RosbridgeLink,
     parse_rosbridge_url,
     scan_to_robot_frame,

@@ -23,14 +23,14 @@ from _budget import FAST, count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from takeover.bench.links import run_expert_episode
 from takeover.config import SafetyConfig
+from takeover.control.arbiter import Arbiter, OperatorEvent, OperatorInput
 from takeover.errors import LinkError, UsageError
-from takeover.hw import serial_protocol as sp
 from takeover.hw.base import LinkOptions, open_link
-from takeover.hw.bench import run_expert_episode
-from takeover.hw.serial_link import SerialLink, parse_serial_url
+from takeover.hw.serial import protocol as sp
+from takeover.hw.serial.link import SerialLink, parse_serial_url
 from takeover.sim.serial_server import SimSerialServer
-from takeover.teleop.arbiter import Arbiter, OperatorEvent, OperatorInput
 from takeover.types import Command, Mode
 
 

@@ -14,7 +14,7 @@ from _budget import FAST, count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from takeover.hw import serial_protocol as sp
+from takeover.hw.serial import protocol as sp
 
 
 def test_crc_is_crc16_ibm3740_with_its_check_value() -> None:

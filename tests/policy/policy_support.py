@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from takeover.dagger.workspace import init_workspace
-from takeover.drive import DriveRequest, run_drive
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter
+from takeover.session.drive import DriveRequest, run_drive
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
@@ -28,6 +27,7 @@ from takeover.types import (
     Odometry,
     StepRecord,
 )
+from takeover.workspace.layout import init_workspace
 
 TINY_HW = 48
 TINY_CHUNK = 5

@@ -18,16 +18,16 @@ from policy_support import TINY_HW, TINY_MODEL_ARGS
 
 from takeover.cli import main
 from takeover.config import Config, workspace_config
-from takeover.drive import DriveRequest, run_drive
 from takeover.errors import UsageError
 from takeover.policy.build import export_checkpoint, parity_frames, train_workspace
 from takeover.policy.dataset import load_dataset
 from takeover.policy.export import PARITY_TOLERANCE, parity_error
 from takeover.policy.model import ModelConfig
-from takeover.policy.registry import current_model_id, current_model_path
 from takeover.policy.runtime import ChunkPolicy, PolicyRuntime, load_policy
 from takeover.policy.spec import SPEC_METADATA_KEY, ModelSpec, PolicyError
 from takeover.policy.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
+from takeover.session.drive import DriveRequest, run_drive
+from takeover.workspace.registry import current_model_id, current_model_path
 
 TINY_TRAIN = TrainConfig(epochs=1, batch_size=16, threads=1, val_fraction=0.25, seed=1)
 
@@ -217,7 +217,7 @@ def test_observation_with_other_sensors_fails_at_once(trained: dict[str, Any]) -
 
 
 def test_runtime_does_not_import_torch() -> None:
-    code = ("import sys, takeover.policy.runtime, takeover.policy.registry, takeover.policy.bench;"
+    code = ("import sys, takeover.policy.runtime, takeover.workspace.registry, takeover.policy.latency;"
             "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

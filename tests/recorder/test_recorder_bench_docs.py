@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from takeover.bench.recorder import bench_compression, bench_listing, format_report, frame_pool
 from takeover.recorder import schema
-from takeover.recorder.bench import bench_compression, bench_listing, format_report, frame_pool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

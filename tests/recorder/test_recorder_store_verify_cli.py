@@ -16,8 +16,8 @@ from recorder_support import record_episode
 from recsim import sim_records
 
 import takeover.recorder.store as store_mod
+from takeover.cli.data import add_data_parser
 from takeover.errors import TakeoverError, UsageError
-from takeover.recorder.cli import add_data_parser
 from takeover.recorder.errors import EpisodeError
 from takeover.recorder.layout import INDEX_NAME
 from takeover.recorder.reader import read_info
@@ -224,9 +224,9 @@ def test_cli_errors_are_one_line(tmp_path: Path, ws: Path) -> None:
 
 def test_recorder_imports_no_ui_or_training_stack() -> None:
     code = ("import sys, takeover.recorder, takeover.recorder.writer, takeover.recorder.store, "
-            "takeover.recorder.reader, takeover.recorder.cli, takeover.recorder.verify, "
+            "takeover.recorder.reader, takeover.cli.data, takeover.recorder.verify, "
             "takeover.recorder.recover, takeover.recorder.robomimic, "
-            "takeover.recorder.bag_import, takeover.recorder.bench; "
+            "takeover.recorder.bag_import, takeover.bench.recorder; "
             "bad = sorted(m for m in ('textual', 'torch', 'timm') if m in sys.modules); "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

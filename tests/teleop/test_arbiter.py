@@ -8,7 +8,7 @@ import math
 import pytest
 
 from takeover.config import SafetyConfig, SpeedLimits
-from takeover.teleop.arbiter import Arbiter, OperatorEvent, OperatorInput
+from takeover.control.arbiter import Arbiter, OperatorEvent, OperatorInput
 from takeover.types import Command, CommandSource, Mode, Observation
 
 DT = 0.05

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from takeover.config import SafetyConfig
-from takeover.hw.sim_link import RealtimeSimLink, SimLink
+from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.loop import ControlLoop, SinkQueue
+from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.sim.expert import DockingExpert
-from takeover.teleop.arbiter import Arbiter, OperatorEvent
-from takeover.teleop.drivers import DeadmanHolder, ScriptedOperator
-from takeover.teleop.loop import ControlLoop, SinkQueue
+from takeover.sim.link import RealtimeSimLink, SimLink
 from takeover.types import Command, CommandSource, Mode, Observation
 
 
@@ -151,7 +151,7 @@ def test_lockstep_takeover_drops_the_policy_queue() -> None:
             self.deflection = 0.0
 
         def read(self, obs: Observation | None, now_ns: int):  # type: ignore[no-untyped-def]
-            from takeover.teleop.arbiter import OperatorInput
+            from takeover.control.arbiter import OperatorInput
             return OperatorInput(deadman=True, command=Command(0.0, 0.4),
                                  deflection=self.deflection)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from takeover.config import DemonstrationConfig, SafetyConfig, config_from_dict
+from takeover.control.arbiter import Arbiter, OperatorEvent, OperatorInput
+from takeover.control.loop import ControlLoop
+from takeover.control.perturbation import CommandPerturbation
 from takeover.errors import ConfigError
-from takeover.hw.sim_link import SimLink
-from takeover.teleop.arbiter import Arbiter, OperatorEvent, OperatorInput
-from takeover.teleop.loop import ControlLoop
-from takeover.teleop.perturbation import CommandPerturbation
+from takeover.sim.link import SimLink
 from takeover.types import Command, Mode, Observation
 
 RATE_HZ = 20.0

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from takeover.teleop.session import OperatorSession
+from takeover.session.operator import OperatorSession
 from takeover.types import Command
 
 _state: dict[str, Any] = {}

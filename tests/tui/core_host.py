@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from core_hooks import install_wire_log
 
 from takeover.config import Config, KeyboardConfig
-from takeover.teleop.arbiter import OperatorEvent
-from takeover.teleop.core_process import CoreSpec, RemoteSession
+from takeover.control.arbiter import OperatorEvent
+from takeover.session.core_process import CoreSpec, RemoteSession
 
 
 def main() -> None:

@@ -11,13 +11,13 @@ from tui_support import ConstantPolicy, fake_train_command, wait_for
 
 from takeover.config import Config
 from takeover.hw.base import open_link
+from takeover.recorder.edit import episode_notes
 from takeover.recorder.reader import read_info
 from takeover.recorder.store import EpisodeStore
-from takeover.teleop.episode_edit import episode_notes
-from takeover.teleop.tui.app import TakeoverApp, make_app
-from takeover.teleop.tui.dialogs import HelpScreen, OutcomeDialog
-from takeover.teleop.tui.episodes import EpisodesScreen, ReplayScreen
-from takeover.teleop.tui.rounds import RoundsScreen
+from takeover.tui.app import TakeoverApp, make_app
+from takeover.tui.dialogs import HelpScreen, OutcomeDialog
+from takeover.tui.episodes import EpisodesScreen, ReplayScreen
+from takeover.tui.rounds import RoundsScreen
 from takeover.types import CommandSource, Mode
 
 SIZE = (140, 44)

@@ -19,8 +19,8 @@ from tui_support import wait_for
 from takeover.config import CAMERA_MODES, Config, KeyboardConfig, TuiConfig, config_from_dict
 from takeover.errors import ConfigError
 from takeover.hw.base import open_link
-from takeover.teleop.tui.app import make_app
-from takeover.teleop.tui.camera import (
+from takeover.tui.app import make_app
+from takeover.tui.camera import (
     SIXEL_MAX_PX,
     CameraChoice,
     CameraView,

@@ -18,13 +18,13 @@ from core_hooks import gamepad_to_wire_ms, policy_settings
 from tui_support import HERE, tiny_onnx_model, wait_for
 
 from takeover.config import Config, GamepadConfig, PolicyConfig
+from takeover.recorder.edit import episode_notes
 from takeover.recorder.reader import read_info
 from takeover.recorder.store import EpisodeStore
-from takeover.teleop.core_process import CoreError, CoreSpec, RemoteSession
-from takeover.teleop.episode_edit import episode_notes
-from takeover.teleop.session import ModelRef
-from takeover.teleop.tui.app import TakeoverApp, make_app
-from takeover.teleop.tui.dialogs import OutcomeDialog
+from takeover.session.core_process import CoreError, CoreSpec, RemoteSession
+from takeover.session.operator import ModelRef
+from takeover.tui.app import TakeoverApp, make_app
+from takeover.tui.dialogs import OutcomeDialog
 from takeover.types import CommandSource, Mode
 
 SIZE = (140, 44)

@@ -13,8 +13,8 @@ from tui_support import ConstantPolicy
 
 from takeover.config import Config, GamepadConfig
 from takeover.hw.base import RobotLink, open_link
-from takeover.teleop.gamepad import shape_axis
-from takeover.teleop.session import OperatorSession
+from takeover.inputs.gamepad import shape_axis
+from takeover.session.operator import OperatorSession
 from takeover.types import Command, CommandSource, Mode
 
 

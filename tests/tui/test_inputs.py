@@ -8,8 +8,8 @@ from pathlib import Path
 from tui_support import fake_train_command
 
 from takeover.config import KeyboardConfig
-from takeover.teleop.keyboard import KeyboardInput
-from takeover.teleop.training import TrainingJob
+from takeover.inputs.keyboard import KeyboardInput
+from takeover.session.training import TrainingJob
 
 MS = 1_000_000
 
@@ -94,7 +94,7 @@ print(json.dumps(card), flush=True)
 def test_training_job_reads_takeover_trains_epoch_lines(tmp_path: Path) -> None:
     """`takeover train` on a pipe writes a plain line per finished epoch, not JSON lines, and
     its result is the model card with nested figures (what the Rounds screen shows)."""
-    from takeover.teleop.tui.rounds import _model_from_result, _result_text
+    from takeover.tui.rounds import _model_from_result, _result_text
 
     go = tmp_path / "go"
     job = TrainingJob(["python3", "-c", PLAIN_TRAINER, str(go)])

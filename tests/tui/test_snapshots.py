@@ -22,10 +22,10 @@ from tui_support import wait_for
 
 from takeover.config import Config, TuiConfig
 from takeover.hw.base import open_link
-from takeover.teleop.tui.app import TakeoverApp, make_app
-from takeover.teleop.tui.dialogs import HelpScreen
-from takeover.teleop.tui.episodes import EpisodesScreen
-from takeover.teleop.tui.rounds import RoundsScreen
+from takeover.tui.app import TakeoverApp, make_app
+from takeover.tui.dialogs import HelpScreen
+from takeover.tui.episodes import EpisodesScreen
+from takeover.tui.rounds import RoundsScreen
 
 SIZE = (140, 44)
 BASELINES = Path(__file__).parent / "snapshots"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from takeover.dagger.workspace import init_workspace
+from takeover.workspace.layout import init_workspace
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

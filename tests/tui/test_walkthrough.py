@@ -15,15 +15,13 @@ from textual.widgets import DataTable, ProgressBar, Static
 from tui_support import wait_for
 
 from takeover.config import Config, KeyboardConfig
-from takeover.dagger.workspace import init_workspace
 from takeover.hw.base import open_link
-from takeover.policy.registry import read_history
 from takeover.recorder.reader import EpisodeReader, read_info
 from takeover.recorder.schema import SOURCE_CODES
 from takeover.recorder.store import EpisodeStore
-from takeover.teleop.tui.app import TakeoverApp, make_app
-from takeover.teleop.tui.drive import DriveScreen
-from takeover.teleop.tui.rounds import RoundsScreen
+from takeover.tui.app import TakeoverApp, make_app
+from takeover.tui.drive import DriveScreen
+from takeover.tui.rounds import RoundsScreen
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
@@ -31,6 +29,8 @@ from takeover.types import (
     CommandSource,
     Mode,
 )
+from takeover.workspace.layout import init_workspace
+from takeover.workspace.registry import read_history
 
 SIZE = (140, 44)
 SVG_DIR = os.environ.get("TAKEOVER_SAVE_SVG")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from takeover.config import Config, KeyboardConfig
-from takeover.dagger.workspace import init_workspace
 from takeover.types import Command, Observation
+from takeover.workspace.layout import init_workspace
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

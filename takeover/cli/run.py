@@ -1,0 +1,82 @@
+"""`takeover run [--robot URL] [--workspace DIR] [--policy PATH]`: the operator's terminal.
+
+This module only parses arguments; Textual is imported when the command runs, so other
+commands never pay for it. The control core runs in a child process (session/core_process.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from takeover.config import CONFIG_FILENAME, Config, workspace_config
+from takeover.errors import UsageError
+
+
+def add_run_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run", help="the operator's terminal: drive, record, supervise, train, deploy",
+        description="Open the operator's terminal (TUI). With no robot configured it starts on "
+        "the built-in simulator (sim://). Space is the e-stop key everywhere.")
+    p.add_argument("--robot", metavar="URL", help="robot URL (default: config, else sim://)")
+    p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
+                   help="workspace for episodes and models (default: the current directory if "
+                   "it holds a takeover.toml; without one, recording is off)")
+    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                   help="ONNX policy for AUTO (default: the workspace's current model)")
+    p.add_argument("--no-gamepad", action="store_true", help="keyboard only")
+    p.set_defaults(func=cmd_run)
+
+
+def _workspace(arg: Path | None) -> Path | None:
+    if arg is not None:
+        path = arg.expanduser()
+        if not path.is_dir():
+            raise UsageError(f"workspace {path} does not exist; create it with `takeover init {path}`")
+        return path.resolve()
+    cwd = Path.cwd()
+    return cwd if (cwd / CONFIG_FILENAME).is_file() else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    from takeover.hw.base import LinkOptions, open_link
+    from takeover.session.operator import ModelRef, current_model
+
+    workspace = _workspace(args.workspace)
+    config = workspace_config(workspace) if workspace is not None else Config()
+    url = args.robot or config.robot.url
+    # Checked here, for one line before the terminal is taken over; the link itself is opened
+    # and connected by the control core's process.
+    link = open_link(url, LinkOptions(camera_width=config.robot.camera_width,
+                                      camera_height=config.robot.camera_height))
+    if link.lockstep:
+        raise UsageError(f"{url}: takeover run drives a robot in real time; a lockstep simulator "
+                         "(fast=1) is for `takeover drive --fast`. Use sim:// instead")
+    model: ModelRef | None = None
+    if args.policy is not None:
+        if not args.policy.is_file():
+            raise UsageError(f"--policy {args.policy}: no such model file")
+        model = ModelRef(args.policy.parent.name or args.policy.stem, args.policy)
+    else:
+        model = current_model(workspace)
+    from takeover.session.core_process import CoreSpec, RemoteSession
+
+    # The control core (link, loop, recorder, policy, gamepad) runs in a child process, started
+    # before Textual is imported so that both start-ups overlap. A model that does not load
+    # there is reported on the screen, and driving by hand still works.
+    core = RemoteSession(CoreSpec(config, url, workspace, model,
+                                  use_gamepad=False if args.no_gamepad else None))
+    from takeover.tui.camera import probe_terminal_graphics
+
+    # Kitty/Sixel support is asked of the terminal now, while the core starts up: the answers
+    # come on stdin, which Textual reads once it runs (docs/tui.md, "Camera").
+    graphics = probe_terminal_graphics() if config.tui.camera in ("auto", "kitty", "sixel") else None
+    from takeover.tui.app import make_app
+
+    app = make_app(config, core, graphics=graphics)
+    app.t_command = t0
+    app.run()
+    return 0

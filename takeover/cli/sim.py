@@ -1,0 +1,128 @@
+"""`takeover sim serve`: expose the simulator as a real robot on a real transport.
+
+    takeover sim serve --serial-pty [--seed S]            firmware on a pty; prints its path
+    takeover sim serve --serial-tcp HOST:PORT [--seed S]  firmware on TCP (socket://HOST:PORT)
+    takeover sim serve --rosbridge HOST:PORT [--seed S]   a rosbridge v2 server (ws://HOST:PORT)
+
+It prints one line on stdout saying where to connect (for --serial-pty, the pty path alone,
+so scripts can read it), then serves until interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from takeover.errors import UsageError
+
+if TYPE_CHECKING:
+    from takeover.sim.rosbridge_server import SimRosbridgeServer
+    from takeover.sim.serial_server import SimSerialServer
+
+
+def parse_host_port(text: str, flag: str) -> tuple[str, int]:
+    """'HOST:PORT' -> (host, port); one clear line when it is not that."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise UsageError(f"{flag} {text!r}: write it as HOST:PORT, e.g. 127.0.0.1:9090")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{flag} {text!r}: port {port} is outside 0-65535")
+    return host.strip("[]"), port
+
+
+def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `sim` with its `serve` subcommand on the top-level CLI's subparsers."""
+    sim = subparsers.add_parser("sim", help="the simulated robot")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="{serve}")
+    sim_sub.required = True
+    serve = sim_sub.add_parser(
+        "serve",
+        help="expose the simulator as a robot over a pty, TCP or rosbridge",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = serve.add_mutually_exclusive_group(required=True)
+    where.add_argument("--serial-pty", action="store_true",
+                       help="serial firmware on a pseudo-terminal; prints its path")
+    where.add_argument("--serial-tcp", metavar="HOST:PORT",
+                       help="serial firmware on TCP; connect with socket://HOST:PORT")
+    where.add_argument("--rosbridge", metavar="HOST:PORT",
+                       help="rosbridge v2 server; connect with ws://HOST:PORT")
+    serve.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    serve.add_argument("--pty-link", metavar="PATH",
+                       help="with --serial-pty: also make PATH a symlink to the pty")
+    serve.add_argument("--protocol-version", type=int, default=None, help=argparse.SUPPRESS)
+    serve.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or until `stop` is set, for tests); returns an exit code."""
+    stop = stop or threading.Event()
+    server: SimRosbridgeServer | SimSerialServer
+    if args.rosbridge:
+        from takeover.sim.rosbridge_server import SimRosbridgeServer
+
+        host, port = parse_host_port(args.rosbridge, "--rosbridge")
+        try:
+            server = SimRosbridgeServer(host=host, port=port, seed=args.seed)
+        except OSError as exc:
+            raise UsageError(f"--rosbridge {args.rosbridge}: cannot listen: {exc.strerror}") from None
+        where = server.url
+    else:
+        from takeover.hw.serial.protocol import PROTOCOL_VERSION
+        from takeover.sim.serial_server import SimSerialServer
+
+        version = args.protocol_version or PROTOCOL_VERSION
+        if args.serial_tcp:
+            host, port = parse_host_port(args.serial_tcp, "--serial-tcp")
+            try:
+                server = SimSerialServer("tcp", host=host, port=port, seed=args.seed,
+                                         version=version)
+            except OSError as exc:
+                raise UsageError(
+                    f"--serial-tcp {args.serial_tcp}: cannot listen: {exc.strerror}"
+                ) from None
+            where = server.url
+        else:
+            server = SimSerialServer("pty", seed=args.seed, link_path=args.pty_link,
+                                     version=version)
+            where = server.url  # the pty's path (or the --pty-link symlink to it)
+    print(where, flush=True)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m takeover.cli.sim serve ...`), until the CLI wires it."""
+    parser = argparse.ArgumentParser(prog="takeover")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_sim_parser(subparsers)
+    args = parser.parse_args(["sim", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"takeover: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

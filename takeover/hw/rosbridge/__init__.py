@@ -1,0 +1,1 @@
+"""A ROS robot through rosbridge v2 over WebSocket (`link`, schemes ws:// and wss://)."""

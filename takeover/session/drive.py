@@ -1,0 +1,215 @@
+"""`takeover drive`: headless episodes through the full control loop and Arbiter.
+
+Each episode resets the (simulated) world with its seed, engages the driver and runs until the
+base docks, bumps, faults or times out. The expert demonstrates in MANUAL through a scripted
+operator that holds the deadman, exactly as a person at the gamepad would. The policy drives in
+AUTO (onnxruntime only, no torch): with `--driver policy` a scripted supervisor holds the
+deadman and never takes over (the policy's own performance); with `--driver operator-sim` the
+simulated operator (takeover.inputs.operator_sim) takes over when the robot strays, and its
+corrections are recorded as a person's would be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from takeover.config import Config, DemonstrationConfig, load_config, workspace_config
+from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner
+from takeover.control.loop import ControlLoop, OperatorSource
+from takeover.control.perturbation import CommandPerturbation
+from takeover.errors import ConfigError, UsageError
+from takeover.hw.base import LinkOptions, RobotLink, open_link
+from takeover.inputs.operator_sim import SimulatedOperator
+from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
+from takeover.recorder.episode_file import EpisodeMeta
+from takeover.recorder.writer import EpisodeWriter, RecorderAlert
+from takeover.sim.expert import DockingExpert
+from takeover.workspace.layout import round_for_model
+
+if TYPE_CHECKING:
+    from takeover.policy.runtime import ChunkPolicy
+
+
+@dataclass(frozen=True)
+class DriveRequest:
+    robot_url: str | None
+    driver: str
+    episodes: int = 1
+    seed: int = 0
+    workspace: Path | None = None
+    policy: Path | None = None
+    record: bool = False
+    fast: bool = False
+    max_steps: int = 1200
+    rate_hz: float | None = None
+    config_path: Path | None = None
+    demo_noise_w_radps: float | None = None  # overrides [demonstration] noise_w_radps
+
+
+def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
+    demo = config.demonstration
+    if request.demo_noise_w_radps is not None:
+        demo = dataclasses.replace(demo, noise_w_radps=request.demo_noise_w_radps)
+        try:
+            demo.check()  # the same bounds as [demonstration] in takeover.toml
+        except ConfigError as e:
+            raise UsageError(f"--demo-noise {request.demo_noise_w_radps}: {e}") from None
+    return demo
+
+
+def _config_for(request: DriveRequest) -> Config:
+    if request.config_path is not None:
+        return load_config(request.config_path)
+    if request.workspace is not None:
+        return workspace_config(request.workspace)
+    return Config()
+
+
+def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str, Any]:
+    """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields)."""
+    config = _config_for(request)
+    if request.driver not in ("expert", "policy", "operator-sim"):
+        raise UsageError(f"unknown --driver {request.driver}; use expert, policy or operator-sim")
+    policy = _load_policy(request, config) if request.driver != "expert" else None
+    if request.record and request.workspace is None:
+        raise UsageError("--record needs --workspace DIR (episodes go to DIR/rounds/rNNN/)")
+    url = request.robot_url or config.robot.url
+    options = LinkOptions(
+        fast=request.fast, seed=request.seed,
+        camera_width=config.robot.camera_width, camera_height=config.robot.camera_height,
+    )
+    link = open_link(url, options)
+    if request.fast and not link.lockstep:
+        raise UsageError(f"--fast works only with the simulator (sim://), not {url}")
+    if not link.supports_sim_control:
+        raise UsageError(
+            f"{url}: drive --driver {request.driver} needs a simulator (sim://, or `takeover sim "
+            "serve`) to reset episodes and tell the dock pose"
+        )
+    rate_hz = request.rate_hz or config.loop.rate_hz
+    if not 1.0 <= rate_hz <= 50.0:
+        raise UsageError(f"--rate-hz {rate_hz}: must be between 1 and 50")
+    link.connect()
+    try:
+        return _run_episodes(link, config, request, rate_hz, progress, policy)
+    finally:
+        link.close()
+
+
+def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
+    """The ONNX policy (--policy PATH, else the workspace's models/current), checked against
+    the configured camera before anything moves."""
+    from takeover.policy.runtime import load_policy
+    from takeover.workspace.registry import resolve_policy_path
+
+    return load_policy(resolve_policy_path(request.policy, request.workspace), config)
+
+
+def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
+                  progress: TextIO | None, policy: ChunkPolicy | None = None) -> dict[str, Any]:
+    expert = DockingExpert(link.dock_pose())
+    simulated_operator: SimulatedOperator | None = None
+    if policy is None:
+        operator: OperatorSource = ScriptedOperator(expert.command)
+        engage, operator_name, model_id = OperatorEvent.MANUAL, "expert", ""
+    else:
+        operator = DeadmanHolder()  # replaced below by the simulated operator, if asked for
+        engage, model_id = OperatorEvent.AUTO, policy.runtime.model_id
+        operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
+    demo_noise = _demonstration_noise(request, config)
+    recorded_config = dataclasses.replace(config, demonstration=demo_noise)  # what was in effect
+    # Reseeded with each episode's seed in prepare(), so an episode's pushes are reproducible.
+    perturbation = CommandPerturbation(demo_noise, rate_hz) \
+        if demo_noise.active and policy is None else None
+    loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None), operator,
+                       policy=policy, rate_hz=rate_hz,
+                       realtime_priority=config.loop.realtime_priority, perturbation=perturbation)
+    if request.driver == "operator-sim":
+        simulated_operator = SimulatedOperator(link.dock_pose(), loop.post, rate_hz=rate_hz)
+        loop.operator = simulated_operator
+        loop.sinks.append(simulated_operator)
+    writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
+    if writer is not None:
+        loop.sinks.append(writer)
+    def note(text: str) -> None:
+        if progress is not None:
+            print(text, file=progress, flush=True)
+
+    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note)
+    if not link.lockstep:
+        loop.start()
+    results: list[EpisodeResult] = []
+    saved: list[str] = []
+    try:
+        for i in range(request.episodes):
+            seed = request.seed + i
+
+            def prepare(seed: int = seed) -> None:
+                # The dock moves with the seed: after the reset, ask the map for the dock.
+                expert.reset(link.dock_pose())
+                if perturbation is not None:
+                    perturbation.reseed(seed)
+                if simulated_operator is not None:
+                    simulated_operator.reset(link.dock_pose())
+                if writer is not None:
+                    writer.begin_episode(EpisodeMeta(
+                        round=round_for_model(model_id), rate_hz=rate_hz,
+                        model_id=model_id, operator=operator_name, robot_url=link.url,
+                        config=dataclasses.asdict(recorded_config), extra={"seed": seed},
+                        origin="takeover drive"))
+
+            result = runner.run(seed, engage, prepare=prepare)
+            results.append(result)
+            path_note = ""
+            if writer is not None:
+                path = writer.end_episode(result.outcome, end_reason=result.detail).result()
+                if path is not None:
+                    saved.append(str(path))
+                    path_note = f" -> {path}"
+            if progress is not None:
+                n_ok = sum(r.outcome == OUTCOME_SUCCESS for r in results)
+                print(f"episode {i + 1}/{request.episodes} seed {seed}: {result.outcome} "
+                      f"({result.detail}) in {result.steps} steps; {n_ok}/{len(results)} docked"
+                      f"{path_note}", file=progress, flush=True)
+    finally:
+        loop.stop()
+        if writer is not None:
+            writer.stop()
+    successes = sum(r.outcome == OUTCOME_SUCCESS for r in results)
+    timing = loop.timing()
+    return {
+        "episodes": len(results),
+        "successes": successes,
+        "success_rate": successes / len(results),
+        "robot": link.url,
+        "driver": request.driver,
+        "fast": link.lockstep,
+        "loop": timing.as_json(),
+        **({} if policy is None else {"policy": {
+            "model": str(policy.runtime.path), "model_id": model_id,
+            "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
+            **policy.latency_summary()}}),
+        "per_episode": [r.as_json() for r in results],
+        "recorded": saved,
+    }
+
+
+def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,
+                  progress: TextIO | None) -> EpisodeWriter | None:
+    if not request.record:
+        return None
+    assert request.workspace is not None
+
+    def alert(a: RecorderAlert) -> None:
+        if progress is not None:
+            print(f"recorder: {a.message}", file=progress, flush=True)
+
+    # In lockstep nothing is real-time, so the simulation waits for the disk rather than drop.
+    writer = EpisodeWriter(request.workspace, rate_hz=rate_hz, backpressure=lockstep,
+                           on_alert=alert)
+    writer.start()
+    return writer

@@ -1,0 +1,584 @@
+"""The operator's session: everything `takeover run` does, without any UI.
+
+`OperatorSession` owns the control loop (its own thread), the recorder (its own thread), the
+inputs (gamepad thread, keyboard fed by the UI) and the episode flow. The TUI is a view over
+`Session`, the part of it a UI uses: `OperatorSession` in the UI's process (tests, tools), or
+`takeover.session.core_process.RemoteSession`, which runs an `OperatorSession` in a child process
+of its own (`takeover run`), so the UI's garbage collector never stalls the control loop.
+
+Episodes land in the workspace's current round: `rounds/r000` while no model is deployed, else
+the round of the deployed model (`round_for_model`). An episode ends with an outcome chosen by
+the operator, or by itself as a success when the base reports docked (the robot is then stopped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from takeover.config import Config
+from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.gc_pacing import GcPacer
+from takeover.control.loop import ControlLoop, PolicyDriver, SinkQueue
+from takeover.control.perturbation import CommandPerturbation
+from takeover.errors import TakeoverError, UsageError
+from takeover.hw.base import LinkHealth, RobotLink
+from takeover.inputs.combined import CombinedOperator
+from takeover.inputs.gamepad import GamepadInput, GamepadStatus
+from takeover.inputs.keyboard import KeyboardInput
+from takeover.recorder.edit import annotate_episode
+from takeover.recorder.episode_file import EpisodeMeta
+from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
+from takeover.session.training import TrainingJob, default_train_command
+from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
+from takeover.workspace.deploy import promote
+from takeover.workspace.layout import round_for_model as workspace_round_for_model
+
+# (model file, the session's config) -> a policy for the loop; `takeover.policy.runtime.load_policy`.
+PolicyLoader = Callable[[Path, Config], PolicyDriver]
+
+MODELS_DIR = "models"
+CURRENT_POINTER = "current"
+TRAIL_POINTS = 600  # odometry trail kept for the mini-map (30 s at 20 Hz)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    model_id: str  # "r001"
+    onnx: Path
+
+    @property
+    def number(self) -> int | None:
+        text = self.model_id.lstrip("r")
+        return int(text) if text.isdigit() else None
+
+
+def current_model(workspace: Path | None) -> ModelRef | None:
+    """The deployed model of a workspace (`models/current`: a symlink to, or a text file naming,
+    `models/rNNN`), or None."""
+    if workspace is None:
+        return None
+    pointer = workspace / MODELS_DIR / CURRENT_POINTER
+    name = ""
+    if pointer.is_symlink() or pointer.is_dir():
+        name = pointer.resolve().name
+    elif pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip().split("/")[-1]
+    if not name:
+        return None
+    onnx = workspace / MODELS_DIR / name / "policy.onnx"
+    return ModelRef(name, onnx) if onnx.exists() else None
+
+
+def round_for_model(model: ModelRef | None) -> int:
+    """Round directory for episodes run with `model` (see takeover.workspace.layout)."""
+    return workspace_round_for_model(None if model is None else model.model_id)
+
+
+def default_policy_loader(path: Path, config: Config) -> PolicyDriver:
+    """Load an ONNX policy with the robot-side runtime (`takeover.policy.runtime.load_policy`:
+    [policy]'s executor, checked against [robot]'s sensors)."""
+    try:
+        from takeover.policy import runtime
+    except ImportError:
+        raise UsageError("the policy runtime (takeover.policy.runtime) is not installed in this "
+                         "version; cannot load a model") from None
+    loader: PolicyLoader = runtime.load_policy
+    return loader(path, config)
+
+
+@dataclass
+class EpisodeState:
+    recording: bool = False
+    key: str = ""  # "r000/ep_0003" once the file exists
+    round: int = 0
+    started_mono: float = 0.0
+    steps: int = 0
+    human_steps: int = 0
+    interventions: int = 0
+    notes: str = ""
+    last_saved: Path | None = None
+    last_outcome: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RecentTiming:
+    rate_hz: float
+    late_ms_p50: float | None
+    late_ms_p99: float | None
+    late_ms_max: float | None
+    overruns: int
+    scheduling: str
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """Everything the drive screen shows, taken at once. Picklable: the process-separated core
+    sends one to the UI at `tui.refresh_hz` (one 96x96 frame and scan, a few kB of the rest)."""
+
+    record: StepRecord | None
+    mode: Mode
+    reason: str
+    health: LinkHealth
+    episode: EpisodeState
+    writer: WriterStats | None
+    model: ModelRef | None
+    round: int
+    trail: list[tuple[float, float]] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    gamepad: GamepadStatus | None = None  # None: gamepad off
+    input_device: str = ""  # "gamepad" | "keyboard" | "": the device the operator used last
+    policy_loaded: bool = False
+    plan: list[Command] = field(default_factory=list)  # the policy's queued chunk, if exposed
+    recording_enabled: bool = False  # a workspace (and so a recorder) is open
+    keyboard_active: bool = False  # a driving or hold key is held
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    """What `Session.open` found: the dock (simulators only) and a note for the operator (a
+    model that did not load, ...)."""
+
+    dock: Pose2D | None
+    note: str = ""
+
+
+class Session(Protocol):
+    """What a UI uses of an operator session (`OperatorSession`, or `RemoteSession` over a child
+    process). Methods answering `str` return one line for the operator."""
+
+    config: Config
+    workspace: Path | None
+    training: TrainingJob | None
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def model(self) -> ModelRef | None: ...
+    @property
+    def round(self) -> int: ...
+    @property
+    def episode(self) -> EpisodeState: ...
+    @property
+    def lost(self) -> str:
+        """Why the session can no longer drive the robot (its process died), or ""."""
+        ...
+
+    def open(self, connect: bool = True) -> OpenResult:
+        """Connect the link (unless the caller did), start everything (blocks: a worker)."""
+        ...
+
+    def close(self) -> None: ...
+    def poll(self) -> SessionSnapshot: ...
+    def recent_timing(self) -> RecentTiming | None: ...
+    def post(self, event: OperatorEvent) -> None: ...
+    def estop(self) -> None: ...
+    def press_key(self, key: str, t_ns: int | None = None) -> bool: ...
+    def begin_episode(self) -> str: ...
+    def end_episode(self, outcome: str, reason: str = "operator") -> str: ...
+    def label(self, outcome: str) -> str: ...
+    def set_notes(self, notes: str) -> str: ...
+    def wait_saved(self, timeout_s: float = 10.0) -> Path | None: ...
+    def reset_world(self, seed: int) -> str: ...
+    def dock_pose(self) -> Pose2D | None: ...
+    def deploy(self, model: ModelRef) -> str: ...
+    def start_training(self) -> str: ...
+
+
+def start_training_job(workspace: Path | None, command: list[str] | None,
+                       job: TrainingJob | None) -> tuple[TrainingJob | None, str]:
+    """Start the trainer unless one runs; (the job now current, a line for the operator)."""
+    if workspace is None:
+        return job, "no workspace: training needs --workspace DIR"
+    if job is not None and not job.state().finished:
+        return job, "training is already running"
+    job = TrainingJob(command or default_train_command(workspace), cwd=workspace)
+    job.start()
+    return job, "training started in the background"
+
+
+class OperatorSession:
+    """Loop + recorder + inputs + episode flow. Methods are for the UI's thread unless noted."""
+
+    def __init__(self, config: Config, link: RobotLink, policy: PolicyDriver | None = None,
+                 workspace: Path | None = None, *, gamepad: GamepadInput | None = None,
+                 use_gamepad: bool | None = None, policy_loader: PolicyLoader | None = None,
+                 model: ModelRef | None = None, train_command: list[str] | None = None,
+                 close_link: bool = True, pace_gc: bool = False) -> None:
+        """pace_gc: run full garbage collections between ticks (see gc_pacing.py); for a
+        process with a UI."""
+        self.config = config
+        self.link = link
+        self.workspace = workspace
+        self.close_link = close_link
+        self.policy_loader = policy_loader or default_policy_loader
+        self.model = model if model is not None else current_model(workspace)
+        self.train_command = train_command
+        self.keyboard = KeyboardInput(config.keyboard)
+        want_pad = config.gamepad.enabled if use_gamepad is None else use_gamepad
+        self.gamepad = gamepad if gamepad is not None else (
+            GamepadInput(config.gamepad) if want_pad else None)
+        if self.gamepad is not None:
+            self.gamepad.on_action = self.gamepad_action
+        self.operator = CombinedOperator(self.gamepad, self.keyboard)
+        self.ui_queue = SinkQueue(maxsize=4096)
+        self.loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None),
+                                self.operator, policy, rate_hz=config.loop.rate_hz,
+                                sinks=[self.ui_queue],
+                                realtime_priority=config.loop.realtime_priority,
+                                perturbation=CommandPerturbation(
+                                    config.demonstration, config.loop.rate_hz,
+                                    seed=time.monotonic_ns()) if config.demonstration.active
+                                else None)
+        self.gc_pacer = GcPacer() if pace_gc else None
+        if self.gc_pacer is not None:
+            self.loop.sinks.append(self.gc_pacer)
+        self.writer: EpisodeWriter | None = None
+        self.episode = EpisodeState(round=self.round)
+        self.training: TrainingJob | None = None
+        self._lock = threading.RLock()  # episode flow: UI thread and gamepad thread
+        self._trail: deque[tuple[float, float]] = deque(maxlen=TRAIL_POINTS)
+        self._alerts: deque[str] = deque(maxlen=20)
+        self._start_step: int | None = None
+        self._prev_mode: Mode | None = None
+        self._pending: list[Future[Path | None]] = []
+        self._started = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def round(self) -> int:
+        return round_for_model(self.model)
+
+    @property
+    def url(self) -> str:
+        return self.link.url
+
+    @property
+    def lost(self) -> str:
+        return ""  # in the UI's own process: it cannot outlive it
+
+    def open(self, connect: bool = True) -> OpenResult:
+        """Connect the link (unless `connect` is False: the caller did), start the session;
+        the dock pose on a simulator. Blocks: call it from a worker thread."""
+        if connect:
+            self.link.connect()
+        self.start()
+        return OpenResult(self.dock_pose())
+
+    def dock_pose(self) -> Pose2D | None:
+        return self.link.dock_pose() if self.link.supports_sim_control else None
+
+    def start(self) -> None:
+        """Connect nothing (the caller connected the link); start recorder, gamepad, loop."""
+        if self._started:
+            return
+        self._started = True
+        if self.workspace is not None:
+            self.writer = EpisodeWriter(self.workspace, rate_hz=self.config.loop.rate_hz,
+                                        on_alert=self._on_alert)
+            self.writer.start()
+            self.loop.sinks.append(self.writer)
+        self.loop.start()
+        if self.gc_pacer is not None:
+            self.gc_pacer.start()
+        if self.gamepad is not None:
+            # SDL starts in the gamepad thread; the loop does not wait for it.
+            threading.Thread(target=self.gamepad.start, name="gamepad-start", daemon=True).start()
+
+    def close(self, reason: str = "the operator quit") -> None:
+        """Stop the robot, save an open episode as aborted (`reason`), stop every thread.
+        Idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        if self.training is not None:
+            self.training.cancel()
+        with self._lock:
+            if self.episode.recording:
+                self.end_episode("aborted", reason=reason)
+        self.loop.stop()
+        if self.writer is not None:
+            self.writer.stop()
+        for future in self._pending:
+            if not future.done():
+                future.cancel()
+        if self.gamepad is not None:
+            self.gamepad.stop()
+        if self.gc_pacer is not None:
+            self.gc_pacer.stop()
+        if self.close_link:
+            self.link.close()
+
+    # --- operator requests (any thread) ----------------------------------------------------
+
+    def post(self, event: OperatorEvent) -> None:
+        if event is OperatorEvent.ESTOP:
+            self.keyboard.release_all()
+        self.loop.post(event)
+
+    def press_key(self, key: str, t_ns: int | None = None) -> bool:
+        """A key press or auto-repeat from the terminal (`t_ns`: when it arrived, on
+        `time.monotonic_ns`). True if it is a driving or hold key."""
+        return self.keyboard.press(key, t_ns)
+
+    def estop(self) -> None:
+        self.post(OperatorEvent.ESTOP)
+
+    def gamepad_action(self, action: str) -> None:
+        """A gamepad button press (called on the gamepad thread)."""
+        events = {"manual": OperatorEvent.MANUAL, "auto": OperatorEvent.AUTO,
+                  "takeover": OperatorEvent.TAKEOVER, "estop": OperatorEvent.ESTOP,
+                  "acknowledge": OperatorEvent.ACKNOWLEDGE, "stop": OperatorEvent.STOP}
+        if action in events:
+            self.post(events[action])
+        elif action == "episode":
+            with self._lock:
+                if self.episode.recording:
+                    self.end_episode("aborted", reason="episode button")
+                else:
+                    self.begin_episode()
+        elif action in ("success", "failure", "abort"):
+            self.label(action if action != "abort" else "aborted")
+
+    @property
+    def mode(self) -> Mode:
+        rec = self.loop.latest
+        return rec.mode if rec is not None else self.loop.arbiter.mode
+
+    @property
+    def stopped(self) -> bool:
+        """The robot is not being driven: IDLE or latched, and the last command was zero."""
+        rec = self.loop.latest
+        mode = self.mode
+        return mode in (Mode.IDLE, Mode.ESTOP, Mode.LINK_LOST) and (rec is None or rec.command.is_zero)
+
+    # --- episodes -----------------------------------------------------------------------------
+
+    def begin_episode(self) -> str:
+        """Start recording an episode into the current round. Returns a message for the UI."""
+        with self._lock:
+            if self.writer is None:
+                return self._say("no workspace: start with --workspace DIR to record episodes")
+            if self.episode.recording:
+                return self._say("an episode is already recording")
+            meta = EpisodeMeta(
+                round=self.round, rate_hz=self.config.loop.rate_hz,
+                model_id=self.model.model_id if self.model else "", operator="human",
+                robot_url=self.link.url, config=dataclasses.asdict(self.config),
+                origin="takeover run")
+            self.writer.begin_episode(meta)
+            latest = self.loop.latest
+            self._start_step = latest.step + 1 if latest is not None else 0
+            self.episode = EpisodeState(recording=True, round=self.round,
+                                        started_mono=time.monotonic(),
+                                        last_saved=self.episode.last_saved,
+                                        last_outcome=self.episode.last_outcome)
+            return self._say(f"recording an episode in round r{self.round:03d}")
+
+    def end_episode(self, outcome: str, reason: str = "operator") -> str:
+        """End the recording episode with an outcome (success, failure, aborted)."""
+        with self._lock:
+            if self.writer is None or not self.episode.recording:
+                return self._say("no episode is recording")
+            future = self.writer.end_episode(outcome, end_reason=reason)
+            notes = self.episode.notes
+            self.episode.recording = False
+            self.episode.last_outcome = outcome
+            self._pending.append(future)
+            future.add_done_callback(lambda f: self._saved(f, notes))
+            return self._say(f"episode ended: {outcome} ({reason})")
+
+    def label(self, outcome: str) -> str:
+        """End the recording episode with `outcome`, or relabel the one just saved."""
+        with self._lock:
+            if self.episode.recording:
+                return self.end_episode(outcome)
+            path = self.episode.last_saved
+            if path is None or not path.exists():
+                return self._say("no episode to label")
+            annotate_episode(path, outcome=outcome)
+            self.episode.last_outcome = outcome
+            return self._say(f"{path.parent.name}/{path.stem}: relabelled {outcome}")
+
+    def set_notes(self, notes: str) -> str:
+        with self._lock:
+            if self.episode.recording:
+                self.episode.notes = notes
+                return self._say("note kept; it is saved with the episode")
+            path = self.episode.last_saved
+            if path is None or not path.exists():
+                return self._say("no episode to annotate")
+            annotate_episode(path, notes=notes)
+            return self._say(f"note saved in {path.parent.name}/{path.stem}")
+
+    def _saved(self, future: Future[Path | None], notes: str) -> None:
+        # On the writer thread.
+        if future.cancelled():
+            return
+        path = future.result()
+        with self._lock:
+            self.episode.last_saved = path
+            if path is None:
+                self.episode.message = "episode not saved (nothing recorded, or recording failed)"
+                return
+            if notes:
+                try:
+                    annotate_episode(path, notes=notes)
+                except OSError as err:
+                    self.episode.message = f"saved, but the note could not be written: {err}"
+                    return
+            self.episode.message = f"saved {path.parent.name}/{path.name}"
+
+    def wait_saved(self, timeout_s: float = 10.0) -> Path | None:
+        """For tests and tools: wait for the last ended episode's file."""
+        with self._lock:
+            pending = list(self._pending)
+        for f in pending:
+            f.result(timeout=timeout_s)
+        return self.episode.last_saved
+
+    # --- world, policy --------------------------------------------------------------------
+
+    def reset_world(self, seed: int) -> str:
+        """Simulators only, robot stopped: a new start pose (blocks on the simulator's RPC; call
+        it from a worker thread)."""
+        if not self.link.supports_sim_control:
+            return self._say("reset needs a simulator (sim://)")
+        if not self.stopped:
+            return self._say("stop the robot before resetting the world")
+        with self._lock:
+            if self.episode.recording:
+                return self._say("end the episode before resetting the world")
+        self.link.reset(seed)
+        if self.loop.policy is not None:
+            self.loop.policy.reset()
+        self._trail.clear()
+        return self._say(f"world reset (seed {seed})")
+
+    def deploy(self, model: ModelRef) -> str:
+        """Load `model` and hot-swap it into the running loop; only while the robot is stopped.
+        Blocks while the model loads: call it from a worker thread."""
+        if not self.stopped:
+            return self._say("stop the robot before deploying a model")
+        driver = self.policy_loader(model.onnx, self.config)
+        if not self.stopped:  # the operator engaged while it loaded
+            return self._say("the robot started moving: deploy refused, try again when stopped")
+        if self.workspace is not None and self._in_registry(model):
+            # The human gate: deploying here is `takeover dagger promote` (sha256 checked,
+            # models/current moved atomically, the history appended), so the next retrain
+            # warm-starts from the model that drives.
+            try:
+                promote(self.workspace, model.model_id)
+            except TakeoverError as err:  # a changed file, a card without its sha256
+                return self._say(f"deploy refused: {err}")
+        self.loop.set_policy(driver)
+        self.model = model
+        with self._lock:
+            if not self.episode.recording:
+                self.episode.round = self.round
+        return self._say(f"deployed {model.model_id}; episodes now go to round r{self.round:03d}")
+
+    def _in_registry(self, model: ModelRef) -> bool:
+        """Whether `model` is one of the workspace's registered models (models/rNNN/)."""
+        if self.workspace is None:
+            return False
+        registered = self.workspace / "models" / model.model_id / "policy.onnx"
+        return registered.is_file() and registered.resolve() == Path(model.onnx).resolve()
+
+    def start_training(self) -> str:
+        self.training, message = start_training_job(self.workspace, self.train_command,
+                                                     self.training)
+        return self._say(message)
+
+    # --- telemetry (UI thread, polled) ------------------------------------------------------
+
+    def poll(self) -> SessionSnapshot:
+        """Drain the loop's records (episode counters, trail, auto-success) and return what
+        the screen shows."""
+        docked_now = False
+        while True:
+            rec = self.ui_queue.get(timeout_s=0)
+            if rec is None:
+                break
+            obs = rec.observation
+            if obs is not None:
+                self._trail.append((obs.odom.x_m, obs.odom.y_m))
+                docked_now = docked_now or obs.docked
+            with self._lock:
+                ep = self.episode
+                if ep.recording and self._start_step is not None and rec.step >= self._start_step:
+                    ep.steps += 1
+                    if rec.source is CommandSource.HUMAN:
+                        ep.human_steps += 1
+                    if rec.mode is Mode.TAKEOVER and self._prev_mode is not Mode.TAKEOVER:
+                        ep.interventions += 1
+            self._prev_mode = rec.mode
+        with self._lock:
+            if docked_now and self.episode.recording and self.episode.steps > 0:
+                self.post(OperatorEvent.STOP)
+                self.end_episode("success", reason="docked")
+                self._say("docked: episode saved as success, robot stopped")
+            if self.writer is not None:
+                stats = self.writer.stats()
+                if self.episode.recording and stats.episode:
+                    self.episode.key = stats.episode
+            else:
+                stats = None
+            episode = dataclasses.replace(self.episode)
+        rec = self.loop.latest
+        return SessionSnapshot(
+            record=rec, mode=self.mode,
+            reason=rec.reason if rec is not None else self.loop.arbiter.reason,
+            health=self.link.health(), episode=episode,
+            writer=stats, model=self.model, round=self.round, trail=list(self._trail),
+            alerts=list(self._alerts),
+            gamepad=self.gamepad.status() if self.gamepad is not None else None,
+            input_device=self.operator.last_device, policy_loaded=self.loop.policy is not None,
+            plan=self._plan(), recording_enabled=self.writer is not None,
+            keyboard_active=self.keyboard.active())
+
+    def _plan(self) -> list[Command]:
+        """The policy's queued chunk where the runtime exposes it (`planned_actions()`)."""
+        planned = getattr(self.loop.policy, "planned_actions", None)
+        if not callable(planned):
+            return []
+        try:
+            return list(planned())
+        except Exception:  # a view must never break on the runtime's state
+            return []
+
+    def recent_timing(self, window: int = 1200) -> RecentTiming | None:
+        """Loop timing over the last `window` ticks (cheap: the UI asks every second, and a
+        percentile over hours of samples would hold the interpreter lock for milliseconds)."""
+        stats = self.loop.stats
+        late = np.fromiter(itertools.islice(reversed(stats.late_ns), window), dtype=np.float64)
+        period = np.fromiter(itertools.islice(reversed(stats.period_ns), window), dtype=np.float64)
+        if late.size == 0:
+            return RecentTiming(0.0, None, None, None, stats.overruns, self.loop.scheduling)
+        p50_period = float(np.median(period)) if period.size else 0.0
+        return RecentTiming(
+            rate_hz=1e9 / p50_period if p50_period else 0.0,
+            late_ms_p50=float(np.percentile(late, 50)) / 1e6,
+            late_ms_p99=float(np.percentile(late, 99)) / 1e6,
+            late_ms_max=float(late.max()) / 1e6,
+            overruns=stats.overruns, scheduling=self.loop.scheduling)
+
+    def _say(self, message: str) -> str:
+        self.episode.message = message
+        return message
+
+    def _on_alert(self, alert: RecorderAlert) -> None:
+        if alert.level != "info":
+            self._alerts.append(f"recorder {alert.level}: {alert.message}")

@@ -1,1 +1,0 @@
-"""Control core: fixed-rate loop, Arbiter (modes and safety), drivers and inputs."""
