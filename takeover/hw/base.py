@@ -183,8 +183,3 @@ def open_link(url: str, options: LinkOptions | None = None) -> RobotLink:
     module_name, _, attr = target.partition(":")
     factory: LinkFactory = getattr(importlib.import_module(module_name), attr)
     return factory(url, options)
-
-
-def query_params(url: str) -> dict[str, str]:
-    """The URL's query as a flat dict (last value wins)."""
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))

@@ -29,40 +29,25 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from takeover.errors import LinkError, UsageError
-from takeover.hw.base import LinkHealth, LinkOptions, RobotLink, query_params
+from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
+from takeover.hw.url_options import UrlOptions
 from takeover.sim.process import FLAG_BUMPER, FLAG_DOCKED, FLAG_ESTOP, SharedLayout, SharedViews
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, Simulator
 from takeover.types import Command, Observation, Odometry, Pose2D
 
 
-def _int_param(params: dict[str, str], key: str, default: int, url: str) -> int:
-    raw = params.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UsageError(f"robot URL {url!r}: {key}={raw!r} is not an integer") from None
-    return value
-
-
 def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
-    params = query_params(url)
-    known = {"seed", "fast", "width", "height"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise UsageError(
-            f"robot URL {url!r}: unknown option {unknown[0]!r}; sim:// accepts {sorted(known)}"
-        )
-    fast = options.fast or params.get("fast", "0") in ("1", "true", "yes")
+    opts = UrlOptions(url, ("seed", "fast", "width", "height"), "sim://")
+    opts.check_unknown()
+    fast = opts.flag("fast", options.fast) or options.fast
     camera = CameraModel(
-        width_px=_int_param(params, "width", options.camera_width, url),
-        height_px=_int_param(params, "height", options.camera_height, url),
+        width_px=opts.integer("width", options.camera_width),
+        height_px=opts.integer("height", options.camera_height),
     )
     if not (8 <= camera.width_px <= 1024 and 8 <= camera.height_px <= 1024):
         raise UsageError(f"robot URL {url!r}: camera size must be 8..1024 pixels a side")
-    seed = _int_param(params, "seed", options.seed, url)
+    seed = opts.integer("seed", options.seed)
     config = SimConfig(camera=camera)
     if fast:
         return SimLink(url, seed=seed, config=config)

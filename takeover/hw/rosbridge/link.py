@@ -54,6 +54,7 @@ import numpy.typing as npt
 
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
+from takeover.hw.url_options import UrlOptions
 from takeover.types import ZERO_COMMAND, Command, Observation, Odometry, Pose2D
 
 BACKOFF_MIN_S = 0.05
@@ -103,41 +104,28 @@ def parse_rosbridge_url(url: str) -> RosbridgeConfig:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
         raise UsageError(f"robot URL {url!r}: the port is not a number in 0-65535") from None
-    params = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(set(params) - set(_OPTIONS))
-    if unknown:
-        raise UsageError(
-            f"robot URL {url!r}: unknown option {unknown[0]!r}; ws:// accepts {', '.join(_OPTIONS)}"
-        )
+    opts = UrlOptions(url, _OPTIONS, "ws://")
+    opts.check_unknown()
     kwargs: dict[str, Any] = {}
     for key, attr in _TOPIC_OPTIONS.items():
-        if key in params:
-            value = params[key].strip()
+        if opts.has(key):
+            value = opts.text(key, "").strip()
             if value and key != "frame_id" and not value.startswith("/"):
                 value = "/" + value
             kwargs[attr] = value
-    if "twist" in params:
-        if params["twist"] not in ("plain", "stamped"):
-            raise UsageError(f"robot URL {url!r}: twist={params['twist']!r}; use plain or stamped")
-        kwargs["twist_stamped"] = params["twist"] == "stamped"
+    if opts.has("twist"):
+        kwargs["twist_stamped"] = opts.choice("twist", ("plain", "stamped"), "plain") == "stamped"
     for key in ("image_hz", "timeout_ms"):
-        if key in params:
-            try:
-                value_f = float(params[key])
-            except ValueError:
-                raise UsageError(f"robot URL {url!r}: {key}={params[key]!r} is not a number") from None
-            if not math.isfinite(value_f) or value_f <= 0:
-                raise UsageError(f"robot URL {url!r}: {key} must be a positive number")
-            kwargs[key] = value_f
-    if "cbor" in params:
-        kwargs["cbor"] = params["cbor"].lower() in ("1", "true", "yes", "on")
-        if kwargs["cbor"]:
-            try:
-                import cbor2  # noqa: F401
-            except ImportError:
-                raise UsageError(
-                    "cbor=1 needs the cbor2 package: pip install 'takeover[cbor]'"
-                ) from None
+        if opts.has(key):
+            kwargs[key] = opts.number(key, 0.0)
+    if opts.flag("cbor", False):
+        kwargs["cbor"] = True
+        try:
+            import cbor2  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "cbor=1 needs the cbor2 package: pip install 'takeover[cbor]'"
+            ) from None
     if not kwargs.get("odom_topic", "/odom"):
         raise UsageError(f"robot URL {url!r}: odom= cannot be empty; odometry paces the link")
     base_url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

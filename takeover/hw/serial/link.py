@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import select
 import threading
@@ -40,6 +39,7 @@ import numpy.typing as npt
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
 from takeover.hw.serial import protocol as sp
+from takeover.hw.url_options import UrlOptions
 from takeover.types import ZERO_COMMAND, Command, Observation, Odometry, Pose2D
 
 OWN_OPTIONS = ("baud", "timeout_ms", "heartbeat_hz", "images", "camera", "camera_fps")
@@ -65,38 +65,14 @@ class SerialLinkConfig:
     camera_fps: float = 30.0
 
 
-def _bool_option(raw: str, key: str, url: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"robot URL {url!r}: {key}={raw!r} is not a yes/no value (use 1 or 0)")
-
-
-def _number_option(raw: str, key: str, url: str, positive: bool = True) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"robot URL {url!r}: {key}={raw!r} is not a number") from None
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise UsageError(f"robot URL {url!r}: {key}={raw!r} must be a positive number")
-    return value
-
-
 def parse_serial_url(url: str) -> SerialLinkConfig:
     """Split a robot URL into our options and what pyserial should open."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
-    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    own = {k: v for k, v in pairs if k in OWN_OPTIONS}
-    rest = [(k, v) for k, v in pairs if k not in OWN_OPTIONS]
+    opts = UrlOptions(url, OWN_OPTIONS, "serial://")
+    rest = opts.others()
     if scheme == "serial":
-        if rest:
-            raise UsageError(
-                f"robot URL {url!r}: unknown option {rest[0][0]!r}; serial:// accepts "
-                f"{', '.join(OWN_OPTIONS)}"
-            )
+        opts.check_unknown()
         port = urllib.parse.unquote(parts.netloc + parts.path)
         if not port:
             raise UsageError(
@@ -106,18 +82,18 @@ def parse_serial_url(url: str) -> SerialLinkConfig:
         # urlunsplit would drop the "//" of loop:// (no host); pyserial needs it
         query = urllib.parse.urlencode(rest)
         port = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
-    baud = _number_option(own.get("baud", "115200"), "baud", url)
+    baud = opts.number("baud", 115200)
     if baud != int(baud):
-        raise UsageError(f"robot URL {url!r}: baud={own['baud']!r} is not a whole number")
-    camera = own.get("camera") or None
+        raise UsageError(f"robot URL {url!r}: baud={opts.text('baud', '')!r} is not a whole number")
+    camera = opts.text("camera", "") or None
     return SerialLinkConfig(
         port=port,
         baud=int(baud),
-        rx_timeout_ms=_number_option(own.get("timeout_ms", "500"), "timeout_ms", url),
-        heartbeat_hz=_number_option(own.get("heartbeat_hz", "10"), "heartbeat_hz", url),
-        sim_images=_bool_option(own.get("images", "1"), "images", url),
+        rx_timeout_ms=opts.number("timeout_ms", 500.0),
+        heartbeat_hz=opts.number("heartbeat_hz", 10.0),
+        sim_images=opts.flag("images", True),
         camera=None if camera in (None, "none") else camera,
-        camera_fps=_number_option(own.get("camera_fps", "30"), "camera_fps", url),
+        camera_fps=opts.number("camera_fps", 30.0),
     )
 
 
