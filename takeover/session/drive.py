@@ -17,18 +17,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from takeover.config import Config, DemonstrationConfig, load_config, workspace_config
-from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.arbiter import OperatorEvent
 from takeover.control.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner
-from takeover.control.loop import ControlLoop, OperatorSource
-from takeover.control.perturbation import CommandPerturbation
+from takeover.control.loop import OperatorSource
 from takeover.errors import ConfigError, UsageError
 from takeover.hw.base import LinkOptions, RobotLink, open_link
 from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
+from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
 from takeover.sim.expert import DockingExpert
 from takeover.workspace.layout import round_for_model
+from takeover.workspace.registry import resolve_policy_path
 
 if TYPE_CHECKING:
     from takeover.policy.runtime import ChunkPolicy
@@ -103,10 +104,7 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
 def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
     """The ONNX policy (--policy PATH, else the workspace's models/current), checked against
     the configured camera before anything moves."""
-    from takeover.policy.runtime import load_policy
-    from takeover.workspace.registry import resolve_policy_path
-
-    return load_policy(resolve_policy_path(request.policy, request.workspace), config)
+    return load_robot_policy(resolve_policy_path(request.policy, request.workspace), config)
 
 
 def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
@@ -122,12 +120,10 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
     demo_noise = _demonstration_noise(request, config)
     recorded_config = dataclasses.replace(config, demonstration=demo_noise)  # what was in effect
+    loop = build_control_loop(config, link, operator, policy, rate_hz=rate_hz,
+                              demonstration=demo_noise)
     # Reseeded with each episode's seed in prepare(), so an episode's pushes are reproducible.
-    perturbation = CommandPerturbation(demo_noise, rate_hz) \
-        if demo_noise.active and policy is None else None
-    loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None), operator,
-                       policy=policy, rate_hz=rate_hz,
-                       realtime_priority=config.loop.realtime_priority, perturbation=perturbation)
+    perturbation = loop.perturbation
     if request.driver == "operator-sim":
         simulated_operator = SimulatedOperator(link.dock_pose(), loop.post, rate_hz=rate_hz)
         loop.operator = simulated_operator
@@ -208,8 +204,4 @@ def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,
         if progress is not None:
             print(f"recorder: {a.message}", file=progress, flush=True)
 
-    # In lockstep nothing is real-time, so the simulation waits for the disk rather than drop.
-    writer = EpisodeWriter(request.workspace, rate_hz=rate_hz, backpressure=lockstep,
-                           on_alert=alert)
-    writer.start()
-    return writer
+    return start_recorder(request.workspace, rate_hz, lockstep=lockstep, on_alert=alert)

@@ -27,11 +27,10 @@ from typing import Protocol
 import numpy as np
 
 from takeover.config import Config
-from takeover.control.arbiter import Arbiter, OperatorEvent
+from takeover.control.arbiter import OperatorEvent
 from takeover.control.gc_pacing import GcPacer
-from takeover.control.loop import ControlLoop, PolicyDriver, SinkQueue
-from takeover.control.perturbation import CommandPerturbation
-from takeover.errors import TakeoverError, UsageError
+from takeover.control.loop import PolicyDriver, SinkQueue
+from takeover.errors import TakeoverError
 from takeover.hw.base import LinkHealth, RobotLink
 from takeover.inputs.combined import CombinedOperator
 from takeover.inputs.gamepad import GamepadInput, GamepadStatus
@@ -39,6 +38,7 @@ from takeover.inputs.keyboard import KeyboardInput
 from takeover.recorder.edit import annotate_episode
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
+from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
 from takeover.session.training import TrainingJob, default_train_command
 from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
 from takeover.workspace.deploy import promote
@@ -83,18 +83,6 @@ def current_model(workspace: Path | None) -> ModelRef | None:
 def round_for_model(model: ModelRef | None) -> int:
     """Round directory for episodes run with `model` (see takeover.workspace.layout)."""
     return workspace_round_for_model(None if model is None else model.model_id)
-
-
-def default_policy_loader(path: Path, config: Config) -> PolicyDriver:
-    """Load an ONNX policy with the robot-side runtime (`takeover.policy.runtime.load_policy`:
-    [policy]'s executor, checked against [robot]'s sensors)."""
-    try:
-        from takeover.policy import runtime
-    except ImportError:
-        raise UsageError("the policy runtime (takeover.policy.runtime) is not installed in this "
-                         "version; cannot load a model") from None
-    loader: PolicyLoader = runtime.load_policy
-    return loader(path, config)
 
 
 @dataclass
@@ -222,7 +210,7 @@ class OperatorSession:
         self.link = link
         self.workspace = workspace
         self.close_link = close_link
-        self.policy_loader = policy_loader or default_policy_loader
+        self.policy_loader = policy_loader or load_robot_policy
         self.model = model if model is not None else current_model(workspace)
         self.train_command = train_command
         self.keyboard = KeyboardInput(config.keyboard)
@@ -233,14 +221,9 @@ class OperatorSession:
             self.gamepad.on_action = self.gamepad_action
         self.operator = CombinedOperator(self.gamepad, self.keyboard)
         self.ui_queue = SinkQueue(maxsize=4096)
-        self.loop = ControlLoop(link, Arbiter(config.safety, policy_available=policy is not None),
-                                self.operator, policy, rate_hz=config.loop.rate_hz,
-                                sinks=[self.ui_queue],
-                                realtime_priority=config.loop.realtime_priority,
-                                perturbation=CommandPerturbation(
-                                    config.demonstration, config.loop.rate_hz,
-                                    seed=time.monotonic_ns()) if config.demonstration.active
-                                else None)
+        self.loop = build_control_loop(config, link, self.operator, policy,
+                                       noise_seed=time.monotonic_ns())
+        self.loop.sinks.append(self.ui_queue)
         self.gc_pacer = GcPacer() if pace_gc else None
         if self.gc_pacer is not None:
             self.loop.sinks.append(self.gc_pacer)
@@ -286,9 +269,8 @@ class OperatorSession:
             return
         self._started = True
         if self.workspace is not None:
-            self.writer = EpisodeWriter(self.workspace, rate_hz=self.config.loop.rate_hz,
-                                        on_alert=self._on_alert)
-            self.writer.start()
+            self.writer = start_recorder(self.workspace, self.config.loop.rate_hz,
+                                         on_alert=self._on_alert)
             self.loop.sinks.append(self.writer)
         self.loop.start()
         if self.gc_pacer is not None:
