@@ -11,15 +11,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
-
-if TYPE_CHECKING:
-    from takeover.policy.train import TrainProgress
+from takeover.policy.progress import PROGRESS_ENV, PROGRESS_FORMAT, TrainProgress, encode
 
 SubParsers = argparse._SubParsersAction
 
@@ -88,9 +85,8 @@ def add_latency_bench(bench_sub: SubParsers) -> None:
 
 
 class JsonlProgress:
-    """`TAKEOVER_PROGRESS=jsonl` (the TUI's Rounds screen, session/training.py): one JSON object
-    per report on `stream`, the TrainProgress fields plus "event": "progress"; step reports at
-    most 5 a second, every epoch end."""
+    """`TAKEOVER_PROGRESS=jsonl` (the TUI's Rounds screen): one protocol line per report on
+    `stream` (takeover/policy/progress.py); step reports at most 5 a second, every epoch end."""
 
     def __init__(self, stream: Any = sys.stderr) -> None:
         self.stream = stream
@@ -101,14 +97,12 @@ class JsonlProgress:
         if not p.epoch_end and now - self._last < 0.2:
             return
         self._last = now
-        print(json.dumps({"event": "progress", **asdict(p)}), file=self.stream, flush=True)
+        print(encode(p), file=self.stream, flush=True)
 
 
 def progress_reporter(stream: Any) -> JsonlProgress | ProgressBar:
     """JSON lines on stderr when the TUI asked for them (`TAKEOVER_PROGRESS=jsonl`), else a
     progress bar on `stream`. `takeover train` and `takeover dagger train` both report so."""
-    from takeover.session.training import PROGRESS_ENV, PROGRESS_FORMAT  # the protocol's names
-
     if os.environ.get(PROGRESS_ENV) == PROGRESS_FORMAT:
         return JsonlProgress(sys.stderr)
     return ProgressBar(stream)

@@ -19,7 +19,6 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from takeover.policy.dataset import (
     sample_weights,
 )
 from takeover.policy.model import POSE_SCALE, DockingPolicy, ModelConfig
+from takeover.policy.progress import ProgressCallback, TrainProgress
 from takeover.policy.spec import PolicyError
 
 CHECKPOINT_FORMAT = "takeover-policy-checkpoint/1"
@@ -81,24 +81,6 @@ class TrainConfig:
         if isinstance(kw.get("augment"), dict):
             kw["augment"] = AugmentConfig(**kw["augment"])
         return cls(**kw)
-
-
-@dataclass(frozen=True)
-class TrainProgress:
-    """One report to the progress callback: after every optimiser step and every epoch."""
-
-    epoch: int  # 1-based
-    epochs: int
-    step: int  # within the epoch, 1-based
-    steps: int
-    train_loss: float
-    val_loss: float | None  # set on epoch-end reports
-    images_per_s: float
-    elapsed_s: float
-    epoch_end: bool = False
-
-
-ProgressCallback = Callable[[TrainProgress], None]
 
 
 @dataclass

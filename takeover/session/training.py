@@ -6,32 +6,18 @@ progress. `dagger train` trains the first model from scratch and every later one
 from the deployed model ([train] warm_epochs), on all rounds; it registers the model without
 deploying it: the operator deploys it from the Rounds screen (the human gate).
 
-Progress protocol (documented in docs/tui.md). The child is started with the environment
-variable `TAKEOVER_PROGRESS=jsonl`; a trainer that honours it writes one JSON object per line on
-stderr for each progress report:
-
-    {"event": "progress", "epoch": 3, "epochs": 12, "step": 40, "steps": 40,
-     "train_loss": 0.031, "val_loss": 0.029, "epoch_end": true, "images_per_s": 410.0,
-     "elapsed_s": 61.2}
-
-(the fields of `takeover.policy.train.TrainProgress`), and, as `--json` commands do, one JSON
-object as the last line of stdout with the result (`model_id`, `model_dir` or `onnx`, and
-whatever validation figures it has, e.g. `val_loss`, `parity_max_abs_err`). Any other line, on
-either stream, is shown as log text. Exit status 0 means a model was registered.
-
-`takeover train` and `takeover dagger train` speak it (cli/policy.py `progress_reporter`). A
-trainer that does not, with its output on a pipe, may write one plain line per finished epoch,
-`epoch 3/12: train 0.0310 val 0.0290 410 img/s 61 s` (cli/policy.py ProgressBar without the
-variable), which is read as that epoch's progress report (`EPOCH_LINE`). The result of both is
-the model card, whose figures are nested (`metrics`, `export`, `training`).
+The progress protocol is takeover/policy/progress.py (torch-free, imported by both ends): the
+child is started with `TAKEOVER_PROGRESS=jsonl`, writes one `encode(report)` line per report on
+stderr and the result (the model card, naming the model by its `model_id`) as the last line of
+stdout; any other line is log text. Exit status 0 means a model was registered.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -42,14 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-PROGRESS_ENV = "TAKEOVER_PROGRESS"
-PROGRESS_FORMAT = "jsonl"
-
-
-# `takeover train`'s epoch line on a pipe (cli/policy.py ProgressBar); "val -" without validation.
-EPOCH_LINE = re.compile(
-    r"epoch (?P<epoch>\d+)/(?P<epochs>\d+): train (?P<train_loss>\S+) val (?P<val_loss>\S+)"
-    r" (?P<images_per_s>\S+) img/s (?P<elapsed_s>\S+) s")
+from takeover.policy.progress import PROGRESS_ENV, PROGRESS_FORMAT, TrainProgress, decode
 
 
 def default_train_command(workspace: Path) -> list[str]:
@@ -194,32 +173,29 @@ class TrainingJob:
             line = raw.rstrip("\n")
             if not line.strip():
                 continue
-            obj = _json_object(line)
-            if obj is None and not is_stdout:
-                obj = _epoch_line(line)
+            report = decode(line)
             with self._lock:
-                if obj is not None and obj.get("event") == "progress":
-                    self._progress(obj)
+                if report is not None:
+                    self._progress(report)
                     continue
-                if is_stdout and obj is not None:
-                    self._state.result = obj
+                result = _json_object(line) if is_stdout else None
+                if result is not None:
+                    self._state.result = result
                     continue
                 self._state.log.append(line)
                 del self._state.log[:-self.MAX_LOG_LINES]
 
-    def _progress(self, p: dict[str, Any]) -> None:
+    def _progress(self, p: TrainProgress) -> None:
         s = self._state
-        s.epoch = int(p.get("epoch", s.epoch))
-        s.epochs = int(p.get("epochs", s.epochs))
-        s.step = int(p.get("step", s.step))
-        s.steps = int(p.get("steps", s.steps))
-        s.train_loss = _num(p.get("train_loss"), s.train_loss)
-        if p.get("images_per_s") is not None:
-            s.images_per_s = _num(p.get("images_per_s"), s.images_per_s)
-        if p.get("epoch_end"):
-            s.epochs_done = s.epoch
-            s.val_loss = _num(p.get("val_loss"), None)
-            s.curve.append((s.epoch, s.train_loss if s.train_loss is not None else math_nan(),
+        s.epoch, s.epochs, s.step, s.steps = p.epoch, p.epochs, p.step, p.steps
+        if p.train_loss is not None:
+            s.train_loss = p.train_loss
+        if p.images_per_s is not None:
+            s.images_per_s = p.images_per_s
+        if p.epoch_end:
+            s.epochs_done = p.epoch
+            s.val_loss = p.val_loss
+            s.curve.append((p.epoch, s.train_loss if s.train_loss is not None else math.nan,
                             s.val_loss))
 
     def _wait(self) -> None:
@@ -253,26 +229,3 @@ def _json_object(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def _epoch_line(line: str) -> dict[str, Any] | None:
-    """A plain `epoch N/M: ...` line as the progress report it stands for, or None."""
-    match = EPOCH_LINE.search(line.strip().rsplit("\r", 1)[-1])
-    if match is None:
-        return None
-    p = match.groupdict()
-    return {"event": "progress", "epoch": int(p["epoch"]), "epochs": int(p["epochs"]),
-            "train_loss": _num(p["train_loss"], None), "val_loss": _num(p["val_loss"], None),
-            "images_per_s": _num(p["images_per_s"], None), "elapsed_s": _num(p["elapsed_s"], None),
-            "epoch_end": True}
-
-
-def _num(value: Any, default: float | None) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def math_nan() -> float:
-    return float("nan")

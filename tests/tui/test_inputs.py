@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -75,13 +76,16 @@ def test_training_job_reports_a_failed_trainer(tmp_path: Path) -> None:
     assert state.status == "failed" and state.returncode == 3 and "no data" in state.message
 
 
-PLAIN_TRAINER = """
+PROTOCOL_TRAINER = """
 import json, os, sys, time
+from takeover.policy.progress import TrainProgress, encode
 print("reading episodes ...", file=sys.stderr, flush=True)
-print("epoch 1/2: train 0.5365 val 0.3676 197 img/s 1 s" + " " * 30, file=sys.stderr, flush=True)
+print(encode(TrainProgress(1, 2, 3, 3, 0.5365, 0.3676, 197.0, 1.0, epoch_end=True)),
+      file=sys.stderr, flush=True)
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.02)
-print("epoch 2/2: train 0.2500 val - 201 img/s 2 s", file=sys.stderr, flush=True)
+print(encode(TrainProgress(2, 2, 3, 3, 0.25, float("nan"), 201.0, 2.0, epoch_end=True)),
+      file=sys.stderr, flush=True)
 print("exporting to ONNX and checking parity on real frames ...", file=sys.stderr, flush=True)
 card = {"model_id": "r001",
         "metrics": {"best_val_loss": 0.3676, "mae_v_mps": 0.022, "mae_w_radps": 0.1354},
@@ -91,20 +95,21 @@ print(json.dumps(card), flush=True)
 """
 
 
-def test_training_job_reads_takeover_trains_epoch_lines(tmp_path: Path) -> None:
-    """`takeover train` on a pipe writes a plain line per finished epoch, not JSON lines, and
-    its result is the model card with nested figures (what the Rounds screen shows)."""
+def test_training_job_reads_the_progress_protocol(tmp_path: Path) -> None:
+    """A trainer reports through takeover.policy.progress (the module both ends import; a
+    non-finite loss travels as null), and its result is the model card with nested figures
+    (what the Rounds screen shows)."""
     from takeover.tui.rounds import _model_from_result, _result_text
 
     go = tmp_path / "go"
-    job = TrainingJob(["python3", "-c", PLAIN_TRAINER, str(go)])
+    job = TrainingJob([sys.executable, "-c", PROTOCOL_TRAINER, str(go)])
     job.start()
     deadline = time.monotonic() + 30
     while job.state().epochs_done < 1:
         assert time.monotonic() < deadline, job.state()
         time.sleep(0.02)
     state = job.state()
-    assert state.status == "running" and (state.epoch, state.epochs, state.steps) == (1, 2, 0)
+    assert state.status == "running" and (state.epoch, state.epochs, state.steps) == (1, 2, 3)
     assert state.fraction == 0.5 and state.curve == [(1, 0.5365, 0.3676)]
     assert state.train_loss == 0.5365 and state.images_per_s == 197.0
     go.touch()
