@@ -12,13 +12,14 @@ run on a robot computer without it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from takeover.cli.common import add_workspace_option
+from takeover.cli.output import print_json
 from takeover.config import WEIGHTINGS
 from takeover.dagger.metrics import format_status_table, intervention_trend, workspace_metrics
 from takeover.errors import UsageError
@@ -26,7 +27,7 @@ from takeover.recorder.store import EpisodeStore
 
 
 def _workspace_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR")
+    add_workspace_option(p, required=True)
 
 
 def add_dagger_parser(subparsers: Any) -> None:
@@ -139,9 +140,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     rows = workspace_metrics(store.episodes())
     trend = intervention_trend(rows)
     if args.json:
-        sys.stdout.write(json.dumps({"workspace": str(store.workspace),
+        print_json({"workspace": str(store.workspace),
                                      "rounds": [r.as_json() for r in rows],
-                                     "trend": trend.as_json() if trend else None}) + "\n")
+                                     "trend": trend.as_json() if trend else None})
         return 0
     if not rows:
         print(f"{store.workspace}: no episodes recorded yet")
@@ -208,7 +209,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"registered, not deployed (models/current unchanged); deploy with "
               f"`takeover dagger promote {mid} --workspace {args.workspace}`", file=progress)
     if args.json:
-        sys.stdout.write(json.dumps(card, default=str) + "\n")
+        print_json(card)
     return 0
 
 
@@ -233,7 +234,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _print_eval(result, progress)
     print(f"written to models/{result['model_id']}/card.json (evaluation)", file=progress)
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        print_json(result)
     return 0
 
 
@@ -242,7 +243,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
     dep = promote(args.workspace, args.model)
     if args.json:
-        sys.stdout.write(json.dumps(dep.as_json()) + "\n")
+        print_json(dep.as_json())
     elif dep.changed:
         print(f"deployed {dep.current} (was {dep.previous or 'none'}): models/current -> "
               f"{dep.current}")
@@ -256,7 +257,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
     dep = rollback(args.workspace)
     if args.json:
-        sys.stdout.write(json.dumps(dep.as_json()) + "\n")
+        print_json(dep.as_json())
     else:
         print(f"rolled back from {dep.previous} to {dep.current}: models/current -> {dep.current}")
     return 0
@@ -267,7 +268,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     result = write_report(args.workspace, args.out)
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        print_json(result)
     else:
         print(f"wrote {result['markdown']} and {result['plot']}")
     return 0
@@ -286,7 +287,7 @@ def _cmd_bench_dagger(args: argparse.Namespace) -> int:
 
     result = run_dagger_bench(preset, out_dir=args.out, device=args.device, progress=sys.stderr)
     if args.json:
-        sys.stdout.write(json.dumps(result, allow_nan=False, default=str) + "\n")
+        print_json(result)
     else:
         print("\n".join(result["table_md"]))
         print(f"wrote {result['files']['json']}, {result['files']['markdown']}, "

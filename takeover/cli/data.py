@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from takeover.cli.common import add_workspace_option
+from takeover.cli.output import dumps
 from takeover.recorder.errors import TopicMapError
 from takeover.recorder.layout import check_workspace
 from takeover.recorder.reader import EpisodeInfo, attr_text, open_h5, read_info
@@ -36,8 +38,7 @@ def add_data_parser(subparsers: Any) -> None:
 
     def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
         sp: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        sp.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR",
-                        help="the workspace (default: the current directory)")
+        add_workspace_option(sp, required=True)
         sp.set_defaults(func=run_data, data_handler=handler)
         return sp
 
@@ -121,7 +122,7 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, sort_keys=True, default=str))
+    print(dumps(obj, sort_keys=True))
 
 
 def _leftover_note(store: EpisodeStore) -> str | None:

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from takeover.cli.common import add_workspace_option
+from takeover.cli.output import print_json, print_result
 from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
 from takeover.policy.progress import PROGRESS_ENV, PROGRESS_FORMAT, TrainProgress, encode
@@ -29,7 +31,7 @@ def add_policy_parsers(sub: SubParsers) -> None:
         "The model is exported to ONNX, checked for parity on real frames, written to "
         "models/rNNN/ (policy.onnx, card.json, checkpoint.pt) and deployed as models/current. "
         "Runs under torchrun for multi-GPU training.")
-    p.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR")
+    add_workspace_option(p, required=True)
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="default: takeover.toml [train] epochs, else 12")
     p.add_argument("--device", default=None, metavar="D", help="auto (default), cpu, cuda or cuda:N")
@@ -77,7 +79,7 @@ def add_latency_bench(bench_sub: SubParsers) -> None:
     lat = bench_sub.add_parser("latency", help="policy inference latency in onnxruntime")
     lat.add_argument("--policy", type=Path, default=None, metavar="PATH",
                      help="a policy.onnx (default: the workspace's current model)")
-    lat.add_argument("--workspace", type=Path, default=Path("."), metavar="DIR")
+    add_workspace_option(lat, required=True)
     lat.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     lat.add_argument("--iterations", type=int, default=2000)
     lat.add_argument("--json", action="store_true")
@@ -178,7 +180,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{' (deployed as models/current)' if card.get('deployed') else ''}; "
           f"total {card['total_s']} s", file=progress, flush=True)
     if args.json:
-        sys.stdout.write(json.dumps(card, default=str) + "\n")
+        print_json(card)
     return 0
 
 
@@ -197,7 +199,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     result = export_checkpoint(args.checkpoint, int8=args.int8, workspace=args.workspace)
     if args.json:
-        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        print_json(result)
     else:
         print(f"exported {args.checkpoint.parent / result['onnx']}: parity "
               f"{result['parity_max_abs_error']:.1e} on {result['parity_frames']} frames, "
@@ -216,9 +218,5 @@ def _cmd_bench_latency(args: argparse.Namespace) -> int:
         raise UsageError("--threads must be >= 1 and --iterations >= 10")
     path = resolve_policy_path(args.policy, args.workspace)
     result = measure_latency(path, threads=args.threads, iterations=args.iterations)
-    if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
-    else:
-        for key, value in result.items():
-            print(f"{key}: {json.dumps(value)}")
+    print_result(result, args.json)
     return 0

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from takeover.config import CONFIG_FILENAME, Config, workspace_config
+from takeover.cli.common import add_workspace_option
+from takeover.config import Config, workspace_config
 from takeover.errors import UsageError
 
 
@@ -21,23 +22,20 @@ def add_run_parser(subparsers: Any) -> None:
         description="Open the operator's terminal (TUI). With no robot configured it starts on "
         "the built-in simulator (sim://). Space is the e-stop key everywhere.")
     p.add_argument("--robot", metavar="URL", help="robot URL (default: config, else sim://)")
-    p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
-                   help="workspace for episodes and models (default: the current directory if "
-                   "it holds a takeover.toml; without one, recording is off)")
+    add_workspace_option(p, required=False, help="workspace for episodes and models (default: "
+                         "the current directory if it holds a takeover.toml; without one, "
+                         "recording is off)")
     p.add_argument("--policy", type=Path, default=None, metavar="PATH",
                    help="ONNX policy for AUTO (default: the workspace's current model)")
     p.add_argument("--no-gamepad", action="store_true", help="keyboard only")
     p.set_defaults(func=cmd_run)
 
 
-def _workspace(arg: Path | None) -> Path | None:
-    if arg is not None:
-        path = arg.expanduser()
-        if not path.is_dir():
-            raise UsageError(f"workspace {path} does not exist; create it with `takeover init {path}`")
-        return path.resolve()
-    cwd = Path.cwd()
-    return cwd if (cwd / CONFIG_FILENAME).is_file() else None
+def _existing(workspace: Path | None) -> Path | None:
+    if workspace is not None and not workspace.is_dir():
+        raise UsageError(f"workspace {workspace} does not exist; create it with "
+                         f"`takeover init {workspace}`")
+    return None if workspace is None else workspace.resolve()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from takeover.hw.base import LinkOptions, open_link
     from takeover.session.operator import ModelRef, current_model
 
-    workspace = _workspace(args.workspace)
+    workspace = _existing(args.workspace)
     config = workspace_config(workspace) if workspace is not None else Config()
     url = args.robot or config.robot.url
     # Checked here, for one line before the terminal is taken over; the link itself is opened

@@ -135,6 +135,20 @@ def round_for_model(model_id: str | None) -> int:
     return 0
 
 
+def find_workspace(arg: Path | None, *, required: bool) -> Path | None:
+    """Where a command's workspace is: the one rule every `takeover` command follows.
+
+    `--workspace DIR` when given; else the current directory when it holds a takeover.toml;
+    else, for a command that cannot work without a workspace (data, train, dagger, ...), the
+    current directory all the same (its errors then name what is missing there), and None for
+    one that can (run and drive: no recording, the robot of the default config)."""
+    if arg is not None:
+        return arg.expanduser()
+    if (Path.cwd() / CONFIG_FILENAME).is_file():
+        return Path.cwd()
+    return Path(".") if required else None
+
+
 def init_workspace(directory: Path) -> Path:
     """Create a workspace (directories and a commented takeover.toml). Refuses to overwrite an
     existing takeover.toml."""

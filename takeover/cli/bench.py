@@ -1,0 +1,74 @@
+"""`takeover bench`: the measurement harnesses of takeover/bench/ (and the latency and DAgger
+benches of the policy and dagger command groups)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from takeover.cli.dagger import add_dagger_bench
+from takeover.cli.output import print_result
+from takeover.cli.policy import add_latency_bench
+from takeover.errors import UsageError
+
+
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links,latency,dagger}")
+    loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
+    loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
+    loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
+    loop.add_argument("--quick", action="store_true", help="5 s per rate")
+    loop.add_argument("--json", action="store_true")
+    loop.set_defaults(func=_cmd_bench_loop)
+    sim = bsub.add_parser("sim", help="simulator frames per second (render + physics)")
+    sim.add_argument("--frames", type=int, default=2000)
+    sim.add_argument("--width", type=int, default=96)
+    sim.add_argument("--height", type=int, default=96)
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(func=_cmd_bench_sim)
+    rec = bsub.add_parser("recorder", help="recording throughput per compression (640x480 @ 30 Hz)")
+    rec.add_argument("--quick", action="store_true", help="10 s per compression instead of 60 s")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=_cmd_bench_recorder)
+    links = bsub.add_parser("links", help="command-to-wire latency over serial and rosbridge")
+    links.add_argument("--seconds", type=float, default=10.0)
+    links.add_argument("--json", action="store_true")
+    links.set_defaults(func=_cmd_bench_links)
+    add_latency_bench(bsub)
+    add_dagger_bench(bsub)
+
+
+def _cmd_bench_loop(args: argparse.Namespace) -> int:
+    from takeover.bench.loop import bench_loop
+
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        raise UsageError(f"--rates {args.rates!r}: expected numbers like 20,50") from None
+    seconds = 5.0 if args.quick else args.seconds
+    result = bench_loop(rates, seconds, progress=sys.stderr)
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_sim(args: argparse.Namespace) -> int:
+    from takeover.bench.loop import bench_sim
+
+    result = bench_sim(args.frames, args.width, args.height)
+    print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_recorder(args: argparse.Namespace) -> int:
+    from takeover.bench.recorder import run_recorder_bench
+
+    print_result(run_recorder_bench(quick=args.quick), args.json)
+    return 0
+
+
+def _cmd_bench_links(args: argparse.Namespace) -> int:
+    from takeover.bench.links import run_link_latency_bench
+
+    print_result(run_link_latency_bench(duration_s=args.seconds), args.json)
+    return 0
