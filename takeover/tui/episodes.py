@@ -98,7 +98,7 @@ class EpisodesScreen(Screen[None]):
         for info in infos:
             table.add_row(
                 info.key, Text(info.outcome, style=OUTCOME_STYLE.get(info.outcome, "")),
-                str(info.num_steps), str(info.demo_steps + info.human_steps), str(info.interventions),
+                str(info.num_steps), str(info.human_steps), str(info.interventions),
                 f"{info.duration_s:.1f} s", info.model_id or "-", notes.get(info.path, "")[:40],
                 key=str(info.path))
         if infos:

@@ -297,3 +297,40 @@ async def test_demonstration_noise_is_shown_and_pushes_only_the_sent_command(
         rec = app.session.loop.latest
         assert rec is not None and rec.human_action is not None
         assert rec.human_action.w_radps == 0.0, "the label is the key's own command"
+
+
+async def test_episodes_and_rounds_cells_equal_the_episode_files(config: Config, workspace: Path
+                                                                  ) -> None:
+    """What the operator reads on the Episodes and Rounds screens is what the files hold: a
+    demonstration of N steps is N human steps (it once showed 2N)."""
+    from textual.widgets import DataTable
+
+    from takeover.recorder.reader import read_info
+    from takeover.session.drive import DriveRequest, run_drive
+
+    run_drive(DriveRequest(robot_url="sim://", driver="expert", episodes=2, seed=11,
+                           workspace=workspace, record=True, fast=True, max_steps=60))
+    files = sorted((workspace / "rounds" / "r000").glob("ep_*.hdf5"))
+    infos = {str(p): read_info(p) for p in files}
+    assert len(infos) == 2 and all(0 < i.human_steps == i.demo_steps for i in infos.values())
+    app = build(config, workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, EpisodesScreen)
+        await wait_for(pilot, lambda: len(screen.infos) == 2, what="the episode list")
+        table = screen.query_one(DataTable)
+        for row_key in table.rows:
+            cells = [str(c) for c in table.get_row(row_key)]
+            info = infos[str(row_key.value)]
+            assert cells[2:5] == [str(info.num_steps), str(info.human_steps),
+                                  str(info.interventions)], cells
+        await pilot.press("3")
+        rounds = app.screen
+        assert isinstance(rounds, RoundsScreen)
+        await wait_for(pilot, lambda: len(rounds.rows) == 1, what="round metrics")
+        cells = [str(c) for c in rounds.query_one(DataTable).get_row_at(0)]
+        assert cells[:5] == ["r000", "2", str(sum(i.num_steps for i in infos.values())),
+                             str(sum(i.human_steps for i in infos.values())),
+                             str(sum(i.interventions for i in infos.values()))], cells
