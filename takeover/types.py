@@ -135,3 +135,25 @@ class StepSink(Protocol):
     """
 
     def offer(self, record: StepRecord) -> bool: ...
+
+
+class Outcome(enum.Enum):
+    """How an episode ended."""
+
+    SUCCESS = "success"  # docked
+    FAILURE = "failure"  # collision, misaligned contact, or the operator judged it failed
+    ABORTED = "aborted"  # the operator ended it without a verdict (or quit the app)
+    INTERRUPTED = "interrupted"  # recording stopped early: crash, full disk, write error
+
+    @classmethod
+    def parse(cls, text: str) -> Outcome:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            names = ", ".join(o.value for o in cls)
+            raise ValueError(f"unknown outcome {text!r}; expected one of {names}") from None
+
+
+#: The outcomes a person can give (the operator's verdict; `interrupted` is the recorder's).
+VERDICTS = (Outcome.SUCCESS, Outcome.FAILURE, Outcome.ABORTED)
+OUTCOME_NAMES = tuple(o.value for o in Outcome)

@@ -13,12 +13,16 @@ import pytest
 import takeover
 
 ALL_MODULES = sorted(m.name for m in pkgutil.walk_packages(takeover.__path__, "takeover."))
+# Everything below tui/ in DESIGN.md's layering.
+CORE_PACKAGES = ("hw", "workspace", "sim", "recorder", "control", "inputs", "policy", "session",
+                 "dagger", "bench")
 NO_TEXTUAL = [m for m in ALL_MODULES
-              if m.split(".")[1] in ("hw", "sim", "recorder", "dagger", "policy")
-              or (m.startswith("takeover.teleop.") and not m.startswith("takeover.tui"))
+              if m.split(".")[1] in CORE_PACKAGES
               or m in ("takeover.types", "takeover.config", "takeover.errors")]
-ROBOT_SIDE_PREFIXES = ("takeover.teleop", "takeover.policy.runtime", "takeover.hw",
-                       "takeover.sim", "takeover.recorder")
+ROBOT_SIDE_PREFIXES = ("takeover.hw", "takeover.workspace", "takeover.sim", "takeover.recorder",
+                       "takeover.control", "takeover.inputs", "takeover.session",
+                       "takeover.policy.runtime", "takeover.policy.spec",
+                       "takeover.policy.progress", "takeover.tui")
 NO_TORCH = [m for m in ALL_MODULES if m.startswith(ROBOT_SIDE_PREFIXES)]
 
 

@@ -24,6 +24,7 @@ from takeover.recorder.errors import TopicMapError
 from takeover.recorder.layout import check_workspace
 from takeover.recorder.reader import EpisodeInfo, attr_text, open_h5, read_info
 from takeover.recorder.store import EpisodeStore
+from takeover.types import OUTCOME_NAMES
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -66,7 +67,7 @@ def add_data_parser(subparsers: Any) -> None:
     sp.add_argument("--round", type=int, action="append", metavar="N", dest="rounds",
                     help="only round N (repeatable; default: all)")
     sp.add_argument("--outcome", action="append", metavar="OUTCOME", dest="outcomes",
-                    choices=["success", "failure", "aborted", "interrupted"],
+                    choices=OUTCOME_NAMES,
                     help="only episodes with this outcome (repeatable; default: all)")
     sp.add_argument("--valid-fraction", type=float, default=0.1, metavar="F",
                     help="fraction of demos in mask/valid (default 0.1)")
@@ -90,7 +91,7 @@ def add_data_parser(subparsers: Any) -> None:
     sp.add_argument("--action-mode", default="demonstration",
                     help="label of the steps: demonstration, robot or intervention")
     sp.add_argument("--outcome", default="success",
-                    choices=["success", "failure", "aborted", "interrupted"],
+                    choices=OUTCOME_NAMES,
                     help="outcome of segments without one of their own (default success)")
     sp.add_argument("--operator", default="", help="who drove")
     sp.add_argument("--action-timeout-ms", type=float, default=500.0, metavar="MS",
@@ -177,7 +178,7 @@ def _round_summary(infos: list[EpisodeInfo]) -> list[dict[str, Any]]:
     out = []
     for r, eps in sorted(rounds.items()):
         outcomes = {o: sum(e.outcome == o for e in eps)
-                    for o in ("success", "failure", "aborted", "interrupted")}
+                    for o in OUTCOME_NAMES}
         out.append({
             "round": r, "episodes": len(eps), "steps": sum(e.num_steps for e in eps),
             "duration_s": round(sum(e.duration_s for e in eps), 3),

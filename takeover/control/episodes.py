@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.loop import ControlLoop, SinkQueue
-from takeover.types import CommandSource, Mode, StepRecord
+from takeover.types import CommandSource, Mode, Outcome, StepRecord
 
-OUTCOME_SUCCESS = "success"
-OUTCOME_FAILURE = "failure"
-OUTCOME_ABORTED = "aborted"
+# The outcome vocabulary is takeover.types.Outcome; these are its values as an EpisodeResult
+# stores them (a str, as in the JSON of `takeover drive`).
+OUTCOME_SUCCESS = Outcome.SUCCESS.value
+OUTCOME_FAILURE = Outcome.FAILURE.value
+OUTCOME_ABORTED = Outcome.ABORTED.value
 
 
 @dataclass

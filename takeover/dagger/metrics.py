@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from takeover.recorder.reader import EpisodeInfo
+from takeover.types import Outcome
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -76,7 +77,7 @@ def round_metrics(round_index: int, episodes: Sequence[EpisodeInfo]) -> RoundMet
     autonomous_s = sum(e.robot_steps / e.rate_hz for e in episodes if e.rate_hz > 0)
     operator_s = sum(e.human_steps / e.rate_hz for e in episodes if e.rate_hz > 0)
     successes = sum(e.outcome == "success" for e in episodes)
-    decided = sum(e.outcome in ("success", "failure") for e in episodes)
+    decided = sum(e.outcome in (Outcome.SUCCESS.value, Outcome.FAILURE.value) for e in episodes)
     auto_ok = sum(e.outcome == "success" and e.interventions == 0 and e.robot_steps > 0
                   for e in episodes)
     per_min = interventions / (autonomous_s / 60.0) if autonomous_s > 0 else None

@@ -94,5 +94,5 @@ class UrlOptions:
             return default
         value = self.values[key]
         if value not in options:
-            raise self._error(key, f"is not one of {', '.join(options)}")
+            raise self._error(key, f"is not one of them; use {' or '.join(options)}")
         return value

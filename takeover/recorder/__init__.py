@@ -12,10 +12,11 @@ pull in rosbags and are not needed on the robot-side path.
 from takeover.recorder.episode_file import EpisodeMeta, ObsSpec
 from takeover.recorder.reader import Episode, EpisodeInfo, EpisodeReader, read_episode, read_info
 from takeover.recorder.recover import RecoveryResult, recover_workspace
-from takeover.recorder.schema import SCHEMA_VERSION, Outcome
+from takeover.recorder.schema import SCHEMA_VERSION
 from takeover.recorder.store import EpisodeStore
 from takeover.recorder.verify import VerifyReport, verify_episode, verify_workspace
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
+from takeover.types import Outcome
 
 __all__ = [
     "SCHEMA_VERSION",

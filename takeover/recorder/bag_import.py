@@ -47,13 +47,14 @@ from takeover.recorder.layout import (
     next_episode_index,
     round_dir,
 )
-from takeover.recorder.schema import MODE_CODES, SOURCE_CODES, Outcome
+from takeover.recorder.schema import MODE_CODES, SOURCE_CODES
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
     ACTION_MODE_ROBOT,
     CommandSource,
     Mode,
+    Outcome,
 )
 
 ROLES = ("action", "odom", "scan", "image", "marker")

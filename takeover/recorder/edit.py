@@ -22,7 +22,7 @@ import numpy as np
 
 from takeover.recorder.episode_file import summary_json
 from takeover.recorder.reader import read_info
-from takeover.recorder.schema import Outcome
+from takeover.types import Outcome
 from takeover.workspace.atomic import fsync_dir
 
 TRASH_DIR = "trash"

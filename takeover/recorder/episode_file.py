@@ -39,22 +39,22 @@ from takeover.recorder.codec import Compression
 from takeover.recorder.layout import (
     INIT_SUFFIX,
     PARTIAL_SUFFIX,
-    fsync_dir,
 )
 from takeover.recorder.safeio import GuardedFile, WriteFailed
 from takeover.recorder.schema import (
     ACTION_MODE_UNLABELED,
     MODE_CODES,
     SOURCE_CODES,
-    Outcome,
 )
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
     ACTION_MODE_ROBOT,
     Command,
+    Outcome,
     StepRecord,
 )
+from takeover.workspace.atomic import fsync_dir
 
 #: Rows per chunk of the per-step datasets other than the image (12.8 s at 20 Hz).
 COLUMN_CHUNK_ROWS = 256

@@ -37,13 +37,13 @@ from takeover.recorder.layout import (
     WorkspaceLock,
     check_workspace,
     final_path_of,
-    fsync_dir,
     make_dirs,
     parse_episode,
     round_dirs,
 )
 from takeover.recorder.reader import attr_text, open_h5
-from takeover.recorder.schema import Outcome
+from takeover.types import Outcome
+from takeover.workspace.atomic import fsync_dir
 
 COPY_ROWS = 4096
 

@@ -8,7 +8,6 @@ Shapes use T for the number of steps, H x W for the camera frame and N for the L
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,23 +58,6 @@ SOURCE_BY_CODE = {code: source for source, code in SOURCE_CODES.items()}
 ODOM_COLUMNS = ("x_m", "y_m", "yaw_rad", "v_mps", "w_radps")
 ACTION_COLUMNS = ("v_mps", "w_radps")
 REASON_BYTES = 48  # per-step reason text, UTF-8, truncated
-
-
-class Outcome(enum.Enum):
-    """How an episode ended."""
-
-    SUCCESS = "success"  # docked
-    FAILURE = "failure"  # collision, misaligned contact, or the operator judged it failed
-    ABORTED = "aborted"  # the operator ended it without a verdict (or quit the app)
-    INTERRUPTED = "interrupted"  # recording stopped early: crash, full disk, write error
-
-    @classmethod
-    def parse(cls, text: str) -> Outcome:
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            names = ", ".join(o.value for o in cls)
-            raise ValueError(f"unknown outcome {text!r}; expected one of {names}") from None
 
 
 #: The `outcome` attribute of a `.partial` file while it is being written.

@@ -27,8 +27,8 @@ from takeover.recorder.layout import (
 )
 from takeover.recorder.reader import attr_text, open_h5
 from takeover.recorder.recover import find_leftovers
-from takeover.recorder.schema import Outcome
 from takeover.recorder.store import EpisodeStore
+from takeover.types import Outcome
 
 _PY_TYPES_OK: dict[type, tuple[type, ...]] = {
     int: (int, np.integer),

@@ -45,8 +45,7 @@ from takeover.recorder.layout import (
     round_dir,
 )
 from takeover.recorder.recover import RecoveryResult, recover_workspace
-from takeover.recorder.schema import Outcome
-from takeover.types import Observation, StepRecord
+from takeover.types import Observation, Outcome, StepRecord
 
 log = logging.getLogger("takeover.recorder")
 

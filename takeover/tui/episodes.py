@@ -21,12 +21,18 @@ from takeover.recorder.store import EpisodeStore
 from takeover.tui.camera import CameraView
 from takeover.tui.dialogs import ConfirmDialog, NoteDialog
 from takeover.tui.widgets import ModeBanner
-from takeover.types import ACTION_MODE_DEMONSTRATION, ACTION_MODE_INTERVENTION, ACTION_MODE_ROBOT
+from takeover.types import (
+    ACTION_MODE_DEMONSTRATION,
+    ACTION_MODE_INTERVENTION,
+    ACTION_MODE_ROBOT,
+    Outcome,
+)
 
 if TYPE_CHECKING:
     from takeover.tui.app import TakeoverApp
 
-OUTCOME_STYLE = {"success": "green", "failure": "red", "aborted": "yellow", "interrupted": "magenta"}
+OUTCOME_STYLE = {Outcome.SUCCESS.value: "green", Outcome.FAILURE.value: "red",
+                 Outcome.ABORTED.value: "yellow", Outcome.INTERRUPTED.value: "magenta"}
 COLUMNS = ("episode", "outcome", "steps", "human", "interv.", "duration", "model", "notes")
 
 
