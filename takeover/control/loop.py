@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import os
 import queue
 import sys
@@ -298,19 +299,25 @@ class ControlLoop:
         if send_zero:
             self.link.send(Command())
 
-    def timing(self, since_tick: int = 0) -> LoopTiming:
+    def timing(self, since_tick: int = 0, last_ticks: int | None = None) -> LoopTiming:
         """Timing of the ticks after the first `since_tick` (a `stats.ticks` count taken
-        earlier: benchmarks measure a window), or of all of them."""
+        earlier: benchmarks measure a window) and at most the `last_ticks` most recent ones (the
+        operator's terminal asks every second for the last minute: a percentile over hours of
+        samples would hold the interpreter lock for milliseconds), or of all of them. The one
+        timing window of the project: `drive --json`, `bench loop` and the TUI all read it."""
         stats = self.stats
-        if since_tick > 0:
+        n = stats.ticks - since_tick if since_tick > 0 else stats.ticks
+        if last_ticks is not None:
+            n = min(n, last_ticks)
+        if n < stats.ticks:
             window = LoopStats()
-            # list() copies a deque without running Python code: the loop thread cannot
-            # append halfway through.
-            late, period = list(stats.late_ns), list(stats.period_ns)
-            n = min(len(late), max(0, stats.ticks - since_tick))
-            window.late_ns.extend(late[len(late) - n:])
-            window.period_ns.extend(period[max(0, len(period) - n + 1):])
-            window.ticks = n
+            # islice over reversed() copies without running Python code between items: the
+            # loop thread cannot append halfway through.
+            late = list(itertools.islice(reversed(stats.late_ns), max(0, n)))
+            period = list(itertools.islice(reversed(stats.period_ns), max(0, n - 1)))
+            window.late_ns.extend(reversed(late))
+            window.period_ns.extend(reversed(period))
+            window.ticks = max(0, n)
             window.overruns = stats.overruns  # not windowed: a total
             stats = window
         return stats.summary(self.rate_hz, measured=not self.link.lockstep,

@@ -11,14 +11,14 @@ in bulk, so a tick is late by the scheduler's wake-up time, not by the UI's.
     RemoteSession(CoreSpec) ── socketpair ──────>  OperatorSession: link, ControlLoop + Arbiter,
       post / estop / key presses  (no answer)        EpisodeWriter, policy runtime, gamepad (SDL)
       begin/end episode, label, deploy, ... (calls)
-      <── SessionSnapshot at tui.refresh_hz, RecentTiming once a second (pushed)
+      <── SessionSnapshot at tui.refresh_hz, LoopTiming once a second (pushed)
 
 Messages are pickles on a `multiprocessing.connection.Connection` over a socketpair:
 
     parent -> child   ("cast", name, args)        post, key: handled at once by the receiving
                                                   thread, never queued behind a slow call
                       ("call", id, name, args)    everything else, in order, on one worker thread
-    child -> parent   ("snapshot", SessionSnapshot) / ("timing", RecentTiming)
+    child -> parent   ("snapshot", SessionSnapshot) / ("timing", LoopTiming)
                       ("reply", id, ok, value or error line, EpisodeState, ModelRef | None)
 
 Every reply carries the episode state and the model, so the parent's view is never older than
@@ -73,7 +73,6 @@ from takeover.session.operator import (
     OpenResult,
     OperatorSession,
     PolicyLoader,
-    RecentTiming,
     SessionSnapshot,
     round_for_model,
     start_training_job,
@@ -134,7 +133,7 @@ class RemoteSession:
         self._model = spec.model
         self._episode = EpisodeState(round=round_for_model(spec.model))
         self._snapshot: SessionSnapshot | None = None
-        self._timing: RecentTiming | None = None
+        self._timing: LoopTiming | None = None
         self._lost = ""
         self._closed = False
         self._ids = itertools.count(1)
@@ -225,7 +224,7 @@ class RemoteSession:
                            health=replace(snap.health, connected=False))
         return snap
 
-    def recent_timing(self) -> RecentTiming | None:
+    def recent_timing(self) -> LoopTiming | None:
         return self._timing
 
     def loop_timing(self, since_tick: int = 0) -> LoopTiming:

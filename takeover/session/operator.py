@@ -14,7 +14,6 @@ the operator, or by itself as a success when the base reports docked (the robot 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import threading
 import time
 from collections import deque
@@ -24,12 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from takeover.config import Config
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.gc_pacing import GcPacer
-from takeover.control.loop import PolicyDriver, SinkQueue
+from takeover.control.loop import LoopTiming, PolicyDriver, SinkQueue
 from takeover.errors import TakeoverError
 from takeover.hw.base import LinkHealth, RobotLink
 from takeover.inputs.combined import CombinedOperator
@@ -100,14 +97,8 @@ class EpisodeState:
     message: str = ""
 
 
-@dataclass(frozen=True)
-class RecentTiming:
-    rate_hz: float
-    late_ms_p50: float | None
-    late_ms_p99: float | None
-    late_ms_max: float | None
-    overruns: int
-    scheduling: str
+# The loop figures the operator sees: the last minute at 20 Hz.
+RECENT_TIMING_TICKS = 1200
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,7 @@ class Session(Protocol):
 
     def close(self) -> None: ...
     def poll(self) -> SessionSnapshot: ...
-    def recent_timing(self) -> RecentTiming | None: ...
+    def recent_timing(self) -> LoopTiming | None: ...
     def post(self, event: OperatorEvent) -> None: ...
     def estop(self) -> None: ...
     def press_key(self, key: str, t_ns: int | None = None) -> bool: ...
@@ -541,21 +532,9 @@ class OperatorSession:
         except Exception:  # a view must never break on the runtime's state
             return []
 
-    def recent_timing(self, window: int = 1200) -> RecentTiming | None:
-        """Loop timing over the last `window` ticks (cheap: the UI asks every second, and a
-        percentile over hours of samples would hold the interpreter lock for milliseconds)."""
-        stats = self.loop.stats
-        late = np.fromiter(itertools.islice(reversed(stats.late_ns), window), dtype=np.float64)
-        period = np.fromiter(itertools.islice(reversed(stats.period_ns), window), dtype=np.float64)
-        if late.size == 0:
-            return RecentTiming(0.0, None, None, None, stats.overruns, self.loop.scheduling)
-        p50_period = float(np.median(period)) if period.size else 0.0
-        return RecentTiming(
-            rate_hz=1e9 / p50_period if p50_period else 0.0,
-            late_ms_p50=float(np.percentile(late, 50)) / 1e6,
-            late_ms_p99=float(np.percentile(late, 99)) / 1e6,
-            late_ms_max=float(late.max()) / 1e6,
-            overruns=stats.overruns, scheduling=self.loop.scheduling)
+    def recent_timing(self, window: int = RECENT_TIMING_TICKS) -> LoopTiming | None:
+        """Loop timing over the last `window` ticks (`ControlLoop.timing`)."""
+        return self.loop.timing(last_ticks=window)
 
     def _say(self, message: str) -> str:
         self.episode.message = message

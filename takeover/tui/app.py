@@ -31,7 +31,7 @@ from textual.css.query import NoMatches
 
 from takeover.config import Config
 from takeover.control.arbiter import OperatorEvent
-from takeover.control.loop import PolicyDriver
+from takeover.control.loop import LoopTiming, PolicyDriver
 from takeover.dagger.metrics import round_metrics
 from takeover.errors import TakeoverError
 from takeover.hw.base import RobotLink
@@ -43,7 +43,6 @@ from takeover.session.operator import (
     OpenResult,
     OperatorSession,
     PolicyLoader,
-    RecentTiming,
     Session,
     SessionSnapshot,
 )
@@ -84,7 +83,7 @@ class TakeoverApp(App[None]):
         self.connect_error = ""
         self.core_lost = ""  # the control core's process died: why (shown, never cleared)
         self.dock: Pose2D | None = None
-        self.timing: RecentTiming | None = None
+        self.timing: LoopTiming | None = None
         self.snapshot: SessionSnapshot | None = None
         self.first_screen_s: float | None = None
         self.drive_screen: DriveScreen | None = None

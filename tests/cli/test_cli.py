@@ -104,7 +104,7 @@ def test_documented_configuration_loads_and_shows_the_defaults() -> None:
     from takeover.config import Config, config_from_dict
     from takeover.workspace.layout import CONFIG_TEMPLATE, tomllib
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     table = tomllib.loads(text[text.index("```toml") + len("```toml"):text.rindex("```")])
     assert set(table) == {f.name for f in dataclasses.fields(Config)}
     documented = config_from_dict(table, "docs/configuration.md")
