@@ -40,12 +40,11 @@ from takeover.session.training import TrainingJob, default_train_command
 from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
 from takeover.workspace.deploy import promote
 from takeover.workspace.layout import round_for_model as workspace_round_for_model
+from takeover.workspace.registry import ONNX_NAME, deployed_onnx, model_path
 
 # (model file, the session's config) -> a policy for the loop; `takeover.policy.runtime.load_policy`.
 PolicyLoader = Callable[[Path, Config], PolicyDriver]
 
-MODELS_DIR = "models"
-CURRENT_POINTER = "current"
 TRAIL_POINTS = 600  # odometry trail kept for the mini-map (30 s at 20 Hz)
 
 
@@ -61,20 +60,9 @@ class ModelRef:
 
 
 def current_model(workspace: Path | None) -> ModelRef | None:
-    """The deployed model of a workspace (`models/current`: a symlink to, or a text file naming,
-    `models/rNNN`), or None."""
-    if workspace is None:
-        return None
-    pointer = workspace / MODELS_DIR / CURRENT_POINTER
-    name = ""
-    if pointer.is_symlink() or pointer.is_dir():
-        name = pointer.resolve().name
-    elif pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip().split("/")[-1]
-    if not name:
-        return None
-    onnx = workspace / MODELS_DIR / name / "policy.onnx"
-    return ModelRef(name, onnx) if onnx.exists() else None
+    """The deployed model of a workspace (`takeover.workspace.registry`), or None."""
+    deployed = None if workspace is None else deployed_onnx(workspace)
+    return None if deployed is None else ModelRef(*deployed)
 
 
 def round_for_model(model: ModelRef | None) -> int:
@@ -467,7 +455,7 @@ class OperatorSession:
         """Whether `model` is one of the workspace's registered models (models/rNNN/)."""
         if self.workspace is None:
             return False
-        registered = self.workspace / "models" / model.model_id / "policy.onnx"
+        registered = model_path(self.workspace, model.model_id) / ONNX_NAME
         return registered.is_file() and registered.resolve() == Path(model.onnx).resolve()
 
     def start_training(self) -> str:

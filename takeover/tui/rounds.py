@@ -20,10 +20,11 @@ from takeover.dagger.metrics import (
     workspace_metrics,
 )
 from takeover.recorder.store import EpisodeStore
-from takeover.session.operator import MODELS_DIR, ModelRef
+from takeover.session.operator import ModelRef
 from takeover.session.training import TrainingState
 from takeover.tui.widgets import ModeBanner, bar_chart, line_chart
 from takeover.types import Mode
+from takeover.workspace.registry import ONNX_NAME, model_path
 
 if TYPE_CHECKING:
     from takeover.tui.app import TakeoverApp
@@ -246,5 +247,5 @@ def _model_from_result(workspace: Path | None, result: dict[str, object]) -> Mod
         path = Path(model_dir) / "policy.onnx"
         return ModelRef(model_id or Path(model_dir).name, path)
     if model_id and workspace is not None:
-        return ModelRef(model_id, workspace / MODELS_DIR / model_id / "policy.onnx")
+        return ModelRef(model_id, model_path(workspace, model_id) / ONNX_NAME)
     return None

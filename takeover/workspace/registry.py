@@ -289,29 +289,40 @@ def roll_back(workspace: Path, check: Callable[[str], object] | None = None) -> 
 
 
 def current_model_id(workspace: Path) -> str | None:
+    """The id of the deployed model: what `models/current` names (a relative symlink, or a
+    one-line text file where symlinks are not available), or None. The one reader of the
+    pointer: `takeover run`, drive, the dagger commands and the registry itself all ask here."""
     pointer = models_dir(workspace) / CURRENT_POINTER
     if pointer.is_symlink():
-        return Path(os.readlink(pointer)).name
+        return Path(os.readlink(pointer)).name or None
+    if pointer.is_dir():
+        return pointer.resolve().name
     if pointer.is_file():
-        return pointer.read_text().strip() or None
+        return pointer.read_text(encoding="utf-8").strip().split("/")[-1] or None
     return None
 
 
+def deployed_onnx(workspace: Path) -> tuple[str, Path] | None:
+    """(model id, its policy.onnx) of the deployed model, or None when none is deployed or its
+    file is missing."""
+    model_id = current_model_id(workspace)
+    if model_id is None:
+        return None
+    onnx_path = model_path(workspace, model_id) / ONNX_NAME
+    return (model_id, onnx_path) if onnx_path.exists() else None
+
+
 def current_model_path(workspace: Path) -> Path:
-    """The deployed model of a workspace: `models/current` names a model directory (a symlink,
-    or a one-line text file where symlinks are not available)."""
-    pointer = workspace / MODELS_DIR / CURRENT_POINTER
-    if pointer.is_symlink() or pointer.is_dir():
-        target = pointer.resolve()
-    elif pointer.is_file():
-        name = pointer.read_text().strip()
-        target = workspace / MODELS_DIR / name
-    else:
+    """The deployed model's policy.onnx; PolicyError (one line) when there is none."""
+    pointer = models_dir(workspace) / CURRENT_POINTER
+    model_id = current_model_id(workspace)
+    if model_id is None:
         raise PolicyError(f"{workspace}: no deployed model ({pointer} does not exist); train one "
                           "with `takeover train`, or pass --policy PATH")
-    onnx_path = target / "policy.onnx"
+    onnx_path = model_path(workspace, model_id) / ONNX_NAME
     if not onnx_path.exists():
-        raise PolicyError(f"{pointer} points at {target}, which has no policy.onnx")
+        raise PolicyError(f"{pointer} points at {model_path(workspace, model_id)}, which has no "
+                          f"{ONNX_NAME}")
     return onnx_path
 
 
