@@ -41,7 +41,7 @@ def test_no_pointer_and_a_dangling_pointer(tmp_path: Path) -> None:
         current_model_path(ws)
     os.symlink("r009", ws / "models" / "current")
     assert current_model_id(ws) == "r009" and deployed_onnx(ws) is None
-    with pytest.raises(PolicyError, match="has no policy.onnx"):
+    with pytest.raises(PolicyError, match=r"has no policy\.onnx"):
         current_model_path(ws)
 
 
