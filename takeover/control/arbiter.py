@@ -76,6 +76,11 @@ class Decision:
 
 _OPERATOR_MODES = (Mode.MANUAL, Mode.TAKEOVER)
 
+# How long an acknowledged e-stop waits for the base to report its release (see
+# Arbiter._awaiting_release): many state periods of a serial or ROS base, and short enough that
+# a refusal (the base's own e-stop still engaged) reaches the operator within a second.
+ESTOP_RELEASE_WAIT_MS = 1000.0
+
 
 class Arbiter:
     """Owned by the control loop's thread; other threads reach it through loop events."""
@@ -89,6 +94,7 @@ class Arbiter:
         self._centred_since_ns: int | None = None
         self._drop_queue = False
         self._ack_requested = False
+        self._ack_deadline_ns: int | None = None  # until when the base may still report its e-stop
         self._after_ack: list[OperatorEvent] = []
 
     # --- events ---------------------------------------------------------------------------------
@@ -98,6 +104,9 @@ class Arbiter:
         mode = self.mode
         if event is OperatorEvent.ESTOP:
             self._enter(Mode.ESTOP, "e-stop pressed")
+            # A new press voids an acknowledgement still waiting for the base, and what was
+            # asked for after it: only a new acknowledgement releases this one.
+            self._ack_requested, self._ack_deadline_ns, self._after_ack = False, None, []
             return
         if event is OperatorEvent.ACKNOWLEDGE:
             if mode.latched:
@@ -163,8 +172,10 @@ class Arbiter:
         if obs is not None and obs.estop and self.mode is not Mode.LINK_LOST:
             self._latch(Mode.ESTOP, "the base reports its e-stop engaged")
 
-        if self._ack_requested:
-            self._ack_requested = False
+        if self._ack_requested and self._awaiting_release(obs, now_ns):
+            self.reason = "acknowledged: waiting for the base to release its e-stop"
+        elif self._ack_requested:
+            self._ack_requested, self._ack_deadline_ns = False, None
             self._try_acknowledge(obs, fresh)
             pending, self._after_ack = self._after_ack, []
             if not self.mode.latched:
@@ -213,7 +224,22 @@ class Arbiter:
         if self.mode is Mode.ESTOP and mode is Mode.LINK_LOST:
             return  # an e-stop stays an e-stop; acknowledging it re-checks the link
         self._enter(mode, reason)
-        self._ack_requested = False
+        self._ack_requested, self._ack_deadline_ns = False, None
+
+    def _awaiting_release(self, obs: Observation | None, now_ns: int) -> bool:
+        """Whether an acknowledged e-stop still waits for the base to say it released.
+
+        The link forwards the release at once (`ControlLoop.post`), but a serial or ROS base
+        reports it only in a later state message; until then every observation still carries
+        the flag. Judging the acknowledgement on one of those refused about one press in four
+        over TCP. So it waits, zero command all along, for an observation without the flag, at
+        most ESTOP_RELEASE_WAIT_MS; a base whose e-stop is still engaged after that (its own
+        button pressed) is refused as before."""
+        if self.mode is not Mode.ESTOP or obs is None or not obs.estop:
+            return False
+        if self._ack_deadline_ns is None:
+            self._ack_deadline_ns = now_ns + int(ESTOP_RELEASE_WAIT_MS * 1e6)
+        return now_ns < self._ack_deadline_ns
 
     def _try_acknowledge(self, obs: Observation | None, fresh: bool) -> None:
         if self.mode is Mode.ESTOP:

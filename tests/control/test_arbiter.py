@@ -8,7 +8,7 @@ import math
 import pytest
 
 from takeover.config import SafetyConfig, SpeedLimits
-from takeover.control.arbiter import Arbiter, OperatorEvent, OperatorInput
+from takeover.control.arbiter import ESTOP_RELEASE_WAIT_MS, Arbiter, OperatorEvent, OperatorInput
 from takeover.types import Command, CommandSource, Mode, Observation
 
 DT = 0.05
@@ -148,10 +148,37 @@ def test_base_estop_latches_and_ack_refused_while_engaged() -> None:
     d = decide(arb, held(), observation=obs(0, estop=True))
     assert d.mode is Mode.ESTOP and d.command == Command(0, 0)
     arb.handle(OperatorEvent.ACKNOWLEDGE)
-    d = decide(arb, held(), observation=obs(0, estop=True))
+    # The base may report the release a few state messages later: the acknowledgement waits
+    # (zero command) up to ESTOP_RELEASE_WAIT_MS, then is refused if the flag is still there.
+    wait_ns = int(ESTOP_RELEASE_WAIT_MS * 1e6)
+    for t in (0, wait_ns // 2, wait_ns - 1):
+        d = decide(arb, held(), now_ns=t, observation=obs(t, estop=True))
+        assert d.mode is Mode.ESTOP and d.command == Command(0, 0) and "waiting" in d.reason
+    d = decide(arb, held(), now_ns=wait_ns, observation=obs(wait_ns, estop=True))
     assert d.mode is Mode.ESTOP and "still engaged" in d.reason
     arb.handle(OperatorEvent.ACKNOWLEDGE)
-    assert decide(arb, held(), observation=obs(0, estop=False)).mode is Mode.IDLE
+    t = wait_ns + 50_000_000
+    assert decide(arb, held(), now_ns=t, observation=obs(t, estop=False)).mode is Mode.IDLE
+
+
+def test_acknowledgement_waits_for_the_release_then_applies_what_followed() -> None:
+    arb = Arbiter(fast_accel())
+    decide(arb, held(), observation=obs(0, estop=True))
+    arb.handle(OperatorEvent.ACKNOWLEDGE)
+    arb.handle(OperatorEvent.MANUAL)
+    assert decide(arb, held(), now_ns=1, observation=obs(1, estop=True)).mode is Mode.ESTOP
+    assert decide(arb, held(), now_ns=2, observation=obs(2)).mode is Mode.MANUAL
+
+
+def test_a_new_estop_voids_a_waiting_acknowledgement() -> None:
+    arb = Arbiter(fast_accel())
+    decide(arb, held(), observation=obs(0, estop=True))
+    arb.handle(OperatorEvent.ACKNOWLEDGE)
+    arb.handle(OperatorEvent.MANUAL)
+    decide(arb, held(), now_ns=1, observation=obs(1, estop=True))
+    arb.handle(OperatorEvent.ESTOP)  # pressed again while the first one was being released
+    d = decide(arb, held(), now_ns=2, observation=obs(2))
+    assert d.mode is Mode.ESTOP and d.command == Command(0, 0)
 
 
 def test_link_loss_latches_and_needs_acknowledgement() -> None:
