@@ -54,6 +54,7 @@ import numpy.typing as npt
 
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
+from takeover.hw.outbox import CommandOutbox
 from takeover.hw.url_options import UrlOptions
 from takeover.types import ZERO_COMMAND, Command, Observation, Odometry, Pose2D
 
@@ -266,9 +267,7 @@ class RosbridgeLink(RobotLink):
         # outgoing: commands go straight out from the caller's thread when the socket can take
         # them at once; otherwise the newest waits in a slot (and other messages in a bounded
         # queue) for the writer thread
-        self._tx_cond = threading.Condition()
-        self._cmd_slot: tuple[str, int] | None = None
-        self._outbox: deque[str] = deque(maxlen=64)
+        self._outbox: CommandOutbox[tuple[str, int]] = CommandOutbox(control_limit=64)
         self._estop_latched = False
         # incoming state
         self._odom: Odometry | None = None
@@ -343,12 +342,8 @@ class RosbridgeLink(RobotLink):
         if not self._connected:
             return ZERO_COMMAND
         text = self._twist_json(command)
-        if not self._send_now(text, t_call_ns):
-            with self._tx_cond:
-                if self._cmd_slot is not None:
-                    self._counts["tx_dropped"] += 1
-                self._cmd_slot = (text, t_call_ns)
-                self._tx_cond.notify()
+        if not self._send_now(text, t_call_ns) and self._outbox.put_command((text, t_call_ns)):
+            self._counts["tx_dropped"] += 1
         return command
 
     def latest(self) -> Observation | None:
@@ -460,9 +455,8 @@ class RosbridgeLink(RobotLink):
         """Fire and forget (e-stop): the caller must not wait on the network."""
         text = json.dumps({"op": "call_service", "id": f"call_service:{service}:"
                            f"{next(self._ids)}", "service": service, "args": args})
-        with self._tx_cond:
-            self._outbox.append(text)
-            self._tx_cond.notify()
+        if self._outbox.put_control((text, 0)):
+            self._counts["tx_dropped"] += 1
 
     # --- the connection ------------------------------------------------------------------------
 
@@ -480,7 +474,7 @@ class RosbridgeLink(RobotLink):
         leaves it to the writer thread. A hand-over to another thread can cost a whole GIL
         switch interval (5 ms) under CPU load; this costs one send() system call."""
         ws = self._ws
-        if ws is None or self._cmd_slot is not None or self._outbox:
+        if ws is None or not self._outbox.empty:
             return False
         try:
             # The reader holds the connection's lock while it parses what arrived (tens of
@@ -501,21 +495,16 @@ class RosbridgeLink(RobotLink):
 
     def _writer(self) -> None:
         while not self._stop.is_set():
-            with self._tx_cond:
-                if self._cmd_slot is None and not self._outbox:
-                    self._tx_cond.wait(0.1)
-                slot, self._cmd_slot = self._cmd_slot, None
-                texts = list(self._outbox)
-                self._outbox.clear()
+            control, command = self._outbox.take(0.1)
             ws = self._ws
             if ws is None:
                 continue
             try:
-                for text in texts:
+                for text, _ in control:
                     ws.send(text)
-                if slot is not None:
-                    ws.send(slot[0])
-                    self._tx_latency_ns.append(time.monotonic_ns() - slot[1])
+                if command is not None:
+                    ws.send(command[0])
+                    self._tx_latency_ns.append(time.monotonic_ns() - command[1])
                     self._counts["tx_messages"] += 1
             except Exception:  # the session thread sees the closed connection and reconnects
                 self._counts["tx_dropped"] += 1
@@ -592,8 +581,7 @@ class RosbridgeLink(RobotLink):
         if ws is not None:
             with contextlib.suppress(Exception):
                 ws.close()
-        with self._tx_cond:
-            self._tx_cond.notify_all()
+        self._outbox.wake()
         for thread in (self._thread, self._tx_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(2.0)

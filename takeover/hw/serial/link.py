@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
+from takeover.hw.outbox import CommandOutbox
 from takeover.hw.serial import protocol as sp
 from takeover.hw.url_options import UrlOptions
 from takeover.types import ZERO_COMMAND, Command, Observation, Odometry, Pose2D
@@ -158,10 +159,8 @@ class SerialLink(RobotLink):
         self._tx_thread: threading.Thread | None = None
         self._port: Any = None
         self._port_lock = threading.Lock()
-        # outbox: control messages in order; the newest velocity command in its own slot
-        self._tx_cond = threading.Condition()
-        self._control: deque[_Pending] = deque(maxlen=32)
-        self._cmd_slot: _Pending | None = None
+        # control messages in order; the newest velocity command in its own slot (hw/outbox.py)
+        self._outbox: CommandOutbox[_Pending] = CommandOutbox(control_limit=32)
         self._tx_seq = 0
         self._tx_lock = threading.Lock()  # one writer on the port at a time; guards _tx_seq
         self._tx_remainder = b""  # the unsent tail of a frame the fast path wrote in part
@@ -250,12 +249,8 @@ class SerialLink(RobotLink):
         if not self._connected:
             return ZERO_COMMAND  # nothing reaches the base; its watchdog holds it still
         item = _Pending(message, t_call_ns)
-        if not self._write_now(item):
-            with self._tx_cond:
-                if self._cmd_slot is not None:
-                    self._counts["tx_dropped"] += 1  # superseded before the wire was free
-                self._cmd_slot = item
-                self._tx_cond.notify()
+        if not self._write_now(item) and self._outbox.put_command(item):
+            self._counts["tx_dropped"] += 1  # superseded before the wire was free
         return Command(message.v_mmps / 1000.0, message.w_mradps / 1000.0)
 
     def latest(self) -> Observation | None:
@@ -294,10 +289,8 @@ class SerialLink(RobotLink):
         if self._connected:
             # Stop the base before letting go: queue a zero command and wait for it to leave.
             done = threading.Event()
-            with self._tx_cond:
-                self._cmd_slot = None
-                self._control.append(_Pending(sp.CmdVel(0, 0), done=done))
-                self._tx_cond.notify()
+            self._outbox.drop_command()
+            self._outbox.put_control(_Pending(sp.CmdVel(0, 0), done=done))
             done.wait(0.25)
         self._shutdown()
 
@@ -305,17 +298,13 @@ class SerialLink(RobotLink):
         """Latch: this link sends only zero from now on, and the base latches its own e-stop
         (now, or as soon as it is reachable again)."""
         self._estop_latched = True
-        with self._tx_cond:
-            self._cmd_slot = None
-            if self._connected:
-                self._control.appendleft(_Pending(sp.SetEstop(1)))
-            self._tx_cond.notify()
+        self._outbox.drop_command()
+        if self._connected:
+            self._outbox.put_control(_Pending(sp.SetEstop(1)), first=True)
 
     def clear_estop(self) -> None:
         """The operator's acknowledgement: release the base's e-stop and this link's latch."""
-        with self._tx_cond:
-            self._control.append(_Pending(sp.SetEstop(0)))
-            self._tx_cond.notify()
+        self._outbox.put_control(_Pending(sp.SetEstop(0)))
         self._estop_latched = False
 
     # --- simulator control -------------------------------------------------------------------------
@@ -372,11 +361,8 @@ class SerialLink(RobotLink):
     # --- internals: outbox -------------------------------------------------------------------
 
     def _queue_control(self, message: sp.Message) -> None:
-        with self._tx_cond:
-            if len(self._control) == self._control.maxlen:
-                self._counts["tx_dropped"] += 1
-            self._control.append(_Pending(message))
-            self._tx_cond.notify()
+        if self._outbox.put_control(_Pending(message)):
+            self._counts["tx_dropped"] += 1
 
     def _write_now(self, item: _Pending) -> bool:
         """Fast path for `send`: one non-blocking write from the caller's thread when nothing
@@ -391,8 +377,7 @@ class SerialLink(RobotLink):
         try:
             raw_write = self._raw_write
             port = self._port
-            if raw_write is None or port is None or self._tx_remainder or self._control \
-                    or self._cmd_slot is not None:
+            if raw_write is None or port is None or self._tx_remainder or not self._outbox.empty:
                 return False
             frame = sp.encode_message(item.message, self._tx_seq)
             try:
@@ -406,8 +391,7 @@ class SerialLink(RobotLink):
             self._counts["tx_frames"] += 1
             if written < len(frame):
                 self._tx_remainder = frame[written:]  # the writer finishes it, first thing
-                with self._tx_cond:
-                    self._tx_cond.notify()
+                self._outbox.wake()
             elif item.t_call_ns:
                 self._tx_latency_ns.append(time.monotonic_ns() - item.t_call_ns)
             return True
@@ -440,30 +424,24 @@ class SerialLink(RobotLink):
                             port.write(remainder)
                         except Exception as exc:
                             self._port_failed(port, f"write failed: {_one_line(exc)}")
-            with self._tx_cond:
-                if not self._control and self._cmd_slot is None:
-                    self._tx_cond.wait(0.1)
-                if self._control:
-                    item = self._control.popleft()
-                elif self._cmd_slot is not None:
-                    item, self._cmd_slot = self._cmd_slot, None
-                else:
-                    continue
-            port = self._port
-            if port is None:
-                self._counts["tx_dropped"] += 1
-                if item.done is not None:
-                    item.done.set()
-                continue
+            control, command = self._outbox.take(0.1)
+            # The whole batch under the write lock: the fast path cannot slip a newer command
+            # between the control messages taken here and the command that followed them.
             with self._tx_lock:
-                self._write_frame(port, item)
+                for item in (*control, *([command] if command is not None else [])):
+                    port = self._port
+                    if port is None:
+                        self._counts["tx_dropped"] += 1
+                        if item.done is not None:
+                            item.done.set()
+                        continue
+                    self._write_frame(port, item)
 
     # --- internals: port and session ---------------------------------------------------------
 
     def _shutdown(self) -> None:
         self._stop.set()
-        with self._tx_cond:
-            self._tx_cond.notify_all()
+        self._outbox.wake()
         for thread in (self._io_thread, self._tx_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
@@ -547,9 +525,7 @@ class SerialLink(RobotLink):
             if silent_ms > self.config.rx_timeout_ms:
                 # The base went quiet (powered off, cable cut without a hang-up): tell it to
                 # stop in case it still listens, and reopen the port.
-                with self._tx_cond:
-                    self._cmd_slot = _Pending(sp.CmdVel(0, 0))
-                    self._tx_cond.notify()
+                self._outbox.put_command(_Pending(sp.CmdVel(0, 0)))
                 self._port_failed(port, f"no frame from the base for {silent_ms:.0f} ms")
 
     def _connect_once(self) -> None:
@@ -559,9 +535,8 @@ class SerialLink(RobotLink):
         self._decoder = _carry_stats(self._decoder)
         self._hello_ack = None
         self._hello_nonce = int.from_bytes(os.urandom(4), "little")
-        with self._tx_cond, self._tx_lock:
-            self._control.clear()
-            self._cmd_slot = None
+        with self._outbox.cond, self._tx_lock:
+            self._outbox.clear()
             self._tx_seq = 0
             self._tx_remainder = b""
             self._raw_write = _nonblocking_writer(port)
