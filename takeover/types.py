@@ -100,6 +100,10 @@ class Observation:
     docked: bool = False
     estop: bool = False
     bumper: bool = False
+    # When each input last arrived, on the same clock as t_ns, by name ("odom", "scan", "image",
+    # ...): t_ns is the oldest of them, and a too-old observation can name the input that is
+    # stale. Empty where a link has one stamp for everything (the simulator).
+    input_t_ns: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
