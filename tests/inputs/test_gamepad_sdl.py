@@ -3,19 +3,19 @@ moves real axes and presses real buttons; the robot's response is checked at the
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from _sdlpad import VirtualPad
+from core_hooks import StepLog, ticks_to_wire
 from tui_support import ConstantPolicy
 
 from takeover.config import Config, GamepadConfig
-from takeover.hw.base import RobotLink, open_link
+from takeover.hw.base import open_link
 from takeover.inputs.gamepad import shape_axis
 from takeover.session.operator import OperatorSession
-from takeover.types import Command, CommandSource, Mode
+from takeover.types import CommandSource, Mode
 
 
 def wait(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
@@ -24,29 +24,6 @@ def wait(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
-
-
-class WireTap:
-    """Wraps a link's send: the time each command went out (the wire, as far as we see it)."""
-
-    def __init__(self, link: RobotLink) -> None:
-        self.link = link
-        self.sent: list[tuple[int, Command]] = []
-        self._send = link.send
-        link.send = self.send  # type: ignore[method-assign]
-        self.lock = threading.Lock()
-
-    def send(self, command: Command) -> Command:
-        with self.lock:
-            self.sent.append((time.perf_counter_ns(), command))
-        return self._send(command)
-
-    def first_after(self, t_ns: int, pred: Callable[[Command], bool]) -> int | None:
-        with self.lock:
-            for t, c in self.sent:
-                if t >= t_ns and pred(c):
-                    return t
-        return None
 
 
 @pytest.fixture
@@ -71,7 +48,6 @@ def test_virtual_pad_drives_takes_over_and_stops_when_unplugged(session: Operato
     assert gamepad is not None
     wait(lambda: gamepad.available, "SDL")
     pad = VirtualPad()
-    tap = WireTap(session.link)
     try:
         wait(lambda: gamepad.status().connected, "the pad")
         pad.button("a", True)  # manual
@@ -82,23 +58,17 @@ def test_virtual_pad_drives_takes_over_and_stops_when_unplugged(session: Operato
         step = session.loop.latest.step  # type: ignore[union-attr]
         wait(lambda: session.loop.latest.step > step + 2, "ticks")  # type: ignore[union-attr]
         assert session.loop.latest.command.is_zero  # type: ignore[union-attr]
-        # Deadman + stick: latency from the SDL state change to the command on the wire.
-        period_ns = 1e9 / session.config.loop.rate_hz
-        latencies = []
+        # Deadman + stick: the SDL state change is on the wire by the next tick.
+        log = StepLog()
+        session.loop.sinks.append(log)
+        ticks = []
         for i in range(6):
-            pad.button("leftshoulder", True)
-            t0 = time.perf_counter_ns()
-            wait(lambda t0=t0: tap.first_after(t0, lambda c: c.v_mps > 0) is not None, "motion")
-            latencies.append(tap.first_after(t0, lambda c: c.v_mps > 0) - t0)  # type: ignore[operator]
-            pad.button("leftshoulder", False)
-            t1 = time.perf_counter_ns()
-            wait(lambda t1=t1: tap.first_after(t1, lambda c: c.is_zero) is not None, "stop")
-            latencies.append(tap.first_after(t1, lambda c: c.is_zero) - t1)  # type: ignore[operator]
-            # Vary the phase against the loop's ticks.
-            time.sleep(((i * 7) % 10) / 1000.0)
-        print(f"gamepad-to-wire latency ms: {[round(x / 1e6, 1) for x in latencies]} "
-              f"(period {period_ns / 1e6:.0f} ms)")
-        assert max(latencies) < period_ns + 5e6  # the next tick (plus scheduling slack)
+            ticks.append(ticks_to_wire(session, log, lambda: pad.button("leftshoulder", True),
+                                       lambda c: c.v_mps > 0))
+            ticks.append(ticks_to_wire(session, log, lambda: pad.button("leftshoulder", False),
+                                       lambda c: c.is_zero))
+            time.sleep(((i * 7) % 10) / 1000.0)  # vary the phase against the loop's ticks
+        assert len(ticks) == 12 and max(ticks) <= 2, ticks
         # Turbo uses the turbo scale.
         pad.button("rightshoulder", True)
         wait(lambda: session.loop.latest.command.v_mps > 0.35, "turbo")  # type: ignore[union-attr]
@@ -114,10 +84,10 @@ def test_virtual_pad_drives_takes_over_and_stops_when_unplugged(session: Operato
         wait(lambda: session.mode is Mode.TAKEOVER, "TAKEOVER by stick")
         wait(lambda: session.loop.latest.command.w_radps > 0, "turning left")  # type: ignore[union-attr]
         # Unplugged while driving: stopped at once, and the status says so.
+        before = session.loop.latest.step  # type: ignore[union-attr]
         pad.unplug()
-        t_unplug = time.perf_counter_ns()
         wait(lambda: session.mode is Mode.IDLE, "IDLE after the pad is lost")
-        assert tap.first_after(t_unplug, lambda c: c.is_zero) is not None
+        assert log.first_step_after(before, lambda c: c.is_zero) is not None
         assert "input device lost" in session.loop.latest.reason  # type: ignore[union-attr]
         assert gamepad.status().lost
         # Plugged in again: nothing moves until the operator engages.

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from core_hooks import gamepad_to_wire_ms, policy_settings
+from core_hooks import gamepad_to_wire_ticks, policy_settings
 from tui_support import HERE, tiny_onnx_model, wait_for
 
 from takeover.config import Config, GamepadConfig, PolicyConfig
@@ -159,22 +159,22 @@ async def test_killed_core_is_shown_and_the_terminal_stays_up(config: Config,
 
 
 async def test_gamepad_in_the_core_reaches_the_wire_within_a_tick(workspace: Path) -> None:
+    """The pad drives the robot from the core's process: each press and release is on the wire
+    by the tick after the one running when it happened (an order; the latency in milliseconds is
+    benchmarks/gamepad_to_wire.py's figure), even with the terminal's thread stalled."""
     config = Config(gamepad=GamepadConfig(expo=0.0))
     app = make_app(config, "sim://?seed=5", workspace=workspace, use_gamepad=True)
     core = remote(app)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot, app)
         # The TUI keeps refreshing while the pad is worked in the core's process.
-        latencies = await asyncio.to_thread(core.run_in_core, gamepad_to_wire_ms)
-        period_ms = 1e3 / config.loop.rate_hz
-        print(f"gamepad-to-wire through the core process, ms: {[round(x, 1) for x in latencies]}"
-              f" (period {period_ms:.0f} ms)")
-        assert max(latencies) < period_ms + 5  # the next tick (plus scheduling slack)
+        ticks = await asyncio.to_thread(core.run_in_core, gamepad_to_wire_ticks)
+        assert len(ticks) == 12 and max(ticks) <= 2, ticks
         await wait_for(pilot, lambda: (g := app.session.poll().gamepad) is not None
                        and not g.connected, what="the pad unplugged, as the screen shows it")
         # With the UI thread blocked (a stalled terminal) the pad still drives and stops.
-        stalled = core.run_in_core(gamepad_to_wire_ms, 2)
-        assert max(stalled) < period_ms + 5
+        stalled = core.run_in_core(gamepad_to_wire_ticks, 2)
+        assert len(stalled) == 4 and max(stalled) <= 2, stalled
 
 
 def test_errors_in_the_core_come_back_as_one_line(config: Config, workspace: Path,

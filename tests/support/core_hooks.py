@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from takeover.session.operator import OperatorSession
-from takeover.types import Command
+from takeover.types import Command, StepRecord
 
 _state: dict[str, Any] = {}
 
@@ -59,37 +59,64 @@ def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> 
         time.sleep(0.002)
 
 
-def gamepad_to_wire_ms(session: OperatorSession, presses: int = 6) -> list[float]:
-    """In the core's process: plug a virtual SDL pad, take MANUAL, and time deadman press and
-    release (with the stick up) to the first matching command on the wire, in ms."""
+class StepLog:
+    """A loop sink: the step and the command sent of every tick (what reached the link)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, Command]] = []
+        self.lock = threading.Lock()
+
+    def offer(self, record: StepRecord) -> bool:
+        with self.lock:
+            self.rows.append((record.step, record.command))
+        return True
+
+    def first_step_after(self, step: int, pred: Callable[[Command], bool]) -> int | None:
+        with self.lock:
+            return next((s for s, c in self.rows if s > step and pred(c)), None)
+
+
+def ticks_to_wire(session: OperatorSession, log: StepLog, act: Callable[[], None],
+                  pred: Callable[[Command], bool]) -> int:
+    """How many ticks after `act` the first command matching `pred` was sent. The tick that
+    was running when `act` happened may have read the inputs before it: 2 means "the next tick
+    after that", the loop's promise; an order, not a time."""
+    latest = session.loop.latest
+    before = latest.step if latest is not None else -1
+    act()
+    _wait(lambda: log.first_step_after(before, pred) is not None, "the command on the wire")
+    return log.first_step_after(before, pred) - before  # type: ignore[operator]
+
+
+def gamepad_to_wire_ticks(session: OperatorSession, presses: int = 6) -> list[int]:
+    """In the core's process: plug a virtual SDL pad, take MANUAL, and count the ticks from
+    deadman press and release (with the stick up) to the first matching command sent."""
     from _sdlpad import VirtualPad
 
     gamepad = session.gamepad
     assert gamepad is not None, "the core was started without a gamepad"
     _wait(lambda: gamepad.available, "SDL")
     pad = VirtualPad()
-    tap = _state.get("tap") or WireTap(session)
+    log = StepLog()
+    session.loop.sinks.append(log)
     try:
         _wait(lambda: gamepad.status().connected, "the pad")
         pad.button("a", True)  # manual
         _wait(lambda: session.mode.value == "MANUAL", "MANUAL")
         pad.button("a", False)
         pad.axis("lefty", -1.0)
-        latencies = []
+        ticks = []
         period_s = 1.0 / session.config.loop.rate_hz
         for i in range(presses):
-            pad.button("leftshoulder", True)
-            t0 = time.perf_counter_ns()
-            _wait(lambda t0=t0: tap.first_after(t0, lambda c: c.v_mps > 0) is not None, "motion")
-            latencies.append((tap.first_after(t0, lambda c: c.v_mps > 0) - t0) / 1e6)  # type: ignore[operator]
-            pad.button("leftshoulder", False)
-            t1 = time.perf_counter_ns()
-            _wait(lambda t1=t1: tap.first_after(t1, lambda c: c.is_zero) is not None, "stop")
-            latencies.append((tap.first_after(t1, lambda c: c.is_zero) - t1) / 1e6)  # type: ignore[operator]
+            ticks.append(ticks_to_wire(session, log, lambda: pad.button("leftshoulder", True),
+                                       lambda c: c.v_mps > 0))
+            ticks.append(ticks_to_wire(session, log, lambda: pad.button("leftshoulder", False),
+                                       lambda c: c.is_zero))
             time.sleep(((i * 7) % 10) / 10 * period_s)  # vary the phase against the ticks
         pad.axis("lefty", 0.0)
-        return latencies
+        return ticks
     finally:
+        session.loop.sinks.remove(log)
         pad.unplug()
 
 
