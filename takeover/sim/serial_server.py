@@ -63,6 +63,7 @@ class SimFirmware:
         self._want_images = False
         self._last_host_rx = 0.0
         self._last_cmd_seq = 0
+        self.commands_received = 0  # velocity commands from the host (tests wait on the count)
         self._frame_id = 0
         self._scan_id = 0
         self.errors_sent = 0
@@ -154,6 +155,7 @@ class SimFirmware:
             self._error(sp.ErrorCode.NOT_READY, frame.msg_id, "send HELLO first")
         elif isinstance(message, sp.CmdVel):
             self._last_cmd_seq = frame.seq
+            self.commands_received += 1
             self.base.command(Command(message.v_mmps / 1000.0, message.w_mradps / 1000.0))
         elif isinstance(message, sp.SimReset):
             with self._lock:

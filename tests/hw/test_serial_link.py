@@ -171,25 +171,21 @@ def _start_host(url: str) -> subprocess.Popen[str]:
     return proc
 
 
-def test_sigkill_of_the_host_stops_the_base_within_300ms(tcp_server: SimSerialServer) -> None:
+def test_sigkill_of_the_host_stops_the_base_on_the_hang_up(tcp_server: SimSerialServer) -> None:
+    """The base stops because it saw its host hang up (host_stops), not only through its
+    command watchdog: the cause, not a time."""
     base = tcp_server.base
     proc = _start_host(tcp_server.url)
     try:
         wait_for(lambda: base.snapshot().v_mps > 0.2, 10.0, "the base to drive")
-        v_before = base.snapshot().v_mps
-        killed = time.monotonic()
+        assert base.snapshot().host_stops == 0
         os.kill(proc.pid, signal.SIGKILL)
-        stop_s = wait_for(lambda: base.snapshot().target_v_mps == 0.0, 1.0, "the base to stop")
-        braking_s = wait_for(lambda: base.snapshot().v_mps < v_before - 0.02, 1.0, "braking")
-        wait_for(lambda: base.snapshot().v_mps == 0.0, 3.0, "standstill")
-        standstill_s = time.monotonic() - killed
+        wait_for(lambda: base.snapshot().host_stops >= 1, 10.0, "the base to see the hang-up")
+        assert base.snapshot().target_v_mps == 0.0
+        wait_for(lambda: base.snapshot().v_mps == 0.0, 10.0, "standstill")
     finally:
         proc.kill()
         proc.wait()
-    print(f"SIGKILL: drive target zero after {stop_s * 1e3:.0f} ms, braking after "
-          f"{braking_s * 1e3:.0f} ms, standstill after {standstill_s * 1e3:.0f} ms")
-    assert stop_s < 0.3 and braking_s < 0.3
-    assert base.snapshot().host_stops >= 1
 
 
 def test_frozen_host_is_stopped_by_the_base_watchdog() -> None:
@@ -200,16 +196,16 @@ def test_frozen_host_is_stopped_by_the_base_watchdog() -> None:
         try:
             wait_for(lambda: base.snapshot().v_mps > 0.2, 10.0, "the base to drive")
             os.kill(proc.pid, signal.SIGSTOP)
-            wall_s = wait_for(lambda: base.snapshot().watchdog_stopped, 2.0, "the watchdog")
+            wait_for(lambda: base.snapshot().watchdog_stopped, 10.0, "the watchdog")
             snap = base.snapshot()
         finally:
             proc.kill()
             proc.wait()
     assert snap.last_command_t_ns is not None and snap.watchdog_tripped_t_ns is not None
+    # On the base's own (simulated, fixed-step) clock, so not a wall-clock threshold: the
+    # watchdog trips at its first physics tick past 250 ms of silence, never before.
     silence_ms = (snap.watchdog_tripped_t_ns - snap.last_command_t_ns) / 1e6
-    print(f"SIGSTOP: watchdog tripped {silence_ms:.0f} ms (base clock) after the last command,"
-          f" seen {wall_s * 1e3:.0f} ms after the freeze")
-    assert silence_ms <= 300
+    assert 250 <= silence_ms <= 300, silence_ms
 
 
 def _tick(link: SerialLink, arbiter: Arbiter, driving: OperatorInput) -> Mode:
@@ -235,25 +231,27 @@ def test_unplug_latches_link_lost_and_motion_resumes_only_after_acknowledge(
 
     drive_until(lambda: base.snapshot().target_v_mps > 0.1, 5.0, "manual driving")
     tcp_server.unplug()
-    lost_s = drive_until(lambda: arbiter.mode is Mode.LINK_LOST, 1.0, "LINK_LOST")
+    drive_until(lambda: arbiter.mode is Mode.LINK_LOST, 10.0, "LINK_LOST")
     assert not link.health().connected
     for _ in range(10):  # the operator keeps pushing the stick: nothing moves
         assert _tick(link, arbiter, driving) is Mode.LINK_LOST
         time.sleep(0.02)
     assert base.snapshot().target_v_mps == 0.0
     tcp_server.replug()
-    replug_s = wait_for(lambda: link.health().connected, 3.0, "reconnection")
+    wait_for(lambda: link.health().connected, 10.0, "reconnection")
+    received = tcp_server.firmware.commands_received
     for _ in range(5):  # reconnected, but still latched until the operator acknowledges
         assert _tick(link, arbiter, driving) is Mode.LINK_LOST
         time.sleep(0.02)
+    # Those ticks' commands reached the base and its wheels: all of them zero.
+    wait_for(lambda: tcp_server.firmware.commands_received >= received + 5, 10.0, "the commands")
+    t_ns = base.snapshot().t_ns
+    wait_for(lambda: base.snapshot().t_ns > t_ns + 20_000_000, 10.0, "two physics ticks")
     assert base.snapshot().target_v_mps == 0.0
     arbiter.handle(OperatorEvent.ACKNOWLEDGE)
-    drive_until(lambda: arbiter.mode is Mode.IDLE, 1.0, "acknowledged")
+    drive_until(lambda: arbiter.mode is Mode.IDLE, 10.0, "acknowledged")
     arbiter.handle(OperatorEvent.MANUAL)
     drive_until(lambda: base.snapshot().target_v_mps > 0.1, 5.0, "motion after acknowledge")
-    print(f"unplug: LINK_LOST after {lost_s * 1e3:.0f} ms; reconnected {replug_s:.2f} s after "
-          f"replug")
-    assert replug_s < 2.0
     assert link.health().extra["reconnects"] >= 1
 
 
@@ -266,8 +264,11 @@ def test_estop_stays_latched_across_unplug_and_base_reboot(tcp_server: SimSerial
     tcp_server.replug()
     wait_for(lambda: link.health().connected, 3.0, "reconnection")
     assert tcp_server.base.estop
-    link.send(Command(0.3, 0.0))
-    time.sleep(0.1)  # let a (wrongly) sent command reach the base's next physics ticks
+    received = tcp_server.firmware.commands_received
+    assert link.send(Command(0.3, 0.0)) == Command()  # the link itself sends zero while latched
+    wait_for(lambda: tcp_server.firmware.commands_received > received, 10.0, "the command")
+    t_ns = tcp_server.base.snapshot().t_ns
+    wait_for(lambda: tcp_server.base.snapshot().t_ns > t_ns + 20_000_000, 10.0, "two physics ticks")
     assert tcp_server.base.snapshot().target_v_mps == 0.0
     obs = link.latest()
     assert obs is not None and obs.estop
@@ -299,17 +300,15 @@ def test_pty_unplug_and_replug_behind_a_stable_path(tmp_path: Path) -> None:
             link.estop()
             wait_for(lambda: server.base.estop, 2.0, "the base's e-stop")
             server.unplug()
-            lost_s = wait_for(lambda: not link.health().connected, 1.0, "disconnection")
+            wait_for(lambda: not link.health().connected, 10.0, "disconnection")
             server.replug()  # a new pty (the kernel may give it the same number)
-            replug_s = wait_for(lambda: link.health().connected, 3.0, "reconnection")
+            wait_for(lambda: link.health().connected, 10.0, "reconnection")
             assert server.base.estop  # the base kept its latch; the host did not clear it
             wait_for(lambda: (obs := link.latest()) is not None and obs.estop
                      and obs.t_ns > time.monotonic_ns() - 100_000_000, 2.0, "a fresh e-stopped state")
+            assert link.health().extra["reconnects"] >= 1
         finally:
             link.close()
-    print(f"pty unplug: not connected after {lost_s * 1e3:.0f} ms; reconnected "
-          f"{replug_s:.2f} s after replug")
-    assert replug_s < 2.0
 
 
 def _hostile_base(listener: socket.socket, stop: threading.Event) -> None:
