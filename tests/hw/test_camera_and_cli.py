@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from takeover.sim.serial_server import SimSerialServer
 
 
 def _write_video(path: Path, frames: int = 12) -> None:
-    cv2 = pytest.importorskip("cv2")
+    cv2 = importlib.import_module("cv2")  # a dev dependency: never skipped
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (160, 120))
     assert writer.isOpened()
     for k in range(frames):
@@ -40,7 +41,7 @@ def wait_for(predicate: object, timeout_s: float) -> None:
 
 
 def test_crop_resize_keeps_the_centre_and_returns_rgb() -> None:
-    cv2 = pytest.importorskip("cv2")
+    cv2 = importlib.import_module("cv2")  # a dev dependency: never skipped
     bgr = np.zeros((120, 160, 3), dtype=np.uint8)
     bgr[:, :20] = (255, 0, 0)  # blue stripe on the left edge: cropped away
     bgr[:, 20:140] = (0, 0, 255)  # red centre
@@ -67,7 +68,7 @@ def test_opencv_camera_reads_a_video_file(tmp_path: Path) -> None:
 
 
 def test_missing_camera_is_a_clear_error() -> None:
-    pytest.importorskip("cv2")
+    importlib.import_module("cv2")  # a dev dependency: never skipped
     camera = OpenCVCamera("/nonexistent/video7", 96, 96)
     with pytest.raises(LinkError, match="could not be opened"):
         camera.start()

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ci_needs import need
 
 from takeover.hw.serial import protocol as sp
 from takeover.hw.serial import vectors as sv
@@ -50,8 +51,8 @@ def test_python_decodes_its_own_vectors() -> None:
 @pytest.fixture(scope="module")
 def c_vectors(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None or shutil.which("make") is None:
-        pytest.skip("no C compiler or make on this machine")
+    need(compiler is not None and shutil.which("make") is not None,
+         "no C compiler or make on this machine")
     build = tmp_path_factory.mktemp("firmware-build")
     result = subprocess.run(
         ["make", "-s", "-C", str(FIRMWARE), "test", f"BUILD={build}"],

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from ci_needs import need
 from recsim import sim_records
 
 from takeover.recorder.episode_file import EpisodeMeta
@@ -62,12 +63,10 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs (needs root; skipped elsewhere)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+    need(os.geteuid() == 0, "mounting a small tmpfs needs root")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
                        capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    need(r.returncode == 0, f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     try:
         ws = mnt / "ws"
         ws.mkdir()

@@ -11,10 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from ci_needs import need
 
 from takeover.workspace.layout import init_workspace
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+@pytest.fixture(autouse=True)
+def _tmux_installed() -> None:
+    need(shutil.which("tmux") is not None, "tmux is not installed")
 
 
 def tmux(*args: str) -> str:
