@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from _budget import GENERATED
 
-
 # The property tests that count their inputs (_budget.count), and the budget they share.
 COUNTED = {"chunked", "corrupted", "frame_round_trip", "oversized", "random_bytes",
            "rosbridge_messages", "serial_link_receive", "truncated"}
@@ -14,7 +13,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """When every counting property test ran, the inputs they generated must reach the
     budget: a run that quietly generated fewer (fewer examples, an early stop) fails."""
     total = sum(GENERATED.values())
-    if COUNTED <= set(GENERATED) and total < BUDGET and exitstatus == 0:
+    if set(GENERATED) >= COUNTED and total < BUDGET and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print(f"\ntests/hw property inputs: {total} generated, fewer than the budget {BUDGET}")
 
