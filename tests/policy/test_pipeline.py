@@ -100,6 +100,17 @@ def test_export_cli_reexports_with_parity(trained: dict[str, Any],
     assert direct["sha256"] == out["sha256"]  # deterministic export
 
 
+def test_export_int8_reports_what_it_did(trained: dict[str, Any],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`takeover export --int8`: static quantisation tried on real frames; kept or not, the
+    result says why and how far it is from the float model."""
+    ckpt = trained["ws"] / "models" / "r001" / "checkpoint.pt"
+    assert main(["export", str(ckpt), "--int8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    int8 = out["int8"]
+    assert int8["reason"] and int8["max_abs_error"] >= 0.0, int8
+
+
 def test_bench_latency_json_fields(trained: dict[str, Any], capsys: pytest.CaptureFixture[str]
                                    ) -> None:
     assert main(["bench", "latency", "--workspace", str(trained["ws"]), "--iterations", "50",
