@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo demo-headless test lint typecheck layering firmware pytest clean
+.PHONY: install demo demo-headless test test-fast lint typecheck layering firmware pytest clean
 
 install: $(STAMP)
 
@@ -40,8 +40,14 @@ layering: install
 firmware:
 	$(MAKE) -C firmware test
 
+# The 25 slowest tests are listed after the run, to keep an eye on the budget (README).
 pytest: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
+
+# The development loop: the checks and every test but those marked slow (fuzzing at full
+# budget, process kills, DDP, the import-hygiene subprocesses; README lists what each takes).
+test-fast: lint typecheck layering
+	$(BIN)/pytest -q -m "not slow" --durations=10
 
 # pytest last: its summary is the closing line.
 test: lint typecheck layering firmware pytest

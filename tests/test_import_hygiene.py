@@ -12,6 +12,8 @@ import pytest
 
 import takeover
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves it out; `make test` runs it
+
 ALL_MODULES = sorted(m.name for m in pkgutil.walk_packages(takeover.__path__, "takeover."))
 # Everything below tui/ in DESIGN.md's layering.
 CORE_PACKAGES = ("hw", "workspace", "sim", "recorder", "control", "inputs", "policy", "session",

@@ -31,6 +31,7 @@ def test_drive_expert_fast_json_contract() -> None:
         assert e["interventions"] == 0
 
 
+@pytest.mark.slow
 def test_drive_realtime_one_episode() -> None:
     p = takeover("drive", "--driver", "expert", "--episodes", "1", "--seed", "8", "--json")
     assert p.returncode == 0, p.stderr

@@ -60,6 +60,7 @@ def link(tcp_server: SimSerialServer) -> Iterator[SerialLink]:
     link.close()
 
 
+@pytest.mark.slow
 def test_expert_docks_over_socket(link: SerialLink) -> None:
     result = run_expert_episode(link, seed=4)
     assert result.outcome == "docked", result
@@ -423,6 +424,7 @@ def wire_chunks(draw: st.DrawFn) -> bytes:
     return bytes(wire)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=2_000)
 @given(st.lists(wire_chunks(), min_size=1, max_size=10))
 def test_serial_link_receive_never_raises_and_keeps_working(chunks: list[bytes]) -> None:

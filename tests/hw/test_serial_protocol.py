@@ -104,6 +104,7 @@ def test_sequence_counter_counts_gaps_and_resyncs_on_restart() -> None:
 # --- properties -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=9_000)
 @given(st.lists(st.binary(max_size=600), min_size=1, max_size=12))
 def test_random_bytes_never_raise_and_are_accounted_for(chunks: list[bytes]) -> None:
@@ -119,6 +120,7 @@ def test_random_bytes_never_raise_and_are_accounted_for(chunks: list[bytes]) -> 
     assert [sp.parse_message(f) for f in after] == [sp.CmdVel(1, 2)]
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=3_000)
 @given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=400)),
                 min_size=1, max_size=6),
@@ -135,6 +137,7 @@ def test_any_frame_round_trips(frames: list[tuple[int, int, bytes]], big: bytes)
     assert list(sp.FrameDecoder().feed(stream)) == [sp.Frame(*f) for f in frames]
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=3_000)
 @given(st.lists(st.tuples(st.binary(max_size=200), st.integers(0, 10_000), st.integers(1, 255)),
                 min_size=1, max_size=5))

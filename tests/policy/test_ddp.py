@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from policy_support import TINY_MODEL_ARGS
 
 from takeover.policy.model import DockingPolicy, ModelConfig
+
+pytestmark = pytest.mark.slow  # `make test-fast` leaves it out; `make test` runs it
 
 CHILD = Path(__file__).with_name("ddp_child.py")
 

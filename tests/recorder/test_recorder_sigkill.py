@@ -121,6 +121,7 @@ def _check_after_kill(workspace: Path, lines: list[str], before: dict[Path, str]
     stats.kills += 1
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     """Two recording processes at a time (separate workspaces), KILLS kills in all."""
     workspaces = [tmp_path / "ws_a", tmp_path / "ws_b"]
