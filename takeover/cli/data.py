@@ -1,4 +1,5 @@
-"""`takeover data ls | info | verify | recover | export-robomimic OUT | import-bag PATH`.
+"""`takeover data ls | info | verify | recover | import-bag PATH | import-lerobot PATH
+| export-robomimic OUT | export-lerobot OUT | export-mcap EPISODE... OUT`.
 
 `add_data_parser(subparsers)` adds the `data` command to the main parser and sets `func` to
 `run_data`, which returns the exit code. Errors are raised as TakeoverError subclasses (one
@@ -76,6 +77,58 @@ def add_data_parser(subparsers: Any) -> None:
                     help="keep IDLE/ESTOP/LINK_LOST steps (action_mode -128)")
     sp.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
+    sp = add("export-lerobot", "write episodes as a LeRobot dataset (v3.0: parquet + MP4)",
+             _cmd_export_lerobot)
+    sp.add_argument("out", type=Path, metavar="OUT", help="the dataset directory to write")
+    sp.add_argument("--round", type=int, action="append", metavar="N", dest="rounds",
+                    help="only round N (repeatable; default: all)")
+    sp.add_argument("--outcome", action="append", metavar="OUTCOME", dest="outcomes",
+                    choices=OUTCOME_NAMES,
+                    help="only episodes with this outcome (repeatable; default: all)")
+    sp.add_argument("--fps", type=int, metavar="N",
+                    help="frames per second (default: the recording rate)")
+    sp.add_argument("--task", default=None, metavar="TEXT",
+                    help="the task text of every episode (default: 'Dock the robot to its "
+                         "charger.')")
+    sp.add_argument("--include-unlabeled", action="store_true",
+                    help="keep IDLE/ESTOP/LINK_LOST steps (action_mode -128)")
+    sp.add_argument("--video-codec", default="av1", choices=("av1", "h264"),
+                    help="camera video codec (default av1, as LeRobot)")
+    sp.add_argument("--crf", type=int, default=30, metavar="N",
+                    help="video quality, lower is better and bigger (default 30, as LeRobot)")
+    sp.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sp = add("export-mcap", "write episodes to MCAP with Foxglove schemas (opens in Foxglove)",
+             _cmd_export_mcap)
+    sp.add_argument("items", nargs="+", metavar="EPISODE... OUT",
+                    help="episodes (r001/ep_0003, a round r001, or .hdf5 paths), then OUT: a "
+                         "file ending in .mcap for all of them, or a directory for one file each")
+    sp.add_argument("--image-format", default="jpeg", choices=("jpeg", "png"),
+                    help="camera frames as JPEG (default) or lossless PNG")
+    sp.add_argument("--force", action="store_true", help="replace files that exist")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sp = add("import-lerobot", "import a LeRobot dataset (v3) of a mobile base as episodes",
+             _cmd_import_lerobot)
+    sp.add_argument("path", type=Path, metavar="PATH", help="the dataset directory")
+    sp.add_argument("--round", type=int, default=0, metavar="N",
+                    help="round to import into (default 0: demonstrations)")
+    sp.add_argument("--camera", metavar="KEY",
+                    help="the camera feature, when the dataset has several")
+    sp.add_argument("--action-names", metavar="V,W",
+                    help="the action components that are v and w (e.g. x.vel,theta.vel), when "
+                         "the action has more than two")
+    sp.add_argument("--action-mode", default="demonstration",
+                    help="label of frames without one: demonstration, robot or intervention")
+    sp.add_argument("--outcome", default="success", choices=OUTCOME_NAMES,
+                    help="outcome of episodes without one of their own (default success)")
+    sp.add_argument("--operator", default="", help="who drove")
+    sp.add_argument("--compression", default=None, help="none, lzf, gzip or gzip:N")
+    sp.add_argument("--force", action="store_true",
+                    help="import it even if the same dataset was imported before")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+
     sp = add("import-bag", "import a ROS 1 or ROS 2 (sqlite3, MCAP) bag as episodes",
              _cmd_import_bag)
     sp.add_argument("path", type=Path, metavar="PATH",
@@ -97,6 +150,8 @@ def add_data_parser(subparsers: Any) -> None:
     sp.add_argument("--action-timeout-ms", type=float, default=500.0, metavar="MS",
                     help="an older command counts as zero (default 500, the base watchdog)")
     sp.add_argument("--compression", default=None, help="none, lzf, gzip or gzip:N")
+    sp.add_argument("--force", action="store_true",
+                    help="import it even if the same bag was imported before")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -343,17 +398,115 @@ def _cmd_import_bag(args: argparse.Namespace) -> int:
         round=args.round, rate_hz=args.rate_hz, topics=TopicMap.parse(items),
         action_mode=parse_action_mode(args.action_mode), outcome=args.outcome,
         operator=args.operator, action_timeout_ms=args.action_timeout_ms,
-        compression=args.compression)
+        compression=args.compression, force=args.force)
     result = import_bag(args.path, args.workspace, options)
     infos = [read_info(p) for p in result.episodes]
     if args.json:
         _emit_json({"bag": str(result.bag), "topics": result.topics,
-                    "episodes": [_info_json(i) for i in infos], "skipped": result.skipped})
+                    "episodes": [_info_json(i) for i in infos], "skipped": result.skipped,
+                    "warnings": result.warnings, "already_imported": result.already_imported,
+                    "digest": result.digest})
+        return 0
+    if result.already_imported:
+        print(_already_line("bag", result.bag, result.already_imported))
         return 0
     print("topics: " + ", ".join(f"{role}={topic}" for role, topic in result.topics.items()))
-    for line in result.skipped:
+    _print_imported(infos, result.skipped, result.warnings, result.bag)
+    return 0
+
+
+def _already_line(kind: str, path: Path, keys: list[str]) -> str:
+    from takeover.recorder.import_hygiene import describe_keys
+    return (f"skipped {kind} {path}: its content was imported already as "
+            f"{describe_keys(keys)} (pass --force to import it again)")
+
+
+def _print_imported(infos: list[EpisodeInfo], skipped: list[str], warnings: list[str],
+                    source: Path) -> None:
+    for line in skipped:
         print(f"skipped {line}")
+    flagged = {line.split(": ", 1)[0] for line in warnings}
     for i in infos:
-        print(f"{i.key}: {i.num_steps} steps, {i.duration_s:.1f} s, {i.outcome}")
-    print(f"imported {len(infos)} episode(s) from {result.bag}")
+        flag = "  [flagged: stuck]" if i.key in flagged else ""
+        print(f"{i.key}: {i.num_steps} steps, {i.duration_s:.1f} s, {i.outcome}{flag}")
+    for line in warnings:
+        print(f"warning: {line}")
+    print(f"imported {len(infos)} episode(s) from {source}")
+
+
+def _cmd_import_lerobot(args: argparse.Namespace) -> int:
+    from takeover.recorder.bag_import import parse_action_mode
+    from takeover.recorder.lerobot_import import (
+        LeRobotImportOptions,
+        import_lerobot,
+        parse_action_names,
+    )
+    check_workspace(args.workspace)
+    options = LeRobotImportOptions(
+        round=args.round, camera=args.camera, action_names=parse_action_names(args.action_names),
+        action_mode=parse_action_mode(args.action_mode), outcome=args.outcome,
+        operator=args.operator, compression=args.compression, force=args.force)
+    result = import_lerobot(args.path, args.workspace, options)
+    infos = [read_info(p) for p in result.episodes]
+    if args.json:
+        _emit_json({"dataset": str(result.dataset), "episodes": [_info_json(i) for i in infos],
+                    "skipped": result.skipped, "warnings": result.warnings,
+                    "already_imported": result.already_imported, "digest": result.digest})
+        return 0
+    if result.already_imported:
+        print(_already_line("dataset", result.dataset, result.already_imported))
+        return 0
+    _print_imported(infos, result.skipped, result.warnings, result.dataset)
+    return 0
+
+
+def _cmd_export_lerobot(args: argparse.Namespace) -> int:
+    from takeover.recorder.lerobot_export import DEFAULT_TASK, export_lerobot
+    from takeover.recorder.video import VideoSettings
+    summary = export_lerobot(
+        args.workspace, args.out, rounds=args.rounds, outcomes=args.outcomes, fps=args.fps,
+        task=DEFAULT_TASK if args.task is None else args.task,
+        include_unlabeled=args.include_unlabeled,
+        video=VideoSettings(codec=args.video_codec, crf=args.crf), overwrite=args.force)
+    if args.json:
+        _emit_json({"path": summary.path, "episodes": summary.episodes, "frames": summary.frames,
+                    "fps": summary.fps, "camera": summary.camera,
+                    "scan_beams": summary.scan_beams, "skipped": summary.skipped})
+        return 0
+    for line in summary.skipped:
+        print(f"skipped {line}")
+    camera = "x".join(map(str, summary.camera)) if summary.camera else "no camera"
+    print(f"exported {summary.episodes} episodes ({summary.frames} frames at {summary.fps} fps, "
+          f"{camera}) to {summary.path}")
+    return 0
+
+
+def _cmd_export_mcap(args: argparse.Namespace) -> int:
+    from takeover.recorder.errors import ExportError
+    from takeover.recorder.layout import parse_round
+    from takeover.recorder.mcap_export import export_mcap
+    if len(args.items) < 2:
+        raise ExportError("give one or more episodes, then OUT (a .mcap file or a directory)")
+    *names, out = args.items
+    store = EpisodeStore(args.workspace)
+    paths: list[Path] = []
+    for name in names:
+        r = parse_round(name.strip("/"))
+        if r is not None and "/" not in name.strip("/"):
+            found = store.episode_paths(r)
+            if not found:
+                raise ExportError(f"round {name} has no episode")
+            paths.extend(found)
+        else:
+            paths.append(store.resolve(name))
+    summary = export_mcap(paths, Path(out), image_format=args.image_format,
+                          overwrite=args.force)
+    if args.json:
+        _emit_json({"files": summary.files, "episodes": summary.episodes,
+                    "messages": summary.messages})
+        return 0
+    topics = ", ".join(f"{t} {n}" for t, n in sorted(summary.messages.items()))
+    print(f"messages: {topics}")
+    where = summary.files[0] if len(summary.files) == 1 else Path(out)
+    print(f"exported {summary.episodes} episode(s) to {where} ({len(summary.files)} file(s))")
     return 0

@@ -63,7 +63,8 @@ def print_error(error: TakeoverError | str) -> None:
 # Modules of the optional extras (pyproject.toml) -> the extra that installs them.
 EXTRA_OF_MODULE = {"torch": "train", "torchvision": "train", "timm": "train", "onnx": "train",
                    "onnxscript": "train", "matplotlib": "report", "cv2": "camera",
-                   "cbor2": "cbor", "rclpy": "ros2"}
+                   "cbor2": "cbor", "rclpy": "ros2", "pyarrow": "lerobot", "av": "lerobot",
+                   "mcap": "mcap", "mcap_protobuf": "mcap", "foxglove_schemas_protobuf": "mcap"}
 
 
 def missing_extra_line(error: ModuleNotFoundError, command: str) -> str | None:

@@ -21,6 +21,10 @@ Segments: without a marker topic the whole bag is one episode. With one, a Strin
 "start"/"begin" opens a segment and "stop"/"end" closes it ("success"/"failure"/"aborted" close
 it with that outcome); a Bool opens on true and closes on false; any other marker message
 (Empty, an integer, other text) closes the current segment and opens the next.
+
+Hygiene (import_hygiene.py): a bag whose content was imported already is skipped with one line
+unless `force`; a segment whose robot never moves though it was commanded is flagged `stuck`
+in its `extra` and in the result's `warnings`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ import numpy.typing as npt
 from takeover.recorder.codec import Compression
 from takeover.recorder.episode_file import EpisodeFileWriter, EpisodeMeta, ObsSpec, StepColumns
 from takeover.recorder.errors import BagImportError, TopicMapError
+from takeover.recorder.import_hygiene import (
+    DIGEST_KEY,
+    FLAGS_KEY,
+    STUCK_FLAG,
+    earlier_imports,
+    source_digest,
+    stuck_robot,
+)
 from takeover.recorder.layout import (
     INIT_SUFFIX,
     WorkspaceLock,
@@ -119,7 +131,8 @@ class TopicMap:
 @dataclass(frozen=True)
 class ImportOptions:
     """How to import. action_mode: the Sirius label of the imported steps (-1 by default:
-    a bag of someone driving is a demonstration). outcome: of every imported episode."""
+    a bag of someone driving is a demonstration). outcome: of every imported episode.
+    force: import a bag whose content is in the workspace already."""
 
     round: int = 0
     rate_hz: float = 20.0
@@ -130,6 +143,7 @@ class ImportOptions:
     action_timeout_ms: float = 500.0
     min_steps: int = 2
     compression: str | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,9 @@ class ImportResult:
     episodes: list[Path]
     topics: dict[str, str]  # role -> topic used
     skipped: list[str]  # one line per segment or frame left out
+    warnings: list[str] = field(default_factory=list)  # one line per flagged episode (stuck)
+    already_imported: list[str] = field(default_factory=list)  # earlier episodes of this content
+    digest: str = ""  # source_digest of the bag
 
 
 @dataclass
@@ -333,19 +350,23 @@ def import_bag(bag: Path | str, workspace: Path | str,
     compression = Compression.parse(opts.compression)
     path = Path(bag).expanduser()
     open_path, kind = _bag_kind(path)
-    reader = _open_reader(open_path, kind)
+    digest = source_digest(open_path)
     with WorkspaceLock(ws):
+        earlier = earlier_imports(ws, digest)
+        if earlier and not opts.force:
+            return ImportResult(path, [], {}, [], already_imported=earlier, digest=digest)
+        reader = _open_reader(open_path, kind)
         try:
             topics = _resolve_topics(reader, opts.topics, path)
             streams = _read_streams(reader, topics)
-            episodes, skipped = _write_episodes(reader, streams, topics, opts, ws, path, kind,
-                                                compression)
+            episodes, skipped, warnings = _write_episodes(reader, streams, topics, opts, ws, path,
+                                                          kind, compression, digest)
         except _bag_errors() as err:  # a damaged bag: one line, episodes written so far stay
             raise BagImportError(f"cannot read bag {path}: {str(err).strip() or type(err).__name__}"
                                  ) from None
         finally:
             reader.close()
-    return ImportResult(path, episodes, topics, skipped)
+    return ImportResult(path, episodes, topics, skipped, warnings, digest=digest)
 
 
 def _bag_errors() -> tuple[type[Exception], ...]:
@@ -358,7 +379,8 @@ def _bag_errors() -> tuple[type[Exception], ...]:
 
 def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, str],
                     opts: ImportOptions, ws: Path, bag: Path, kind: str,
-                    compression: Compression) -> tuple[list[Path], list[str]]:
+                    compression: Compression, digest: str
+                    ) -> tuple[list[Path], list[str], list[str]]:
     action = streams["action"]
     if not action.t_ns:
         raise BagImportError(f"bag {bag.name}: action topic {action.topic} has no message")
@@ -374,6 +396,7 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
 
     episodes: list[Path] = []
     skipped: list[str] = []
+    warnings: list[str] = []
     directory = round_dir(ws, opts.round)
     segments = _segments(streams.get("marker"), int(act_t[0]), int(act_t[-1]))
     for seg_no, (start, end, seg_outcome) in enumerate(segments):
@@ -428,6 +451,11 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
                 row["obs/scan"] = ranges
             columns.add_row(row)
 
+        arrays = columns.take()
+        stuck = stuck_robot(arrays["action"], arrays["obs/odom"], opts.rate_hz)
+        extra: dict[str, str | int] = {"bag": str(bag), "segment": seg_no, DIGEST_KEY: digest}
+        if stuck:
+            extra.update({FLAGS_KEY: STUCK_FLAG, STUCK_FLAG: stuck})
         make_dirs(directory)
         index = next_episode_index(directory)
         meta = EpisodeMeta(
@@ -435,7 +463,7 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
             robot_url=f"bag://{bag.name}", origin=kind, start_time_ns=int(grid[0]),
             config={"import": {"bag": str(bag), "topics": topics, "rate_hz": opts.rate_hz,
                                "action_timeout_ms": opts.action_timeout_ms}},
-            extra={"bag": str(bag), "segment": seg_no},
+            extra=extra,
         )
         out = EpisodeFileWriter(directory / episode_name(index), meta, spec, compression,
                                 episode_index=index, crash_safe=False,
@@ -453,7 +481,7 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
                     frame = image_frame
                 if not out.write_frame(frame):
                     bad_frames += 1
-            out.append_columns(columns.take())
+            out.append_columns(arrays)
             last_t = int(grid[-1])
             path = out.finalize(seg_outcome or opts.outcome, end_reason="imported",
                                 end_time_ns=last_t + int(period_ns))
@@ -466,8 +494,10 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
         if bad_scans:
             skipped.append(f"{path.name}: {bad_scans} scan(s) with another beam count stored "
                            "as NaN")
+        if stuck:
+            warnings.append(f"{path.parent.name}/{path.name}: {stuck}")
         episodes.append(path)
-    return episodes, skipped
+    return episodes, skipped, warnings
 
 
 def _latest(stream: _Stream | None, grid: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

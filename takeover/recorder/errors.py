@@ -31,3 +31,7 @@ class TopicMapError(UsageError):
 
 class ExportError(RecorderError):
     """An export could not be written."""
+
+
+class LeRobotError(UsageError):
+    """A LeRobot dataset could not be imported: missing, not a dataset, another version."""

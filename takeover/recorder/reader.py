@@ -299,6 +299,19 @@ class EpisodeReader:
         return (h, w, c)
 
     @property
+    def scan_beams(self) -> int | None:
+        """N, the LiDAR's beam count, or None without a LiDAR."""
+        return int(self._f["obs/scan"].shape[1]) if "obs/scan" in self._f else None
+
+    @property
+    def scan_angles_rad(self) -> tuple[float, float] | None:
+        """(angle_min_rad, angle_increment_rad) of the LiDAR, or None without one."""
+        if "obs/scan" not in self._f:
+            return None
+        attrs = self._f["obs/scan"].attrs
+        return (float(attrs.get("angle_min_rad", 0.0)), float(attrs.get("angle_increment_rad", 0.0)))
+
+    @property
     def config(self) -> dict[str, Any]:
         """The configuration in force when the episode was recorded."""
         try:

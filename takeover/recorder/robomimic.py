@@ -7,6 +7,7 @@ data/demo_N               attrs: num_samples, takeover_episode ("r001/ep_0003"),
   obs/image  (N, H, W, 3) uint8      present when the robot has a camera
   obs/scan   (N, B) float32          present when the robot has a LiDAR
   obs/odom   (N, 5) float64          x_m, y_m, yaw_rad, v_mps, w_radps
+  next_obs/image, next_obs/scan, next_obs/odom   the same keys one step later (below)
   actions    (N, 2) float64          the command sent: v_mps, w_radps
   rewards    (N,) float64            1.0 on the last step of a successful episode, else 0
   dones      (N,) int64              1 on the last step
@@ -19,6 +20,11 @@ Demos follow (round, episode) order; demo numbers start at 0. Steps without a Si
 (IDLE, ESTOP, LINK_LOST ticks) are left out unless `include_unlabeled`; everything else is
 copied exactly (frames as their stored compressed chunks). `env_args` names the robot and the
 rate; robomimic can train from the file but has no environment to roll it out in.
+
+`next_obs` is what robomimic's base configuration loads (`load_next_obs`, which its offline-RL
+algorithms need): for the sample of episode step i, the observation of step i + 1 of the
+episode, whether or not that step is exported; the episode's last step has no successor and
+repeats its own observation (its `dones` is 1, so no algorithm bootstraps from it).
 """
 
 from __future__ import annotations
@@ -181,16 +187,19 @@ def _write_demo(demo: h5py.Group, src: h5py.File, info: EpisodeInfo, keep: np.nd
     demo.attrs["outcome"] = info.outcome
     demo.attrs["model_id"] = info.model_id
     demo.attrs["round"] = info.round
-    obs = demo.create_group("obs")
     small = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-    for key in OBS_KEYS:
-        source = f"obs/{key}"
-        if source not in src:
-            continue
-        if key == "image":
-            _copy_frames(src[source], obs, keep)
-        else:
-            obs.create_dataset(key, data=src[source][:][keep], **small)
+    last = len(src["action_mode"]) - 1
+    successor = np.minimum(keep + 1, last)
+    for group_name, rows in (("obs", keep), ("next_obs", successor)):
+        group = demo.create_group(group_name)
+        for key in OBS_KEYS:
+            source = f"obs/{key}"
+            if source not in src:
+                continue
+            if key == "image":
+                _copy_frames(src[source], group, rows)
+            else:
+                group.create_dataset(key, data=src[source][:][rows], **small)
     demo.create_dataset("actions", data=src["action"][:][keep], **small)
     rewards = np.zeros(n, dtype=np.float64)
     if info.outcome == "success":
