@@ -42,11 +42,15 @@ def serve_sim(kind: str, seed: int = 0, port: int | None = None,
               extra: list[str] | None = None) -> Iterator[str]:
     """Run `takeover sim serve` in a child process; yields the robot URL to open.
 
-    kind: "serial-tcp", "rosbridge" or "serial-pty".
+    kind: "serial-tcp", "rosbridge", "serial-pty", or "ros2" / "ros2:NAMESPACE" (on the
+    environment's ROS_DOMAIN_ID; `port` is unused).
     """
     args = [sys.executable, "-m", "takeover.cli.sim", "serve", "--seed", str(seed)]
     if kind == "serial-pty":
         args.append("--serial-pty")
+    elif kind.startswith("ros2"):
+        namespace = kind.partition(":")[2]
+        args += ["--ros2", namespace] if namespace else ["--ros2"]
     else:
         port = port or free_port()
         args += [f"--{kind}", f"127.0.0.1:{port}"]

@@ -3,6 +3,7 @@
     takeover sim serve --serial-pty [--seed S]            firmware on a pty; prints its path
     takeover sim serve --serial-tcp HOST:PORT [--seed S]  firmware on TCP (socket://HOST:PORT)
     takeover sim serve --rosbridge HOST:PORT [--seed S]   a rosbridge v2 server (ws://HOST:PORT)
+    takeover sim serve --ros2 [NAMESPACE] [--seed S]      a ROS 2 robot (ros2://NAMESPACE)
 
 It prints one line on stdout saying where to connect (for --serial-pty, the pty path alone,
 so scripts can read it), then serves until interrupted (Ctrl-C or SIGTERM).
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING
 from takeover.errors import UsageError
 
 if TYPE_CHECKING:
+    from takeover.sim.camera_feed import CameraFeed
+    from takeover.sim.ros2_server import SimRos2Server
     from takeover.sim.rosbridge_server import SimRosbridgeServer
     from takeover.sim.serial_server import SimSerialServer
 
@@ -45,7 +48,7 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     sim_sub.required = True
     serve = sim_sub.add_parser(
         "serve",
-        help="expose the simulator as a robot over a pty, TCP or rosbridge",
+        help="expose the simulator as a robot over a pty, TCP, rosbridge or ROS 2",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -56,7 +59,19 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
                        help="serial firmware on TCP; connect with socket://HOST:PORT")
     where.add_argument("--rosbridge", metavar="HOST:PORT",
                        help="rosbridge v2 server; connect with ws://HOST:PORT")
+    where.add_argument("--ros2", metavar="NAMESPACE", nargs="?", const="",
+                       help="a ROS 2 robot (rclpy, Fast DDS); connect with ros2://NAMESPACE")
     serve.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    serve.add_argument("--domain", type=int, default=None, metavar="N",
+                       help="with --ros2: ROS_DOMAIN_ID (default: the environment's, else 0)")
+    serve.add_argument("--twist", choices=("stamped", "plain"), default="stamped",
+                       help="with --ros2: the cmd_vel type the base takes (default stamped, "
+                            "as diff_drive_controller on Jazzy and later)")
+    serve.add_argument("--sim-time", action="store_true",
+                       help="with --ros2: stamp on a simulated clock published on /clock")
+    serve.add_argument("--camera", metavar="WxH@HZ",
+                       help="with --ros2 or --rosbridge: a camera of this size and rate, e.g. "
+                            "640x480@30 (default: the simulator's 96x96 at 20 Hz)")
     serve.add_argument("--pty-link", metavar="PATH",
                        help="with --serial-pty: also make PATH a symlink to the pty")
     serve.add_argument("--protocol-version", type=int, default=None, help=argparse.SUPPRESS)
@@ -66,8 +81,26 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """Serve until SIGINT/SIGTERM (or until `stop` is set, for tests); returns an exit code."""
     stop = stop or threading.Event()
-    server: SimRosbridgeServer | SimSerialServer
-    if args.rosbridge:
+    server: SimRosbridgeServer | SimSerialServer | SimRos2Server
+    feed: CameraFeed | None = None
+    camera = None
+    if getattr(args, "camera", None):
+        from takeover.sim.camera_feed import parse_camera
+
+        if args.ros2 is None and not args.rosbridge:
+            raise UsageError("--camera works with --ros2 or --rosbridge")
+        camera = parse_camera(args.camera)
+    if args.ros2 is not None:
+        from takeover.sim.ros2_server import SimRos2Server
+
+        domain = getattr(args, "domain", None)
+        if domain is not None and not 0 <= domain <= 232:
+            raise UsageError(f"--domain {domain}: a ROS_DOMAIN_ID is 0-232")
+        server = SimRos2Server(namespace=args.ros2, seed=args.seed, domain_id=domain,
+                               twist_stamped=getattr(args, "twist", "stamped") == "stamped",
+                               sim_time=getattr(args, "sim_time", False), camera=camera)
+        where = server.url + (f"?domain={domain}" if domain is not None else "")
+    elif args.rosbridge:
         from takeover.sim.rosbridge_server import SimRosbridgeServer
 
         host, port = parse_host_port(args.rosbridge, "--rosbridge")
@@ -75,6 +108,10 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             server = SimRosbridgeServer(host=host, port=port, seed=args.seed)
         except OSError as exc:
             raise UsageError(f"--rosbridge {args.rosbridge}: cannot listen: {exc.strerror}") from None
+        if camera is not None:
+            from takeover.sim.camera_feed import CameraFeed
+
+            feed = CameraFeed(server.base, server, *camera)
         where = server.url
     else:
         from takeover.hw.serial.protocol import PROTOCOL_VERSION
@@ -107,6 +144,8 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
         while not stop.wait(0.2):
             pass
     finally:
+        if feed is not None:
+            feed.close()
         server.close()
     return 0
 

@@ -1,6 +1,6 @@
 """The robot link ABC and the URL registry.
 
-A link is chosen by URL (pyserial's habit). The device packages of `hw` (serial, rosbridge) are
+A link is chosen by URL (pyserial's habit). The device packages of `hw` (serial, rosbridge, ros2) are
 in the table below; links that live elsewhere register a factory under the `takeover.links`
 entry-point group of their distribution (pyproject.toml): the simulator's `sim://` does, so `hw`
 never imports `sim`, and a third-party base can ship its own scheme the same way. Links must be
@@ -148,8 +148,10 @@ _REGISTRY: dict[str, str] = {
     "rfc2217": "takeover.hw.serial.link:open_serial_link",
     "ws": "takeover.hw.rosbridge.link:open_rosbridge_link",
     "wss": "takeover.hw.rosbridge.link:open_rosbridge_link",
+    "ros2": "takeover.hw.ros2.link:open_ros2_link",
 }
-_ACCEPTED_FORMS = "sim://, serial:///dev/ttyUSB0?baud=115200, socket://HOST:PORT, ws://HOST:9090"
+_ACCEPTED_FORMS = ("sim://, serial:///dev/ttyUSB0?baud=115200, socket://HOST:PORT, ws://HOST:9090, "
+                   "ros2://[NAMESPACE]")
 
 
 def register_scheme(scheme: str, factory_path: str) -> None:

@@ -1,0 +1,1 @@
+"""Native ROS 2 robots over rclpy (`ros2://[namespace]`, docs/ros2.md). Needs the `ros2` extra."""

@@ -1,0 +1,260 @@
+"""The ROS 2 link over real DDS: against `takeover sim serve --ros2` in another process, and
+against a scripted robot on a second Context (its own DDS participant) in this one.
+
+DDS stays on this host (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on a domain of this run's own
+(ros2_support.isolate_dds). No timed assertions: orders and counts, with bounded waits."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from ros2_support import ScriptedRobot, isolate_dds, need_rclpy, wait_for
+
+from takeover.bench.links import serve_sim
+from takeover.errors import UsageError
+from takeover.hw.base import LinkOptions, open_link
+from takeover.hw.ros2 import convert
+from takeover.hw.ros2.config import Ros2Config, parse_ros2_url
+from takeover.types import Command
+
+DOMAIN = isolate_dds()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _rclpy() -> None:
+    need_rclpy()
+
+
+# --- URL options (no DDS) ----------------------------------------------------------------------
+
+
+def test_url_namespace_and_defaults() -> None:
+    assert parse_ros2_url("ros2://") == Ros2Config()
+    c = parse_ros2_url("ros2:///fleet/robot1?twist=plain&scan=/front/scan&image="
+                       "camera/color/image_raw/compressed&domain=7&scan_qos=reliable")
+    assert c.namespace == "/fleet/robot1" and not c.twist_stamped and c.domain_id == 7
+    assert c.resolve(c.odom_topic) == "/fleet/robot1/odom"
+    assert c.resolve(c.scan_topic) == "/front/scan"  # absolute names ignore the namespace
+    assert c.image_compressed and c.scan_reliable and not c.image_reliable
+    assert parse_ros2_url("ros2://r1?image=cam/raw&image_type=compressed").image_compressed
+    assert parse_ros2_url("ros2://r1?scan=").expected_inputs == {"odom": "odom",
+                                                                 "image": "camera/image_raw"}
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("ros2://?speed=1", "unknown option 'speed'; ros2:// accepts"),
+    ("ros2://?twist=maybe", "twist='maybe' is not one of them; use stamped or plain"),
+    ("ros2://?domain=999", "domain='999' must be between 0 and 232"),
+    ("ros2://?odom=", "odom= cannot be empty"),
+    ("ros2://?scan_qos=fast", "scan_qos='fast' is not one of them; use sensor or reliable"),
+    ("ros2://robot-1", "namespace 'robot-1' is not a ROS name"),
+    ("ros2://?scan=front%20scan", "scan='front scan' is not a ROS topic name"),
+    ("ros2://?timeout_ms=0", "timeout_ms='0' must be a positive number"),
+])
+def test_bad_url_options_are_one_line(url: str, says: str) -> None:
+    with pytest.raises(UsageError) as info:
+        open_link(url)
+    text = str(info.value)
+    assert says in text and "\n" not in text
+
+
+# --- conversions (no DDS) ----------------------------------------------------------------------
+
+
+def test_scan_maps_any_angle_min_onto_the_robot_frame() -> None:
+    n = 8
+    inc = 2 * math.pi / n
+    robot = np.arange(1, n + 1, dtype=np.float32)  # beam i at 2*pi*i/n
+    # A LiDAR starting at -pi, counter-clockwise: its beam k is the robot's (k - n/2) mod n.
+    lidar = np.roll(robot, n // 2)
+    np.testing.assert_array_equal(convert.scan_to_robot_frame(lidar, -math.pi, inc), robot)
+    # Clockwise (negative increment) from +pi.
+    clockwise = robot[[(n // 2 - k) % n for k in range(n)]]
+    np.testing.assert_array_equal(convert.scan_to_robot_frame(clockwise, math.pi, -inc), robot)
+    # A front sensor over a quarter turn: NaN where it does not look; out of range is NaN.
+    front = convert.scan_to_robot_frame([0.5, 9.0, 0.01], -inc, inc, 0.05, 8.0)
+    assert front[n - 1] == 0.5 and math.isnan(front[0]) and math.isnan(front[1])
+    assert np.isnan(front[2:n - 1]).all()
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "rgba8", "bgra8"])
+def test_raw_image_encodings_round_trip(encoding: str) -> None:
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    msg = convert.image_msg_from_rgb(rgb, encoding, 1)
+    # Row padding (step > width * channels) as some drivers send.
+    channels = msg.step // msg.width
+    padded = np.zeros((6, msg.step + 4), np.uint8)
+    padded[:, :msg.step] = np.frombuffer(bytes(msg.data), np.uint8).reshape(6, msg.step)
+    out = convert.raw_image_to_rgb(padded.tobytes(), encoding, 10, 6, msg.step + 4, 10, 6)
+    expected = rgb if channels != 1 else np.repeat(rgb.mean(axis=2).astype(np.uint8)[:, :, None],
+                                                   3, axis=2)
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match="16UC1"):
+        convert.raw_image_to_rgb(bytes(120), "16UC1", 10, 6, 20, 10, 6)
+
+
+# --- over DDS, a scripted robot on a second Context ---------------------------------------------
+
+
+def _link(url: str, **options: int) -> object:
+    link = open_link(url, LinkOptions(**options))  # type: ignore[arg-type]
+    link.connect(timeout_s=10.0)
+    return link
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "mono8"])
+def test_image_encodings_over_dds(encoding: str) -> None:
+    """bgr8 and mono8 frames from a robot arrive as the same RGB picture."""
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    rgb[:, :8] = (200, 30, 10)  # left half red, right half blue
+    rgb[:, 8:] = (10, 30, 200)
+    robot = ScriptedRobot(namespace=f"enc_{encoding}", image=(encoding, rgb))
+    try:
+        link = open_link(f"ros2://enc_{encoding}", LinkOptions(camera_width=16, camera_height=12))
+        link.connect(timeout_s=10.0)
+        try:
+            wait_for(lambda: (o := link.latest()) is not None and o.image is not None, 10,
+                     f"a {encoding} frame")
+            obs = link.latest()
+            assert obs is not None and obs.image is not None
+            if encoding == "bgr8":
+                np.testing.assert_array_equal(obs.image, rgb)
+            else:
+                grey = rgb.mean(axis=2).astype(np.uint8)
+                np.testing.assert_array_equal(obs.image[:, :, 0], grey)
+                np.testing.assert_array_equal(obs.image[:, :, 2], grey)
+            assert set(obs.input_t_ns) == {"odom", "scan", "image"}
+            assert obs.t_ns == min(obs.input_t_ns.values())
+        finally:
+            link.close()
+    finally:
+        robot.close()
+
+
+def test_qos_mismatch_is_named() -> None:
+    """A reliable scan subscription against a best-effort LiDAR, and a robot whose cmd_vel
+    subscriber asks for transient-local durability: each named, topic and policy."""
+    robot = ScriptedRobot(namespace="qos", cmd_durability="transient_local")
+    try:
+        link = _link("ros2://qos?scan_qos=reliable")
+        try:
+            wait_for(lambda: len(link.problems) >= 2, 10, "two QoS problems")  # type: ignore[attr-defined]
+            problems = link.problems  # type: ignore[attr-defined]
+            assert "QoS mismatch on /qos/scan (reliability)" in problems["/qos/scan"]
+            assert "best effort" in problems["/qos/scan"] and "this link asks for reliable" \
+                in problems["/qos/scan"]
+            assert "QoS mismatch on /qos/cmd_vel (durability)" in problems["/qos/cmd_vel"]
+            assert "transient local" in problems["/qos/cmd_vel"]
+            assert "QoS mismatch on /qos/scan" in link.health().detail  # type: ignore[attr-defined]
+            # Nothing flows on the mismatched scan topic; odometry still does.
+            obs = link.latest()  # type: ignore[attr-defined]
+            assert obs is not None and obs.scan_m is None
+        finally:
+            link.close()  # type: ignore[attr-defined]
+    finally:
+        robot.close()
+
+
+def test_command_type_mismatch_is_named() -> None:
+    robot = ScriptedRobot(namespace="plain", cmd_type="plain")
+    try:
+        link = _link("ros2://plain")
+        try:
+            wait_for(lambda: "/plain/cmd_vel#type" in link.problems, 10, "the type mismatch")  # type: ignore[attr-defined]
+            text = link.problems["/plain/cmd_vel#type"]  # type: ignore[attr-defined]
+            assert "geometry_msgs/msg/Twist" in text and "set twist=plain" in text
+        finally:
+            link.close()  # type: ignore[attr-defined]
+    finally:
+        robot.close()
+
+
+def test_stamp_offset_is_reported_once_and_freshness_uses_arrival() -> None:
+    """A robot on sim time (stamps 1000 s behind, /clock published): one notice, however many
+    messages; observations carry host receive times; commands carry the robot's clock."""
+    robot = ScriptedRobot(namespace="simtime", stamp_offset_s=-1000.0, clock=True)
+    try:
+        before = time.monotonic_ns()
+        link = _link("ros2://simtime?image=")
+        try:
+            wait_for(lambda: link.health().extra["odom"] >= 40, 10, "40 odometry messages")  # type: ignore[attr-defined]
+            notices = [n for n in link.notices if "stamps are" in n]  # type: ignore[attr-defined]
+            assert len(notices) == 1 and "behind" in notices[0]
+            assert any("sim time" in n for n in link.notices)  # type: ignore[attr-defined]
+            obs = link.latest()  # type: ignore[attr-defined]
+            assert obs is not None and obs.t_ns >= before  # arrival time, not the stamp
+            # Sent until the robot's subscription has matched ours (as the loop does, each tick).
+            wait_for(lambda: link.send(Command(0.1, 0.0)) and len(robot.commands) >= 5, 10,  # type: ignore[attr-defined]
+                     "the commands")
+            sent = convert.stamp_ns(robot.commands[-1].header.stamp)
+            assert sent < time.time_ns() - 500 * 10**9  # stamped on the robot's (sim) clock
+        finally:
+            link.close()  # type: ignore[attr-defined]
+    finally:
+        robot.close()
+
+
+def test_no_robot_is_one_line() -> None:
+    with pytest.raises(Exception) as info:
+        _link("ros2://nobody_here?timeout_ms=100", )
+    assert "no odometry on /nobody_here/odom" in str(info.value) or "no ROS 2 robot" \
+        in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# --- against `takeover sim serve --ros2` in another process -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    with serve_sim("ros2:simbot", seed=3) as url:
+        assert url == "ros2://simbot"
+        yield url
+
+
+def test_expert_docks_through_drive(sim_url: str) -> None:
+    """`takeover drive --robot ros2://... --driver expert` docks the served simulator."""
+    out = subprocess.run(
+        [sys.executable, "-m", "takeover.cli", "drive", "--robot", sim_url, "--driver",
+         "expert", "--episodes", "2", "--seed", "1", "--json"],
+        capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["episodes"] == 2 and result["successes"] == 2, result["per_episode"]
+
+
+def test_estop_battery_and_reset_against_the_server(sim_url: str) -> None:
+    link = open_link(sim_url)
+    link.connect(timeout_s=10.0)
+    try:
+        assert link.supports_sim_control
+        link.reset(11)
+        dock = link.dock_pose()
+        obs = link.latest()
+        assert obs is not None and obs.scan_m is not None and obs.image is not None
+        assert obs.scan_m.shape == (180,) and obs.image.shape == (96, 96, 3)
+        assert link.health().extra["old_world"] >= 0
+        link.estop()
+        wait_for(lambda: link.latest().estop and link.latest().input_t_ns["odom"]  # type: ignore[union-attr]
+                 > obs.input_t_ns["odom"], 5, "the base's e-stop")
+        assert link.send(Command(0.3, 0.0)) == Command(0.0, 0.0)  # latched: zero goes out
+        link.clear_estop()
+        wait_for(lambda: not link.latest().estop, 5, "the e-stop released")  # type: ignore[union-attr]
+        battery = link.battery()  # type: ignore[attr-defined]
+        wait_for(lambda: link.battery() is not None, 5, "a BatteryState")  # type: ignore[attr-defined]
+        battery = link.battery()  # type: ignore[attr-defined]
+        assert 0 <= battery.percentage <= 1 and battery.status_name == "discharging"
+        assert battery.current_a < 0
+        link.reset(11)
+        assert link.dock_pose() == dock  # the same seed, the same world
+    finally:
+        link.close()
