@@ -495,7 +495,7 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
             skipped.append(f"{path.name}: {bad_scans} scan(s) with another beam count stored "
                            "as NaN")
         if stuck:
-            warnings.append(f"{path.parent.name}/{path.name}: {stuck}")
+            warnings.append(f"{path.parent.name}/{path.name.removesuffix('.hdf5')}: {stuck}")
         episodes.append(path)
     return episodes, skipped, warnings
 

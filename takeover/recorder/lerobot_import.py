@@ -379,7 +379,8 @@ class _Plan:
             with contextlib.suppress(OSError):
                 out.path.unlink()
             raise
-        warning = f"{path.parent.name}/{path.name}: {stuck}" if stuck else None
+        key = f"{path.parent.name}/{path.name.removesuffix('.hdf5')}"
+        warning = f"{key}: {stuck}" if stuck else None
         return path, lines, warning
 
     def _outcome(self, ep: dict[str, Any], cols: _Columns) -> str:

@@ -135,8 +135,8 @@ def _write_episode(writer: Any, ep: Episode, image_format: str, jpeg_quality: in
     if len(ep) == 0:
         return
     wall = info.start_time_ns + (ep.t_ns - ep.t_ns[0])
-    writer.add_metadata("takeover.episode", {k: str(v) for k, v in info.to_json().items()
-                                             if k not in ("extra",)})
+    record = {k: str(v) for k, v in info.to_json().items() if k != "extra"}
+    writer.add_metadata("takeover.episode", {"key": info.key, **record})
 
     def put(topic: str, message: Any, t_ns: int) -> None:
         writer.write_message(topic, message, log_time=int(t_ns), publish_time=int(t_ns))

@@ -20,6 +20,7 @@ from takeover.errors import UsageError
 from takeover.recorder.bag_import import ImportOptions, TopicMap, import_bag
 from takeover.recorder.reader import read_episode
 from takeover.sim.simulator import Simulator
+from takeover.types import Command
 
 T0_NS = 1_700_000_000_000_000_000  # bag clocks are Unix time
 PERIOD_NS = 50_000_000
@@ -105,8 +106,10 @@ class Msgs:
 def write_bag(path: Path, *, ros1: bool, storage: StoragePlugin = StoragePlugin.SQLITE3,
               steps: int = 40, stamped: bool = False, image: str = "png",
               jitter: bool = False, markers: list[tuple[int, str, Any]] | None = None,
-              cmd_topic: str = "/cmd_vel") -> BagContent:
-    """A drive by the simulator: cmd_vel at 20 Hz, odom at 50 Hz, scan and camera at 10 Hz."""
+              cmd_topic: str = "/cmd_vel", move: bool = False) -> BagContent:
+    """A drive by the simulator: cmd_vel at 20 Hz, odom at 50 Hz, scan and camera at 10 Hz.
+    The simulated robot follows the commands only with `move`; otherwise it stands still (a
+    stuck robot, as far as the odometry can tell)."""
     m = Msgs(ros1)
     sim = Simulator(11)
     rng = np.random.default_rng(3)
@@ -142,6 +145,9 @@ def write_bag(path: Path, *, ros1: bool, storage: StoragePlugin = StoragePlugin.
                     m.raw_image(t, obs.image, image)
                 events.append((t + 2, c_img, m.ser(msg)))
                 content.image.append((t + 2, obs.image))
+            if move:
+                k = min(steps - 1, i * 2 // 5)  # the command in force at this 50 Hz tick
+                sim.command(Command(0.1 + 0.01 * k, -0.3 + 0.013 * k))
             sim.step(0.02)
         for k in range(steps):
             t = T0_NS + k * PERIOD_NS + (int(rng.integers(-5, 6)) * 1_000_000 if jitter and k

@@ -271,7 +271,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(recorded: Path, exported: Path
         with pytest.raises(UsageError) as err:
             import_lerobot(path, ws)
         assert text in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(UsageError, match="no component 'x.vel'"):
+    with pytest.raises(UsageError, match=r"no component 'x\.vel'"):
         import_lerobot(exported, ws, LeRobotImportOptions(action_names=("x.vel", "theta.vel")))
     assert not list(ws.rglob("*.hdf5"))
 
