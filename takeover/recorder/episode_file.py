@@ -98,12 +98,16 @@ class ObsSpec:
     image_shape: (H, W, 3) or None without a camera. scan_beams: N or None without a LiDAR.
     The scan's angles: beam i points at angle_min_rad + i * angle_increment_rad,
     counter-clockwise from the robot's forward axis (default: N beams over 360 degrees).
+    missing_inputs: inputs the robot's link expects ("scan", "image") that it had not sent when
+    the file was made, each with how long the link had been waiting for it (s): the episode has
+    no dataset for them, and says so in its `missing_inputs` attribute.
     """
 
     image_shape: tuple[int, int, int] | None = None
     scan_beams: int | None = None
     scan_angle_min_rad: float = 0.0
     scan_angle_increment_rad: float | None = None
+    missing_inputs: tuple[tuple[str, float], ...] = ()
 
     @property
     def angle_increment_rad(self) -> float:
@@ -266,6 +270,10 @@ def create_datasets(f: h5py.File, spec: ObsSpec, compression: Compression) -> No
         f[name].attrs["columns"] = ",".join(schema.ACTION_COLUMNS)
     f["mode"].attrs["labels"] = ",".join(m.value for m in schema.MODE_CODES)
     f["source"].attrs["labels"] = ",".join(s.value for s in schema.SOURCE_CODES)
+    # Which datasets are absent because the robot never sent what its link expects: written
+    # with the layout, since nothing can be added to the file's attributes once it is in SWMR.
+    f.attrs["missing_inputs"] = json.dumps(
+        {name: round(waited_s, 3) for name, waited_s in spec.missing_inputs}, sort_keys=True)
 
 
 def write_start_attrs(

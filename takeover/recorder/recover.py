@@ -218,6 +218,7 @@ def _rebuild(path: Path, final: Path, src: h5py.File, limit: int | None = None) 
             float(scan.attrs["angle_increment_rad"])
             if scan is not None and "angle_increment_rad" in scan.attrs else None
         ),
+        missing_inputs=_missing_inputs(attrs),
     )
     try:
         compression = Compression.parse(attr_text(attrs.get("image_compression", "")))
@@ -274,6 +275,15 @@ def _rebuild(path: Path, final: Path, src: h5py.File, limit: int | None = None) 
     how = f"outcome {stored_outcome}" if finished else "outcome interrupted"
     return RecoveryResult(path, "recovered", final, n,
                           f"{_rel(path)}: recovered {n} steps into {final.name} ({how})")
+
+
+def _missing_inputs(attrs: h5py.AttributeManager) -> tuple[tuple[str, float], ...]:
+    """The partial's `missing_inputs`, carried over to the rebuilt file (none if unreadable)."""
+    try:
+        missing = json.loads(attr_text(attrs.get("missing_inputs", "{}")))
+        return tuple((str(k), float(v)) for k, v in sorted(missing.items()))
+    except (AttributeError, TypeError, ValueError):
+        return ()
 
 
 def _copy_frames(image: h5py.Dataset, out: EpisodeFileWriter, n: int) -> None:

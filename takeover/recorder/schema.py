@@ -156,6 +156,14 @@ ATTR_TYPES: dict[str, type] = {
     # episode: listing reads this one attribute instead of twenty ("" in a .partial).
     "summary": str,
 }
+#: Attributes that files written since they were introduced have, and older ones may lack
+#: (checked by `verify` where present; not part of `summary`).
+OPTIONAL_ATTR_TYPES: dict[str, type] = {
+    # JSON object: each input the robot's link expects ("scan", "image") that never arrived
+    # before the file was made -> how long the link had waited for it (s). "{}": none missing.
+    # Such an input has no dataset in the episode.
+    "missing_inputs": str,
+}
 #: Attributes copied into `summary`.
 SUMMARY_ATTRS = tuple(a for a in ATTR_TYPES if a not in ("config", "summary"))
 SUMMARY_BYTES = 8192

@@ -116,7 +116,23 @@ def _check(path: Path, f: h5py.File, deep: bool) -> list[str]:
             problems.append(f"obs/image chunks {img.chunks} are not one frame per chunk")
     if problems:
         return problems
-    return _check_values(f, n, deep)
+    return _check_values(f, n, deep) + _missing_input_problems(a)
+
+
+def _missing_input_problems(a: h5py.AttributeManager) -> list[str]:
+    """An input the robot's link expects but never sent (`missing_inputs`): the episode has no
+    dataset for it, which a policy trained on it would not expect."""
+    if "missing_inputs" not in a:
+        return []  # written before the attribute existed
+    try:
+        missing = json.loads(attr_text(a["missing_inputs"]))
+        if not isinstance(missing, dict):
+            raise ValueError("not an object")
+        return [f"{name} never received: the robot's link expects it, and none came in the "
+                f"{float(waited_s):.1f} s before recording began; the episode has no obs/{name}"
+                for name, waited_s in sorted(missing.items())]
+    except (TypeError, ValueError):
+        return ["attribute missing_inputs is not a JSON object of input -> seconds"]
 
 
 def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:

@@ -52,7 +52,8 @@ log = logging.getLogger("takeover.recorder")
 DEFAULT_QUEUE_S = 5.0
 DEFAULT_FLUSH_INTERVAL_S = 0.5
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
-#: Steps buffered before the first observation fixes the episode's shapes (then: no sensors).
+#: Steps buffered before the first observation fixes the episode's shapes (then: no sensors),
+#: or before every input the link expects has arrived (then: the episode lacks it, and says so).
 MAX_STEPS_BEFORE_FIRST_OBSERVATION = 40
 WARN_EVERY_S = 5.0
 
@@ -177,6 +178,18 @@ class _OpenEpisode:
     shape_warned: bool = False
 
 
+def missing_inputs(obs: Observation) -> tuple[tuple[str, float], ...]:
+    """The inputs the link expects (it stamps them in `input_t_ns`) that this observation
+    lacks, each with how long the link had been waiting for it (s) at the newest input."""
+    stamps = obs.input_t_ns
+    if not stamps:
+        return ()
+    newest = max(stamps.values())
+    absent = {"scan": obs.scan_m is None, "image": obs.image is None}
+    return tuple((name, (newest - stamps[name]) / 1e9)
+                 for name in sorted(stamps) if absent.get(name, False))
+
+
 def spec_from_observation(obs: Observation | None) -> ObsSpec:
     if obs is None:
         return ObsSpec()
@@ -185,7 +198,8 @@ def spec_from_observation(obs: Observation | None) -> ObsSpec:
         h, w, _ = obs.image.shape
         image_shape = (h, w, 3)
     scan_beams = int(obs.scan_m.shape[0]) if obs.scan_m is not None else None
-    return ObsSpec(image_shape=image_shape, scan_beams=scan_beams)
+    return ObsSpec(image_shape=image_shape, scan_beams=scan_beams,
+                   missing_inputs=missing_inputs(obs))
 
 
 class EpisodeWriter(threading.Thread):
@@ -419,7 +433,11 @@ class EpisodeWriter(threading.Thread):
         if ep is None or ep.failed:
             return  # after end_episode, or recording stopped on an error
         if ep.file is None:
-            if record.observation is None and len(ep.waiting) < MAX_STEPS_BEFORE_FIRST_OBSERVATION:
+            # The first observation fixes which datasets the file has: wait (a little) for one
+            # with every input the link expects, rather than lose an input that is just late.
+            obs = record.observation
+            incomplete = obs is None or bool(missing_inputs(obs))
+            if incomplete and len(ep.waiting) < MAX_STEPS_BEFORE_FIRST_OBSERVATION:
                 ep.waiting.append(record)
                 return
             if not self._open_file(ep, spec_from_observation(record.observation)):
