@@ -167,8 +167,7 @@ class Arbiter:
             else:
                 self._latch(Mode.LINK_LOST, "no observation from the robot")
         elif not fresh:
-            age_ms = (now_ns - obs.t_ns) / 1e6
-            self._latch(Mode.LINK_LOST, f"observation {age_ms:.0f} ms old (limit {s.obs_freshness_ms:.0f})")
+            self._latch(Mode.LINK_LOST, stale_reason(obs, now_ns, s.obs_freshness_ms))
         if obs is not None and obs.estop and self.mode is not Mode.LINK_LOST:
             self._latch(Mode.ESTOP, "the base reports its e-stop engaged")
 
@@ -311,6 +310,22 @@ class Arbiter:
         w = _rate_limit(self._last.w_radps, w, s.accel_w_radps2 * dt_s, s.decel_w_radps2 * dt_s)
         self._last = Command(v, w)
         return self._last
+
+
+def stale_reason(obs: Observation, now_ns: int, limit_ms: float) -> str:
+    """Why an observation is too old, naming its stalest input where the link stamps each one
+    (`Observation.input_t_ns`): "scan 262 ms old (limit 250)", or for an input that has not
+    arrived at all (stamped with when the link began waiting for it) "no scan received for
+    3000 ms (limit 250)". A link with one stamp for everything: "observation N ms old"."""
+    limit = f"(limit {limit_ms:.0f})"
+    if not obs.input_t_ns:
+        return f"observation {(now_ns - obs.t_ns) / 1e6:.0f} ms old {limit}"
+    name, t_ns = min(obs.input_t_ns.items(), key=lambda item: item[1])
+    age_ms = (now_ns - t_ns) / 1e6
+    absent = (name == "scan" and obs.scan_m is None) or (name == "image" and obs.image is None)
+    if absent:
+        return f"no {name} received for {age_ms:.0f} ms {limit}"
+    return f"{name} {age_ms:.0f} ms old {limit}"
 
 
 def _clip(x: float, limit: float) -> float:

@@ -19,6 +19,19 @@ queue_length, compression "none" or "cbor"), unsubscribe, call_service, set_leve
 replies publish, service_response and status. Each subscription has a bounded queue
 (queue_length, at least 1 and at most 100), so a slow client loses old messages instead of
 growing the server's memory.
+
+It also behaves as the real rosbridge_server (2.x) does where that bites a client, as fault modes
+a test turns on (docs/rosbridge.md):
+- QoS at subscribe time. A subscription takes its QoS from the publishers the server knows when
+  it is made; one made before a best-effort publisher (the LiDAR's, `best_effort`) is known is
+  reliable, and when the publisher appears the server logs "offering incompatible QoS" and the
+  subscription delivers nothing until the client makes it again (unsubscribe, subscribe).
+- A driver that starts late (`absent`, then `appear(topic)`): nothing on that topic until then.
+- A server restart on the same port (`restart`): every client dropped, every subscription
+  forgotten, and the robot's publishers unknown until discovered (`discover`).
+- A real robot (`real_robot=True`): no /sim services, no e-stop topic and no e-stop service;
+  `rosapi=False`: no rosapi either. A call to a service that does not exist is answered as
+  rosbridge does (status error, `result: false`) and logged as an ERROR (`errors_logged`).
 """
 
 from __future__ import annotations
@@ -31,7 +44,8 @@ import json
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +76,8 @@ TOPIC_TYPES = {
     DOCK_POSE_TOPIC: "geometry_msgs/msg/PoseStamped",
     CMD_VEL_TOPIC: "geometry_msgs/msg/Twist",
 }
+ROBOT_TOPICS = (ODOM_TOPIC, SCAN_TOPIC, IMAGE_TOPIC, BATTERY_TOPIC, DOCKED_TOPIC, BUMPER_TOPIC,
+                CMD_VEL_TOPIC)  # what a real base offers (real_robot=True)
 SERVICE_TYPES = {
     "/estop/set": "std_srvs/srv/SetBool",
     "/sim/reset": "takeover_sim/srv/Reset",
@@ -69,6 +85,7 @@ SERVICE_TYPES = {
     "/rosapi/topics": "rosapi_msgs/srv/Topics",
     "/rosapi/services": "rosapi_msgs/srv/Services",
 }
+ROSAPI_SERVICES = ("/rosapi/topics", "/rosapi/services")
 MAX_QUEUE_LENGTH = 100
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 BATTERY_PERIOD_NS = 500_000_000
@@ -115,6 +132,9 @@ class _Subscription:
     last_sent_ns: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    # Made before the topic's best-effort publisher was known: a reliable subscription that
+    # the publisher cannot serve (rosbridge 2.x picks QoS once, at subscribe time).
+    deaf: bool = False
 
 
 @dataclass(eq=False)  # identity: clients live in a set
@@ -163,10 +183,28 @@ class SimRosbridgeServer:
     """A rosbridge v2 server in front of a simulated base; runs its own event-loop thread."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9090, seed: int = 0,
-                 image_format: str = "jpeg", base: RealTimeBase | None = None) -> None:
+                 image_format: str = "jpeg", base: RealTimeBase | None = None, *,
+                 real_robot: bool = False, rosapi: bool = True,
+                 best_effort: Iterable[str] = (SCAN_TOPIC,), absent: Iterable[str] = ()) -> None:
+        """real_robot: offer only what a real base does (no /sim services, no e-stop topic or
+        service). rosapi: offer /rosapi/topics and /rosapi/services. best_effort: topics whose
+        publisher is best effort (LiDAR drivers). absent: topics whose publisher has not started
+        yet (`appear` starts it)."""
         self.host = host
         self.image_format = image_format
         self.base = base or RealTimeBase(seed)
+        self.real_robot = real_robot
+        self.rosapi = rosapi
+        self.best_effort = frozenset(best_effort)
+        self._absent = set(absent)
+        self._known = self._published_topics() - self._absent  # publishers the server knows
+        self.generation = 1  # the server process: restart() makes a new one
+        self.incompatible_qos = 0  # "New publisher discovered ..., offering incompatible QoS"
+        self.errors_logged = 0  # ERROR lines in the server's own log
+        self.log: deque[str] = deque(maxlen=200)
+        self.service_calls: deque[tuple[int, str, Any]] = deque(maxlen=1000)  # (generation, ...)
+        self.moving_commands: Counter[int] = Counter()  # non-zero twists, by generation
+        self._subscribes: Counter[tuple[int, str]] = Counter()
         self._clients: set[_Client] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rosbridge-server",
@@ -213,6 +251,47 @@ class SimRosbridgeServer:
 
     def replug(self) -> None:
         self._run(self._start(self.port))
+
+    def restart(self, discovered: bool = True) -> None:
+        """A new server process on the same port: every client and subscription is dropped;
+        with discovered=False it does not know the robot's publishers yet (DDS discovery takes
+        a moment on a real robot) until `discover()`."""
+        self._run(self._stop_serving())
+        self.generation += 1
+        self._known = self._published_topics() - self._absent if discovered else set()
+        self._run(self._start(self.port))
+
+    def discover(self) -> None:
+        """The server discovers the robot's publishers (after a restart)."""
+        self._run(self._became_known(self._published_topics() - self._absent))
+
+    def appear(self, topic: str) -> None:
+        """The publisher of `topic` starts (a driver that came up late)."""
+        self._absent.discard(topic)
+        self._run(self._became_known({topic}))
+
+    def subscriptions_made(self, topic: str, generation: int | None = None) -> int:
+        """How many subscribe requests for `topic` this server process (or `generation`) got."""
+        return self._subscribes[(generation or self.generation, topic)]
+
+    def _published_topics(self) -> set[str]:
+        topics = set(TOPIC_TYPES) - {CMD_VEL_TOPIC}
+        return topics & set(ROBOT_TOPICS) if self.real_robot else topics
+
+    async def _became_known(self, topics: set[str]) -> None:
+        for topic in sorted(topics - self._known):
+            self._known.add(topic)
+            deaf = sum(1 for c in self._clients for sub in c.subscriptions.values()
+                       if sub.topic == topic and sub.deaf)
+            if deaf:
+                self.incompatible_qos += 1
+                self.log.append(f"WARN New publisher discovered on topic '{topic}', offering "
+                                "incompatible QoS. No messages will be received from it. Last "
+                                "incompatible policy: RELIABILITY")
+
+    def _log_error(self, text: str) -> None:
+        self.errors_logged += 1
+        self.log.append(f"ERROR {text}")
 
     async def _stop_serving(self) -> None:
         if self._server is not None:
@@ -326,13 +405,17 @@ class SimRosbridgeServer:
         v = float(twist.get("linear", {}).get("x", 0.0) or 0.0)
         w = float(twist.get("angular", {}).get("z", 0.0) or 0.0)
         client.drives = True
+        if v != 0.0 or w != 0.0:
+            self.moving_commands[self.generation] += 1
         self.base.command(Command(v, w))
 
     def _subscribe(self, client: _Client, m: dict[str, Any]) -> None:
         topic = str(m["topic"])
+        self._subscribes[(self.generation, topic)] += 1
         sub = client.subscriptions.get(topic)
         if sub is None:
-            sub = _Subscription(topic)
+            # QoS is chosen now, from the publishers known now: reliable when none is.
+            sub = _Subscription(topic, deaf=topic in self.best_effort and topic not in self._known)
             client.subscriptions[topic] = sub
             sub.task = asyncio.get_running_loop().create_task(self._sender(client, sub))
         sub.ids.add(str(m.get("id", "")))
@@ -375,10 +458,12 @@ class SimRosbridgeServer:
 
     def _publish(self, topic: str, msg: dict[str, Any]) -> None:
         """On the loop thread: queue a message for every subscriber of topic."""
+        if topic not in self._known:
+            return  # its publisher has not started, or the server has not discovered it
         out = _Outgoing(topic, msg)
         for client in self._clients:
             sub = client.subscriptions.get(topic)
-            if sub is not None:
+            if sub is not None and not sub.deaf:
                 sub.queue.append(out)
                 sub.wake.set()
 
@@ -400,13 +485,20 @@ class SimRosbridgeServer:
         if not isinstance(args, dict):
             raise TypeError("args is not an object")
         reply: dict[str, Any] = {"op": "service_response", "service": service}
-        if isinstance(m.get("id"), str):
-            reply["id"] = m["id"]
+        op_id = m["id"] if isinstance(m.get("id"), str) else None
+        if op_id:
+            reply["id"] = op_id
+        self.service_calls.append((self.generation, service, args))
         try:
             reply["values"] = self._service(service, args)
             reply["result"] = True
         except LookupError:
-            reply["values"] = f"Service {service} does not exist"
+            # rosbridge logs an ERROR on the robot and tells the client, then answers false
+            text = f"Service {service} does not exist"
+            self._log_error(f"call_service InvalidServiceException: {text}")
+            await self._status(client, "error", f"call_service InvalidServiceException: {text}",
+                               op_id)
+            reply["values"] = text
             reply["result"] = False
         except (TypeError, ValueError) as exc:
             reply["values"] = f"{service}: bad request ({exc})"
@@ -419,7 +511,15 @@ class SimRosbridgeServer:
         return {"seed": self.base.seed,
                 "dock_pose": {"x": dock.x_m, "y": dock.y_m, "theta": dock.yaw_rad}}
 
+    def _services(self) -> list[str]:
+        services = [s for s in SERVICE_TYPES if self.rosapi or s not in ROSAPI_SERVICES]
+        if self.real_robot:
+            services = [s for s in services if s in ROSAPI_SERVICES]
+        return services
+
     def _service(self, service: str, args: dict[str, Any]) -> Any:
+        if service not in self._services():
+            raise LookupError(service)
         if service == "/sim/reset":
             seed = int(args.get("seed", 0))
             self.base.reset(seed)
@@ -434,9 +534,10 @@ class SimRosbridgeServer:
             self.base.set_estop(engage)
             return {"success": True, "message": "e-stop latched" if engage else "released"}
         if service == "/rosapi/topics":
-            return {"topics": list(TOPIC_TYPES), "types": list(TOPIC_TYPES.values())}
+            topics = [t for t in TOPIC_TYPES if t in self._known or t == CMD_VEL_TOPIC]
+            return {"topics": topics, "types": [TOPIC_TYPES[t] for t in topics]}
         if service == "/rosapi/services":
-            return {"services": list(SERVICE_TYPES)}
+            return {"services": self._services()}
         raise LookupError(service)
 
     # --- telemetry (physics thread) ------------------------------------------------------------

@@ -44,7 +44,7 @@ class ModeLog:
         return True
 
 
-@pytest.fixture(params=["lockstep-sim", "serial-tcp", "rosbridge"])
+@pytest.fixture(params=["lockstep-sim", "serial-tcp", "rosbridge", "rosbridge-no-estop-topic"])
 def link(request: pytest.FixtureRequest) -> Iterator[RobotLink]:
     server: SimSerialServer | SimRosbridgeServer | None = None
     if request.param == "lockstep-sim":
@@ -53,7 +53,9 @@ def link(request: pytest.FixtureRequest) -> Iterator[RobotLink]:
         server = SimSerialServer("tcp", seed=4)
         url = server.url
     else:
-        server = SimRosbridgeServer(port=0, seed=4)
+        # A real ROS base often has no e-stop topic (nor service): the latch is the link's own.
+        server = SimRosbridgeServer(port=0, seed=4,
+                                    real_robot=request.param == "rosbridge-no-estop-topic")
         url = server.url
     link = open_link(url)
     link.connect()

@@ -27,6 +27,16 @@ This client uses the websockets library's threaded (sync) client: a session thre
 reconnects, a writer thread sends what could not go out at once. `send` writes a command
 straight from the caller's thread when the socket takes it without waiting, else leaves it in
 a one-command slot; `latest` returns a reference. Neither waits on the network.
+
+Against the real rosbridge_server (docs/rosbridge.md): a subscription takes its QoS when it is
+made, from the publishers the server knows then, so one made before a best-effort LiDAR driver
+is known (a cold start, a server restart) never delivers. The session thread therefore makes a
+subscription again (unsubscribe, subscribe) whenever an input that paces observations (odom,
+scan, image) has been silent for RESUBSCRIBE_AFTER_S since it was made or since its last
+message, backing off to RESUBSCRIBE_MAX_S. Each observation stamps every input it expects
+(`Observation.input_t_ns`), an input that never came with the time the link began waiting for
+it, so the Arbiter's freshness check names what is missing or stale. The server's services are
+probed once (rosapi), and a service the robot lacks is never called again.
 """
 
 from __future__ import annotations
@@ -61,7 +71,15 @@ from takeover.types import ZERO_COMMAND, Command, Observation, Odometry, Pose2D
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 0.5
 SERVICE_TIMEOUT_S = 2.0
-SIM_PROBE_TIMEOUT_S = 1.0
+SERVICE_PROBE_TIMEOUT_S = 1.0  # no answer from rosapi in time: taken as a robot without it
+ROSAPI_SERVICES = "/rosapi/services"
+# An input that paces observations, silent this long since it was subscribed or since its last
+# message, is subscribed again; the wait doubles up to RESUBSCRIBE_MAX_S while it stays silent
+# (each time costs the server a subscription, and an INFO line in its log).
+RESUBSCRIBE_AFTER_S = 1.0
+RESUBSCRIBE_MAX_S = 4.0
+WATCH_PERIOD_S = 0.1  # how often the session thread looks for silent inputs
+MAX_TRACKED_CALLS = 64
 LATENCY_SAMPLES = 20_000
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_FRAGMENT_SETS = 8
@@ -131,6 +149,26 @@ def parse_rosbridge_url(url: str) -> RosbridgeConfig:
         raise UsageError(f"robot URL {url!r}: odom= cannot be empty; odometry paces the link")
     base_url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     return RosbridgeConfig(url=base_url, **kwargs)
+
+
+@dataclass
+class _Input:
+    """One subscribed topic and how it flows on the current connection (session thread)."""
+
+    name: str  # its key in Observation.input_t_ns where it paces observations, else ""
+    topic: str
+    msg_type: str
+    throttle_ms: int = 0
+    sid: str = ""  # the id of the current subscription
+    made: int = 0  # subscriptions made, for a fresh id each time
+    subscribed_ns: int = 0  # when the current subscription was made
+    last_rx_ns: int = 0  # the last message on this connection (0: none yet)
+    wait_s: float = RESUBSCRIBE_AFTER_S
+    resubscribes: int = 0
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.name)
 
 
 def open_rosbridge_link(url: str, options: LinkOptions) -> RosbridgeLink:
@@ -284,10 +322,34 @@ class RosbridgeLink(RobotLink):
         self._is_sim = False
         self._probed = False
         self._dock: Pose2D | None = None
+        c = config
+        self._inputs: dict[str, _Input] = {}
+        for name, topic, msg_type, throttle_ms in (
+            ("odom", c.odom_topic, "nav_msgs/msg/Odometry", 0),
+            ("scan", c.scan_topic, "sensor_msgs/msg/LaserScan", 0),
+            ("image", c.image_topic, "sensor_msgs/msg/CompressedImage",
+             int(1000 / c.image_hz)),
+            ("", c.battery_topic, "sensor_msgs/msg/BatteryState", 0),
+            ("", c.estop_topic, "std_msgs/msg/Bool", 0),
+            ("", c.docked_topic, "std_msgs/msg/Bool", 0),
+            ("", c.bumper_topic, "std_msgs/msg/Bool", 0),
+        ):
+            if topic and topic not in self._inputs:
+                self._inputs[topic] = _Input(name, topic, msg_type, throttle_ms)
+        # Since when the link waits for the inputs it has not had yet (connect, reset): their
+        # stamp in an observation, so that one that never comes makes it stale, by name.
+        self._awaited_since_ns = time.monotonic_ns()
+        self._connected_ns = 0
+        # Services: what rosapi said the robot has (None: not known), the ones it lacks, and
+        # the fire-and-forget calls still waiting for an answer (id -> service).
+        self._services: frozenset[str] | None = None
+        self._missing_services: set[str] = set()
+        self._async_calls: dict[str, str] = {}
         self._counts: dict[str, int] = {
             "messages_ok": 0, "bad_json": 0, "bad_messages": 0, "unknown_ops": 0,
             "status_errors": 0, "reconnects": 0, "images": 0, "image_errors": 0, "scans": 0,
             "tx_messages": 0, "tx_direct": 0, "tx_dropped": 0, "cbor_messages": 0,
+            "resubscribes": 0,
         }
         self._last_status = ""
         self._tx_latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
@@ -297,8 +359,8 @@ class RosbridgeLink(RobotLink):
     @property
     def supports_sim_control(self) -> bool:
         """Before connecting: True, rosbridge can carry the simulator's services (so a caller
-        may plan for it). After: whether this server answered /sim/get_dock_pose; reset() on
-        a real robot raises UsageError."""
+        may plan for it). After: whether the server offers /sim/reset and /sim/get_dock_pose
+        (rosapi says so); reset() and dock_pose() on a real robot raise UsageError."""
         if not self._probed:
             return True
         return self._is_sim
@@ -309,6 +371,7 @@ class RosbridgeLink(RobotLink):
         if self._thread is not None:
             return
         self._stop.clear()
+        self._awaited_since_ns = time.monotonic_ns()
         if self.config.image_topic:
             self._images = _ImageDecoder(
                 self.options.camera_width, self.options.camera_height, self._on_image,
@@ -327,13 +390,30 @@ class RosbridgeLink(RobotLink):
                 f"{self.url}: cannot reach rosbridge ({reason}); is rosbridge_server running "
                 "there and the port right?"
             )
-        try:
-            self._is_sim = self._call(self.config.dock_service, {},
-                                      SIM_PROBE_TIMEOUT_S) is not None
-        except LinkError:
-            self._is_sim = False
+        self._probe_services()
         self._probed = True
         self._wait_complete_observation(deadline)
+
+    def _probe_services(self) -> None:
+        """Once, at the first connect: which services the server has, from rosapi (the
+        standard rosbridge launch runs it), so that the link never calls one the robot lacks:
+        each such call is an ERROR in the robot's log. Without rosapi the server is not the
+        simulator (which always offers it), and whether the e-stop service exists is learnt
+        from the answer to its first call."""
+        c = self.config
+        try:
+            values = self._call(ROSAPI_SERVICES, {}, SERVICE_PROBE_TIMEOUT_S)
+            listed = values["services"]
+            if not isinstance(listed, list):
+                raise TypeError("services is not a list")
+        except (LinkError, KeyError, TypeError):
+            self._is_sim = False
+            return
+        services = frozenset(str(name) for name in listed)
+        self._services = services
+        self._is_sim = c.reset_service in services and c.dock_service in services
+        if c.estop_service and c.estop_service not in services:
+            self._missing_services.add(c.estop_service)
 
     def send(self, command: Command) -> Command:
         t_call_ns = time.monotonic_ns()
@@ -356,6 +436,11 @@ class RosbridgeLink(RobotLink):
         detail = self._detail
         if self._last_status:
             detail += f"; server said: {self._last_status}"
+        if self._connected:
+            detail += self._waiting_detail()
+        if self.config.estop_service in self._missing_services:
+            detail += (f"; no {self.config.estop_service} on this robot: the e-stop is the "
+                       "link's own (zero commands)")
         decoder = self._images
         extra = {k: float(v) for k, v in self._counts.items()}
         extra["images_dropped"] = float(decoder.dropped if decoder else 0)
@@ -370,6 +455,18 @@ class RosbridgeLink(RobotLink):
             extra=extra,
         )
 
+    def _waiting_detail(self) -> str:
+        """The inputs that are silent now, and since when: what the operator waits for."""
+        now = time.monotonic_ns()
+        waiting = []
+        for inp in list(self._inputs.values()):
+            quiet_since = inp.last_rx_ns or self._connected_ns
+            if inp.watched and quiet_since and now - quiet_since >= RESUBSCRIBE_AFTER_S * 1e9:
+                again = f", subscribed again {inp.resubscribes}x" if inp.resubscribes else ""
+                waiting.append(f"{inp.topic} (nothing for {(now - quiet_since) / 1e9:.1f} s"
+                               f"{again})")
+        return f"; waiting for {', '.join(waiting)}" if waiting else ""
+
     def close(self) -> None:
         if self._thread is None:
             return
@@ -383,12 +480,10 @@ class RosbridgeLink(RobotLink):
     def estop(self) -> None:
         self._estop_latched = True
         self.send(ZERO_COMMAND)
-        if self.config.estop_service:
-            self._call_async(self.config.estop_service, {"data": True})
+        self._call_async(self.config.estop_service, {"data": True})
 
     def clear_estop(self) -> None:
-        if self.config.estop_service:
-            self._call_async(self.config.estop_service, {"data": False})
+        self._call_async(self.config.estop_service, {"data": False})
         self._estop_latched = False
 
     # --- simulator control ---------------------------------------------------------------------
@@ -405,13 +500,17 @@ class RosbridgeLink(RobotLink):
             self._latest = None
             self._scan = self._image = None
             self._odom = None
+            self._awaited_since_ns = time.monotonic_ns()
         self._wait_complete_observation(time.monotonic() + SERVICE_TIMEOUT_S)
 
     def dock_pose(self) -> Pose2D:
         if self._dock is not None:
             return self._dock
         if not self._is_sim:
-            return super().dock_pose()
+            raise UsageError(
+                f"{self.url}: the dock pose is the simulator's privileged state, and this robot "
+                f"is not a simulator (the server has no {self.config.dock_service} service)"
+            )
         self._dock = self._pose_from(self._call(self.config.dock_service, {}, SERVICE_TIMEOUT_S))
         return self._dock
 
@@ -453,10 +552,26 @@ class RosbridgeLink(RobotLink):
 
     def _call_async(self, service: str, args: dict[str, Any]) -> None:
         """Fire and forget (e-stop): the caller must not wait on the network."""
-        text = json.dumps({"op": "call_service", "id": f"call_service:{service}:"
-                           f"{next(self._ids)}", "service": service, "args": args})
-        if self._outbox.put_control((text, 0)):
+        text = self._async_request(service, args)
+        if text is not None and self._outbox.put_control((text, 0)):
             self._counts["tx_dropped"] += 1
+
+    def _async_request(self, service: str, args: dict[str, Any]) -> str | None:
+        """The call_service message of a fire-and-forget call, or None where there is nothing
+        to call: no service configured, or one the robot is known to lack. Its answer is
+        matched by id, so that a robot without the service is called once, not every time."""
+        if not service or service in self._missing_services:
+            return None
+        call_id = f"call_service:{service}:{next(self._ids)}"
+        self._async_calls[call_id] = service
+        while len(self._async_calls) > MAX_TRACKED_CALLS:  # answers that never came
+            self._async_calls.pop(next(iter(self._async_calls)))
+        return json.dumps({"op": "call_service", "id": call_id, "service": service,
+                           "args": args})
+
+    def _on_async_answer(self, service: str, m: dict[str, Any]) -> None:
+        if m.get("result") is False and "does not exist" in str(m.get("values")):
+            self._missing_services.add(service)
 
     # --- the connection ------------------------------------------------------------------------
 
@@ -521,8 +636,7 @@ class RosbridgeLink(RobotLink):
                     ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     self._setup(ws)
                     backoff = BACKOFF_MIN_S
-                    for raw in ws:
-                        self._on_raw(raw)
+                    self._receive(ws)
             except Exception as exc:  # refused, dropped, timed out: reconnect
                 if not self._first_error:
                     self._first_error = _one_line(exc)
@@ -539,6 +653,48 @@ class RosbridgeLink(RobotLink):
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
+    def _receive(self, ws: Any) -> None:
+        """Handle what arrives until the connection closes (it raises then), and look for
+        silent inputs every WATCH_PERIOD_S, between messages or instead of one."""
+        next_watch_ns = 0
+        while True:
+            try:
+                raw = ws.recv(timeout=WATCH_PERIOD_S)
+            except TimeoutError:
+                raw = None
+            if raw is not None:
+                self._on_raw(raw)
+            now = time.monotonic_ns()
+            if now >= next_watch_ns:
+                next_watch_ns = now + int(WATCH_PERIOD_S * 1e9)
+                self._resubscribe_silent(ws, now)
+
+    def _subscribe(self, ws: Any, inp: _Input, now_ns: int) -> None:
+        inp.made += 1
+        inp.sid = f"subscribe:{inp.topic}:{inp.made}"
+        request: dict[str, Any] = {
+            "op": "subscribe", "id": inp.sid, "topic": inp.topic, "type": inp.msg_type,
+            "queue_length": 1, "throttle_rate": inp.throttle_ms,
+        }
+        if self.config.cbor:
+            request["compression"] = "cbor"
+        ws.send(json.dumps(request))
+        inp.subscribed_ns = now_ns
+
+    def _resubscribe_silent(self, ws: Any, now_ns: int) -> None:
+        """Make the subscription of each silent input again. On the real server this drops
+        its ROS subscription (when no other client shares it) and makes a new one whose QoS
+        matches the publishers known now: the cure for one made before they were known."""
+        for inp in self._inputs.values():
+            quiet_since = max(inp.subscribed_ns, inp.last_rx_ns)
+            if not inp.watched or now_ns - quiet_since < inp.wait_s * 1e9:
+                continue
+            ws.send(json.dumps({"op": "unsubscribe", "id": inp.sid, "topic": inp.topic}))
+            self._subscribe(ws, inp, now_ns)
+            inp.resubscribes += 1
+            inp.wait_s = min(inp.wait_s * 2, RESUBSCRIBE_MAX_S)
+            self._counts["resubscribes"] += 1
+
     def _setup(self, ws: Any) -> None:
         """Advertise, subscribe, and stop the base (a fresh session starts from rest)."""
         c = self.config
@@ -546,29 +702,16 @@ class RosbridgeLink(RobotLink):
             else "geometry_msgs/msg/Twist"
         ws.send(json.dumps({"op": "advertise", "id": f"advertise:{c.cmd_vel_topic}",
                             "topic": c.cmd_vel_topic, "type": msg_type, "queue_size": 1}))
-        subscriptions = [
-            (c.odom_topic, "nav_msgs/msg/Odometry", 0),
-            (c.scan_topic, "sensor_msgs/msg/LaserScan", 0),
-            (c.image_topic, "sensor_msgs/msg/CompressedImage", int(1000 / c.image_hz)),
-            (c.battery_topic, "sensor_msgs/msg/BatteryState", 0),
-            (c.estop_topic, "std_msgs/msg/Bool", 0),
-            (c.docked_topic, "std_msgs/msg/Bool", 0),
-            (c.bumper_topic, "std_msgs/msg/Bool", 0),
-        ]
-        for topic, msg_type, throttle_ms in subscriptions:
-            if not topic:
-                continue
-            request: dict[str, Any] = {
-                "op": "subscribe", "id": f"subscribe:{topic}", "topic": topic, "type": msg_type,
-                "queue_length": 1, "throttle_rate": throttle_ms,
-            }
-            if c.cbor:
-                request["compression"] = "cbor"
-            ws.send(json.dumps(request))
+        now = time.monotonic_ns()
+        for inp in self._inputs.values():
+            inp.last_rx_ns, inp.wait_s = 0, RESUBSCRIBE_AFTER_S
+            self._subscribe(ws, inp, now)
         ws.send(self._twist_json(ZERO_COMMAND))
-        if self._estop_latched and c.estop_service:
-            ws.send(json.dumps({"op": "call_service", "id": "estop:relatch",
-                                "service": c.estop_service, "args": {"data": True}}))
+        relatch = self._async_request(c.estop_service, {"data": True}) \
+            if self._estop_latched else None
+        if relatch is not None:
+            ws.send(relatch)
+        self._connected_ns = now
         self._last_rx_ns = time.monotonic_ns()
         self._detail = f"rosbridge at {c.url}"
         self._ws = ws
@@ -629,7 +772,11 @@ class RosbridgeLink(RobotLink):
         if op == "publish":
             self._on_publish(m["topic"], m["msg"])
         elif op == "service_response":
-            future = self._pending_calls.get(str(m.get("id")))
+            call_id = str(m.get("id"))
+            future = self._pending_calls.get(call_id)
+            service = self._async_calls.pop(call_id, None)
+            if service is not None:
+                self._on_async_answer(service, m)
             if future is not None and not future.done():
                 with contextlib.suppress(InvalidStateError):  # the caller gave up meanwhile
                     if m.get("result") is False:
@@ -665,6 +812,9 @@ class RosbridgeLink(RobotLink):
             raise TypeError("msg is not an object")
         c = self.config
         now = time.monotonic_ns()
+        inp = self._inputs.get(topic) if isinstance(topic, str) else None
+        if inp is not None:
+            inp.last_rx_ns, inp.wait_s = now, RESUBSCRIBE_AFTER_S
         if topic == c.odom_topic:
             pose = msg["pose"]["pose"]
             twist = msg["twist"]["twist"]
@@ -716,13 +866,15 @@ class RosbridgeLink(RobotLink):
         if odom is None:
             return
         image, scan = self._image, self._scan
-        stamps = [now]
-        if image is not None:
-            stamps.append(image[0])
-        if scan is not None:
-            stamps.append(scan[0])
+        # Every input the link expects, by when it last arrived; one that has not arrived yet
+        # by since when it is awaited, so that it too makes the observation stale, by name.
+        stamps = {"odom": now}
+        if self.config.scan_topic:
+            stamps["scan"] = scan[0] if scan is not None else self._awaited_since_ns
+        if self.config.image_topic:
+            stamps["image"] = image[0] if image is not None else self._awaited_since_ns
         observation = Observation(
-            t_ns=min(stamps),  # its oldest part, so freshness checks see the real age
+            t_ns=min(stamps.values()),  # its oldest part, so freshness checks see the real age
             odom=odom,
             image=None if image is None else image[1],
             scan_m=None if scan is None else scan[1],
@@ -730,6 +882,7 @@ class RosbridgeLink(RobotLink):
             docked=self._docked,
             estop=self._estop or self._estop_latched,
             bumper=self._bumper,
+            input_t_ns=stamps,
         )
         with self._obs_cond:
             self._latest = observation
