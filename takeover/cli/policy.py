@@ -216,7 +216,7 @@ def _cmd_bench_latency(args: argparse.Namespace) -> int:
 
     if args.threads < 1 or args.iterations < 10:
         raise UsageError("--threads must be >= 1 and --iterations >= 10")
-    path = resolve_policy_path(args.policy, args.workspace)
+    path = resolve_policy_path(args.policy, args.workspace, needed_by="bench latency")
     result = measure_latency(path, threads=args.threads, iterations=args.iterations)
     print_result(result, args.json)
     return 0

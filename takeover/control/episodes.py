@@ -71,10 +71,12 @@ class EpisodeRunner:
     def run(self, seed: int, engage: OperatorEvent,
             prepare: Callable[[], None] | None = None) -> EpisodeResult:
         """Reset the world to `seed`, call `prepare` (e.g. tell the expert the new dock),
-        engage with `engage` (MANUAL or AUTO) and run to the end of the episode."""
+        engage with `engage` (MANUAL or AUTO) and run to the end of the episode. A robot that
+        is not a simulator is not reset: its episode starts where it stands."""
         loop, link = self.loop, self.loop.link
         self._stop_and_wait()
-        link.reset(seed)
+        if link.supports_sim_control:
+            link.reset(seed)
         if self.acknowledge_faults and loop.arbiter.mode.latched:
             if self.on_event is not None:
                 self.on_event(f"acknowledging {loop.arbiter.mode.value} ({loop.arbiter.reason})")

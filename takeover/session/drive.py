@@ -1,12 +1,16 @@
 """`takeover drive`: headless episodes through the full control loop and Arbiter.
 
 Each episode resets the (simulated) world with its seed, engages the driver and runs until the
-base docks, bumps, faults or times out. The expert demonstrates in MANUAL through a scripted
-operator that holds the deadman, exactly as a person at the gamepad would. The policy drives in
-AUTO (onnxruntime only, no torch): with `--driver policy` a scripted supervisor holds the
-deadman and never takes over (the policy's own performance); with `--driver operator-sim` the
-simulated operator (takeover.inputs.operator_sim) takes over when the robot strays, and its
-corrections are recorded as a person's would be.
+base docks, bumps, faults or times out. On a robot that is not a simulator (`ws://` to a real
+base) only `--driver policy` works: it needs nothing but the robot's observations, and its one
+episode starts where the robot stands. The expert and the simulated operator steer by the
+simulator's privileged state (the dock pose, a world reset per seed) and say so.
+
+The expert demonstrates in MANUAL through a scripted operator that holds the deadman, exactly as
+a person at the gamepad would. The policy drives in AUTO (onnxruntime only, no torch): with
+`--driver policy` a scripted supervisor holds the deadman and never takes over (the policy's own
+performance); with `--driver operator-sim` the simulated operator (takeover.inputs.operator_sim)
+takes over when the robot strays, and its corrections are recorded as a person's would be.
 """
 
 from __future__ import annotations
@@ -70,6 +74,13 @@ def _config_for(request: DriveRequest) -> Config:
     return Config()
 
 
+# The drivers that steer by the simulator's privileged state, and what they need of it.
+SIM_ONLY_DRIVERS = {
+    "expert": "the dock pose and a world reset per seed",
+    "operator-sim": "the dock pose and a world reset per seed",
+}
+
+
 def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str, Any]:
     """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields)."""
     config = _config_for(request)
@@ -86,35 +97,54 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
     link = open_link(url, options)
     if request.fast and not link.lockstep:
         raise UsageError(f"--fast works only with the simulator (sim://), not {url}")
-    if not link.supports_sim_control:
-        raise UsageError(
-            f"{url}: drive --driver {request.driver} needs a simulator (sim://, or `takeover sim "
-            "serve`) to reset episodes and tell the dock pose"
-        )
     rate_hz = request.rate_hz or config.loop.rate_hz
     if not 1.0 <= rate_hz <= 50.0:
         raise UsageError(f"--rate-hz {rate_hz}: must be between 1 and 50")
-    link.connect()
+    link.connect()  # a link knows whether it reaches a simulator once it is connected
     try:
+        _check_robot_for(request, link, url)
         return _run_episodes(link, config, request, rate_hz, progress, policy)
     finally:
         link.close()
 
 
+def _check_robot_for(request: DriveRequest, link: RobotLink, url: str) -> None:
+    """Refuse, in one line, what this robot cannot do: a driver that needs the simulator's
+    privileged state, or several episodes on a robot that nothing puts back between them."""
+    if link.supports_sim_control:
+        return
+    needs = SIM_ONLY_DRIVERS.get(request.driver)
+    if needs is not None:
+        raise UsageError(
+            f"--driver {request.driver} steers by the simulator's privileged state ({needs}), "
+            f"which {url} does not offer: it is not a simulator (sim://, `takeover sim serve`); "
+            "on this robot use --driver policy"
+        )
+    if request.episodes > 1:
+        raise UsageError(
+            f"--episodes {request.episodes}: {url} is not a simulator, so nothing resets it "
+            "between episodes; run one episode at a time, with the robot placed at its start"
+        )
+
+
 def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
     """The ONNX policy (--policy PATH, else the workspace's models/current), checked against
     the configured camera before anything moves."""
-    return load_robot_policy(resolve_policy_path(request.policy, request.workspace), config)
+    path = resolve_policy_path(request.policy, request.workspace,
+                               needed_by=f"--driver {request.driver}")
+    return load_robot_policy(path, config)
 
 
 def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
                   progress: TextIO | None, policy: ChunkPolicy | None = None) -> dict[str, Any]:
-    expert = DockingExpert(link.dock_pose())
+    # Only the expert and the simulated operator know the dock (the simulator tells them).
+    expert = DockingExpert(link.dock_pose()) if request.driver == "expert" else None
     simulated_operator: SimulatedOperator | None = None
-    if policy is None:
+    if expert is not None:
         operator: OperatorSource = ScriptedOperator(expert.command)
         engage, operator_name, model_id = OperatorEvent.MANUAL, "expert", ""
     else:
+        assert policy is not None  # run_drive loads it for every driver but the expert
         operator = DeadmanHolder()  # replaced below by the simulated operator, if asked for
         engage, model_id = OperatorEvent.AUTO, policy.runtime.model_id
         operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
@@ -135,6 +165,9 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         if progress is not None:
             print(text, file=progress, flush=True)
 
+    if not link.supports_sim_control:
+        note(f"{link.url} is not a simulator: no world reset, the episode starts where the "
+             "robot stands")
     runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note)
     if not link.lockstep:
         loop.start()
@@ -145,8 +178,9 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             seed = request.seed + i
 
             def prepare(seed: int = seed) -> None:
-                # The dock moves with the seed: after the reset, ask the map for the dock.
-                expert.reset(link.dock_pose())
+                # The dock moves with the seed: after the reset, ask the simulator for it.
+                if expert is not None:
+                    expert.reset(link.dock_pose())
                 if perturbation is not None:
                     perturbation.reseed(seed)
                 if simulated_operator is not None:
@@ -155,7 +189,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                     writer.begin_episode(EpisodeMeta(
                         round=round_for_model(model_id), rate_hz=rate_hz,
                         model_id=model_id, operator=operator_name, robot_url=link.url,
-                        config=dataclasses.asdict(recorded_config), extra={"seed": seed},
+                        config=dataclasses.asdict(recorded_config),
+                        extra={"seed": seed} if link.supports_sim_control else {},
                         origin="takeover drive"))
 
             result = runner.run(seed, engage, prepare=prepare)

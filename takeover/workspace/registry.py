@@ -326,12 +326,14 @@ def current_model_path(workspace: Path) -> Path:
     return onnx_path
 
 
-def resolve_policy_path(policy: Path | None, workspace: Path | None) -> Path:
-    """--policy PATH (a .onnx file or a model directory), else the workspace's current model."""
+def resolve_policy_path(policy: Path | None, workspace: Path | None,
+                        needed_by: str = "--driver policy") -> Path:
+    """--policy PATH (a .onnx file or a model directory), else the workspace's current model.
+    needed_by: what asks for the model, as the error names it (e.g. "--driver operator-sim")."""
     if policy is not None:
         path = Path(os.path.expanduser(policy))
         return path / "policy.onnx" if path.is_dir() else path
     if workspace is None:
-        raise PolicyError("--driver policy needs --policy PATH or --workspace DIR with a trained "
+        raise PolicyError(f"{needed_by} needs --policy PATH or --workspace DIR with a trained "
                           "model (models/current)")
     return current_model_path(workspace)
