@@ -34,6 +34,46 @@ class SpeedLimits:
     max_w_radps: float = 1.5
 
 
+#: How the protective field treats a mode's commands ([safety.field] auto/manual/takeover).
+FIELD_BEHAVIOURS = ("limit", "warn", "off")
+#: Where the docking corridor's dock pose comes from ([safety.field.dock] source).
+DOCK_SOURCES = ("link", "config", "none")
+
+
+@dataclass(frozen=True)
+class FieldDockConfig:
+    """[safety.field.dock]: the docking corridor, where the field lets the robot creep to the
+    dock face. The pose is the dock face's centre in the odometry frame, yaw its outward
+    normal (into the room)."""
+
+    source: str = "link"  # link (a simulator tells it) | config (x_m, y_m, yaw_rad) | none
+    x_m: float = 0.0
+    y_m: float = 0.0
+    yaw_rad: float = 0.0
+    length_m: float = 0.7  # the robot's centre at most this far out from the face
+    half_width_m: float = 0.10  # and at most this far off the dock's axis
+    heading_deg: float = 20.0  # and facing the dock within this
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """[safety.field]: the LiDAR protective field (control/field.py, docs/safety.md)."""
+
+    auto: str = "limit"  # limit | warn | off, per mode
+    manual: str = "warn"
+    takeover: str = "warn"
+    protective_m: float = 0.10  # stop before a return comes this close to the footprint
+    warning_m: float = 0.50  # a return this close along the path: warn
+    horizon_s: float = 2.0  # look ahead this long at the commanded speed
+    footprint_radius_m: float = 0.22  # a round base, centred on the LiDAR and the wheel axle
+    brake_decel_mps2: float = 0.8  # the deceleration the base is counted on to brake with
+    reaction_time_s: float = 0.15  # command to braking wheels (the scan's age is added)
+    scan_max_age_ms: float = 200.0  # an older scan counts as missing: the robot stops
+    min_valid_beam_frac: float = 0.5  # fewer valid beams towards the motion: blocked
+    creep_mps: float = 0.10  # in the docking corridor the dock may be reached at this speed
+    dock: FieldDockConfig = field(default_factory=FieldDockConfig)
+
+
 @dataclass(frozen=True)
 class SafetyConfig:
     """The Arbiter's rules (docs/safety.md)."""
@@ -52,6 +92,7 @@ class SafetyConfig:
     deadman_in_auto: bool = True  # hold-to-run supervision
     takeover_deflection: float = 0.15  # stick deflection (0..1) that takes over in AUTO
     auto_resume_centered_s: float = 0.0  # >0: sticks centred this long return to AUTO
+    field: FieldConfig = field(default_factory=FieldConfig)  # the LiDAR protective field
 
 
 @dataclass(frozen=True)
@@ -276,6 +317,7 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"safety.{name} must be positive")
     if not 0.0 < s.takeover_deflection < 1.0:
         raise ConfigError("safety.takeover_deflection must be between 0 and 1")
+    _validate_field(s.field)
     _validate_inputs(config)
     pc = config.policy
     if pc.execution not in ("receding", "ensemble"):
@@ -302,6 +344,29 @@ def _validate(config: Config) -> None:
     if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
     config.demonstration.check()
+
+
+def _validate_field(f: FieldConfig) -> None:
+    for name in ("auto", "manual", "takeover"):
+        if getattr(f, name) not in FIELD_BEHAVIOURS:
+            raise ConfigError(f"safety.field.{name} = {getattr(f, name)!r}: use "
+                              f"{', '.join(FIELD_BEHAVIOURS)}")
+    for name in ("footprint_radius_m", "brake_decel_mps2", "horizon_s", "scan_max_age_ms"):
+        if not getattr(f, name) > 0:
+            raise ConfigError(f"safety.field.{name} must be positive")
+    for name in ("protective_m", "warning_m", "reaction_time_s", "creep_mps"):
+        if not getattr(f, name) >= 0:
+            raise ConfigError(f"safety.field.{name} must not be negative")
+    if f.warning_m < f.protective_m:
+        raise ConfigError("safety.field.warning_m must be at least protective_m")
+    if not 0.0 <= f.min_valid_beam_frac <= 1.0:
+        raise ConfigError("safety.field.min_valid_beam_frac must be between 0 and 1")
+    d = f.dock
+    if d.source not in DOCK_SOURCES:
+        raise ConfigError(f"safety.field.dock.source = {d.source!r}: use {', '.join(DOCK_SOURCES)}")
+    if not (d.length_m > 0 and d.half_width_m > 0 and 0 < d.heading_deg <= 90):
+        raise ConfigError("safety.field.dock: length_m and half_width_m must be positive, "
+                          "heading_deg within 0..90")
 
 
 def _validate_inputs(config: Config) -> None:

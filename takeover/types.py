@@ -106,6 +106,38 @@ class Observation:
     input_t_ns: dict[str, int] = field(default_factory=dict)
 
 
+class FieldState(enum.Enum):
+    """What the LiDAR protective field (control/field.py, docs/safety.md) did on one tick."""
+
+    OFF = "off"  # not active in this mode
+    CLEAR = "clear"  # active; nothing within the warning distance along the path
+    WARNING = "warning"  # a return within the warning distance, or (warn-only) it would have acted
+    LIMITED = "limited"  # speed reduced so that the robot can stop before the protective distance
+    STOPPED = "stopped"  # protective stop: no travel along the path (a turn in place may pass)
+    BLIND = "blind"  # no usable scan (missing or stale): the robot is stopped
+    CORRIDOR = "corridor"  # in the docking corridor: the dock is muted, travel capped to a creep
+
+
+@dataclass(frozen=True, slots=True)
+class FieldStatus:
+    """The protective field's verdict on one tick's command.
+
+    clearance_m: how far the robot could drive along the commanded arc before its footprint
+    comes within the protective distance of a LiDAR return, capped at the look-ahead; NaN when
+    the command does not travel or there is no usable scan.
+    """
+
+    state: FieldState
+    clearance_m: float = math.nan
+    reason: str = ""
+
+    @property
+    def acted(self) -> bool:
+        """It changed the command (limited, stopped, blind, or capped to a creep)."""
+        return self.state in (FieldState.LIMITED, FieldState.STOPPED, FieldState.BLIND,
+                              FieldState.CORRIDOR)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class StepRecord:
     """What one control tick did: the unit of recording and of UI updates.
@@ -129,6 +161,7 @@ class StepRecord:
     loop_late_ns: int
     policy_latency_ns: int
     reason: str = ""
+    field: FieldStatus | None = None  # the protective field's verdict (None outside driving modes)
 
 
 class StepSink(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from takeover.cli.common import add_workspace_option
 from takeover.cli.dagger import add_dagger_bench
 from takeover.cli.output import print_result
 from takeover.cli.policy import add_latency_bench
@@ -14,7 +15,8 @@ from takeover.errors import UsageError
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{loop,sim,recorder,links,latency,dagger}")
+    bsub = p.add_subparsers(dest="bench", required=True,
+                            metavar="{loop,sim,recorder,links,latency,dagger,safety}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -37,6 +39,21 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     links.set_defaults(func=_cmd_bench_links)
     add_latency_bench(bsub)
     add_dagger_bench(bsub)
+    safety = bsub.add_parser(
+        "safety", help="the LiDAR protective field, off against on: collisions with obstacles "
+        "that walk in, protective stops, docking (the expert in AUTO, unaware of them)")
+    safety.add_argument("--episodes", type=int, default=100, help="seeds per arm (default 100)")
+    safety.add_argument("--seed", type=int, default=7000, help="first seed (default 7000)")
+    safety.add_argument("--obstacles", default="walk-in",
+                        choices=("walk-in", "box", "person", "none"),
+                        help="the simulator's dynamic obstacles (default walk-in: a box set down "
+                        "in the path or a person walking across, by seed); none: docking alone")
+    safety.add_argument("--max-steps", type=int, default=1200)
+    add_workspace_option(safety, required=False,
+                         help="take [safety] (the field's settings) and [loop] from this "
+                         "workspace's takeover.toml (default: the defaults)")
+    safety.add_argument("--json", action="store_true")
+    safety.set_defaults(func=_cmd_bench_safety)
 
 
 def _cmd_bench_loop(args: argparse.Namespace) -> int:
@@ -71,4 +88,15 @@ def _cmd_bench_links(args: argparse.Namespace) -> int:
     from takeover.bench.links import run_link_latency_bench
 
     print_result(run_link_latency_bench(duration_s=args.seconds), args.json)
+    return 0
+
+
+def _cmd_bench_safety(args: argparse.Namespace) -> int:
+    from takeover.bench.safety import run_safety_bench
+    from takeover.config import Config, workspace_config
+
+    config = workspace_config(args.workspace) if args.workspace is not None else Config()
+    result = run_safety_bench(episodes=args.episodes, seed=args.seed, obstacles=args.obstacles,
+                              config=config, max_steps=args.max_steps, progress=sys.stderr)
+    print_result(result, args.json)
     return 0

@@ -14,6 +14,9 @@ Rules (docs/safety.md):
 - Every command is clamped to the mode's speed limits and to acceleration limits; a command to
   stop (zero) passes at once.
 - A lost input device while the operator is in control stops the robot (IDLE).
+- Then the LiDAR protective field (control/field.py): in each driving mode it limits, only
+  warns, or is off ([safety.field]); where it limits, it slows the command so the robot can
+  stop before the protective distance, stops it inside it, and stops it without a fresh scan.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from takeover.config import SafetyConfig, SpeedLimits
+from takeover.control.field import ProtectiveField
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
@@ -30,8 +34,11 @@ from takeover.types import (
     ZERO_COMMAND,
     Command,
     CommandSource,
+    FieldState,
+    FieldStatus,
     Mode,
     Observation,
+    Pose2D,
 )
 
 
@@ -72,6 +79,7 @@ class Decision:
     action_mode: int | None
     reason: str = ""
     drop_policy_queue: bool = False  # a takeover started on this tick
+    field: FieldStatus | None = None  # the protective field's verdict in a driving mode
 
 
 _OPERATOR_MODES = (Mode.MANUAL, Mode.TAKEOVER)
@@ -96,6 +104,18 @@ class Arbiter:
         self._ack_requested = False
         self._ack_deadline_ns: int | None = None  # until when the base may still report its e-stop
         self._after_ack: list[OperatorEvent] = []
+        self.field = ProtectiveField(safety.field)
+        # The dock pose a simulator tells (ControlLoop.refresh_dock_pose), for the corridor.
+        self.link_dock: Pose2D | None = None
+        self._field_stopped = False  # the last tick was a protective stop (hysteresis)
+
+    @property
+    def dock_pose(self) -> Pose2D | None:
+        """Where the docking corridor is: from [safety.field.dock], or the link's dock."""
+        dock = self.safety.field.dock
+        if dock.source == "config":
+            return Pose2D(dock.x_m, dock.y_m, dock.yaw_rad)
+        return self.link_dock if dock.source == "link" else None
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -196,25 +216,59 @@ class Arbiter:
         mode = self.mode
         if mode is Mode.MANUAL:
             return self._out(self._operator_command(operator, s.manual, dt_s),
-                             ACTION_MODE_DEMONSTRATION, drop)
+                             ACTION_MODE_DEMONSTRATION, drop, s.field.manual, obs, now_ns)
         if mode is Mode.TAKEOVER:
             self._maybe_resume_auto(now_ns, operator)
             return self._out(self._operator_command(operator, s.takeover, dt_s),
-                             ACTION_MODE_INTERVENTION, drop)
+                             ACTION_MODE_INTERVENTION, drop, s.field.takeover, obs, now_ns)
         if mode is Mode.AUTO:
-            return self._out(self._policy_command(operator, proposal, dt_s), ACTION_MODE_ROBOT, drop)
+            return self._out(self._policy_command(operator, proposal, dt_s), ACTION_MODE_ROBOT,
+                             drop, s.field.auto, obs, now_ns)
         self._last = ZERO_COMMAND
+        self._field_stopped = False
         return Decision(ZERO_COMMAND, CommandSource.NONE, mode, None, self.reason, drop)
 
-    def _out(self, chosen: tuple[Command, CommandSource, str], action_mode: int, drop: bool) -> Decision:
-        command, source, why = chosen
+    def _out(self, chosen: tuple[Command, CommandSource, str], action_mode: int, drop: bool,
+             field_behaviour: str, obs: Observation | None, now_ns: int) -> Decision:
         # The mode may have changed inside (a policy fault drops to IDLE).
         mode = self.mode
-        return Decision(
-            command, source, mode,
-            action_mode if mode in (Mode.MANUAL, Mode.AUTO, Mode.TAKEOVER) else None,
-            why or self.reason, drop,
-        )
+        driving = mode in (Mode.MANUAL, Mode.AUTO, Mode.TAKEOVER)
+        status: FieldStatus | None = None
+        if driving:
+            chosen, status = self._protective_field(chosen, field_behaviour, obs, now_ns)
+        command, source, why = chosen
+        return Decision(command, source, mode, action_mode if driving else None,
+                        why or self.reason, drop, status)
+
+    def _protective_field(self, chosen: tuple[Command, CommandSource, str], behaviour: str,
+                          obs: Observation | None, now_ns: int
+                          ) -> tuple[tuple[Command, CommandSource, str], FieldStatus]:
+        """The field after the mode's limits: `limit` replaces the command, `warn` only says
+        what it would have done, `off` does nothing."""
+        if behaviour == "off":
+            self._field_stopped = False
+            return chosen, FieldStatus(FieldState.OFF)
+        command, source, why = chosen
+        scan = obs.scan_m if obs is not None else None
+        age_s = 0.0
+        if obs is not None:
+            # The scan's own stamp where the link keeps one per input, else the observation's.
+            age_s = (now_ns - obs.input_t_ns.get("scan", obs.t_ns)) / 1e9
+        verdict = self.field.apply(command, scan, age_s, obs.odom if obs is not None else None,
+                                   self.dock_pose, self._field_stopped)
+        status = verdict.status
+        if behaviour == "warn":
+            if verdict.command != command:
+                status = FieldStatus(FieldState.WARNING, status.clearance_m,
+                                     f"(warn only) {status.reason}")
+            return (command, source, why or status.reason), status
+        self._field_stopped = status.state is FieldState.STOPPED
+        if verdict.command == command:
+            return (command, source, why or status.reason), status
+        self._last = verdict.command
+        if verdict.command.is_zero:
+            source = CommandSource.NONE
+        return (verdict.command, source, why or status.reason), status
 
     def _latch(self, mode: Mode, reason: str) -> None:
         if self.mode is mode:

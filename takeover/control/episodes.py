@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.loop import ControlLoop, SinkQueue
-from takeover.types import CommandSource, Mode, Outcome, StepRecord
+from takeover.types import CommandSource, FieldState, Mode, Outcome, StepRecord
 
 # The outcome vocabulary is takeover.types.Outcome; these are its values as an EpisodeResult
 # stores them (a str, as in the JSON of `takeover drive`).
@@ -32,6 +32,7 @@ class EpisodeResult:
     steps: int = 0
     human_steps: int = 0
     interventions: int = 0  # takeover starts
+    protective_stops: int = 0  # the protective field stopped the robot (runs of STOPPED)
     duration_s: float = 0.0
     records: list[StepRecord] = field(default_factory=list)
 
@@ -43,6 +44,7 @@ class EpisodeResult:
             "steps": self.steps,
             "human_steps": self.human_steps,
             "interventions": self.interventions,
+            "protective_stops": self.protective_stops,
         }
 
 
@@ -77,6 +79,7 @@ class EpisodeRunner:
         self._stop_and_wait()
         if link.supports_sim_control:
             link.reset(seed)
+        loop.refresh_dock_pose()  # the dock moves with the seed: the field's docking corridor
         if self.acknowledge_faults and loop.arbiter.mode.latched:
             if self.on_event is not None:
                 self.on_event(f"acknowledging {loop.arbiter.mode.value} ({loop.arbiter.reason})")
@@ -91,6 +94,7 @@ class EpisodeRunner:
         result = EpisodeResult(seed=seed, outcome=OUTCOME_FAILURE, detail="timeout")
         started = False
         prev_mode: Mode | None = None
+        prev_stopped = False
         t0 = time.perf_counter()
         for rec in self._records():
             if not started:
@@ -107,6 +111,10 @@ class EpisodeRunner:
             if rec.mode is Mode.TAKEOVER and prev_mode is not Mode.TAKEOVER:
                 result.interventions += 1
             prev_mode = rec.mode
+            stopped = rec.field is not None and rec.field.state is FieldState.STOPPED
+            if stopped and not prev_stopped:
+                result.protective_stops += 1
+            prev_stopped = stopped
             if self.on_record is not None:
                 self.on_record(rec)
             if self.keep_records:

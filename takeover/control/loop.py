@@ -29,6 +29,7 @@ import numpy as np
 
 from takeover.control.arbiter import NO_INPUT, Arbiter, OperatorEvent, OperatorInput
 from takeover.control.perturbation import CommandPerturbation
+from takeover.errors import LinkError, UsageError
 from takeover.hw.base import RobotLink
 from takeover.types import Command, Mode, Observation, StepRecord, StepSink
 
@@ -216,6 +217,19 @@ class ControlLoop:
             self.link.clear_estop()
         self._events.put(event)
 
+    def refresh_dock_pose(self) -> None:
+        """Tell the Arbiter where the dock is, for the protective field's docking corridor:
+        the link's dock pose where it offers one (a simulator), else none. Call it after
+        connecting and after every world reset, from the caller's thread: asking the link may
+        wait for it. [safety.field.dock] decides whether this pose is used."""
+        pose = None
+        if self.link.supports_sim_control:
+            try:
+                pose = self.link.dock_pose()
+            except (LinkError, UsageError):
+                pose = None
+        self.arbiter.link_dock = pose  # one reference, read by the loop thread
+
     def set_policy(self, policy: PolicyDriver | None) -> None:
         """Swap the policy (deploy). The caller makes sure the robot is stopped."""
         self.policy = policy
@@ -265,6 +279,7 @@ class ControlLoop:
             loop_late_ns=late_ns,
             policy_latency_ns=policy_latency_ns,
             reason=decision.reason,
+            field=decision.field,
         )
         self._step += 1
         self.latest = record

@@ -247,6 +247,7 @@ class OperatorSession:
         if self._started:
             return
         self._started = True
+        self.loop.refresh_dock_pose()  # the protective field's docking corridor
         if self.workspace is not None:
             self.writer = start_recorder(self.workspace, self.config.loop.rate_hz,
                                          on_alert=self._on_alert)
@@ -423,6 +424,7 @@ class OperatorSession:
             if self.episode.recording:
                 return self._say("end the episode before resetting the world")
         self.link.reset(seed)
+        self.loop.refresh_dock_pose()
         if self.loop.policy is not None:
             self.loop.policy.reset()
         self._trail.clear()

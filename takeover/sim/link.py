@@ -11,12 +11,14 @@ Two ways to run:
   steps it with `advance(dt_s)` as fast as the machine allows, with a fresh frame and scan after
   every step. Observation timestamps are then on the simulator's clock, which `now_ns()` returns.
 
-URL options: `sim://?seed=7&fast=1&width=96&height=96`.
+URL options: `sim://?seed=7&fast=1&width=96&height=96&obstacles=walk-in` (dynamic obstacles,
+sim/obstacles.py: none, box, person or walk-in).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import socket
@@ -28,9 +30,13 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
 from takeover.hw.url_options import UrlOptions
+from takeover.sim.obstacles import OBSTACLE_FAMILIES
 from takeover.sim.process import FLAG_BUMPER, FLAG_DOCKED, FLAG_ESTOP, SharedLayout, SharedViews
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, Simulator
@@ -38,7 +44,7 @@ from takeover.types import Command, Observation, Odometry, Pose2D
 
 
 def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
-    opts = UrlOptions(url, ("seed", "fast", "width", "height"), "sim://")
+    opts = UrlOptions(url, ("seed", "fast", "width", "height", "obstacles"), "sim://")
     opts.check_unknown()
     fast = opts.flag("fast", options.fast) or options.fast
     camera = CameraModel(
@@ -48,7 +54,8 @@ def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
     if not (8 <= camera.width_px <= 1024 and 8 <= camera.height_px <= 1024):
         raise UsageError(f"robot URL {url!r}: camera size must be 8..1024 pixels a side")
     seed = opts.integer("seed", options.seed)
-    config = SimConfig(camera=camera)
+    obstacles = opts.choice("obstacles", OBSTACLE_FAMILIES, "none")
+    config = SimConfig(camera=camera, obstacles=obstacles)
     if fast:
         return SimLink(url, seed=seed, config=config)
     return RealtimeSimLink(url, seed=seed, config=config)
@@ -65,10 +72,17 @@ class SimLink(RobotLink):
     def lockstep(self) -> bool:
         return True
 
-    def __init__(self, url: str = "sim://?fast=1", seed: int = 0, config: SimConfig | None = None
-                 ) -> None:
+    def __init__(self, url: str = "sim://?fast=1", seed: int = 0, config: SimConfig | None = None,
+                 with_image: bool = True) -> None:
+        """with_image: render the camera (False: LiDAR and odometry only, for drivers that do
+        not look, such as the scripted expert in `takeover bench safety`)."""
         super().__init__(url)
         self.sim = Simulator(seed, config)
+        self.with_image = with_image
+        # A LiDAR fault to inject: "" (working), "off" (no scans at all), "frozen" (the last
+        # scan again and again, stamped when it was taken: input_t_ns["scan"]).
+        self.lidar_fault = ""
+        self._lidar_last: tuple[int, npt.NDArray[np.float32] | None] | None = None
         self._lock = threading.Lock()
         self._latest: Observation | None = None
         self._connected = False
@@ -122,7 +136,17 @@ class SimLink(RobotLink):
             self._publish()
 
     def _publish(self) -> None:
-        self._latest = self.sim.observe()
+        obs = self.sim.observe(with_image=self.with_image)
+        if self.lidar_fault == "off":
+            obs = dataclasses.replace(obs, scan_m=None)
+        elif self.lidar_fault == "frozen" and self._lidar_last is not None:
+            scan_t_ns, scan = self._lidar_last
+            # t_ns is the oldest input's stamp (takeover.types.Observation.input_t_ns).
+            obs = dataclasses.replace(obs, scan_m=scan, t_ns=min(obs.t_ns, scan_t_ns),
+                                      input_t_ns={"scan": scan_t_ns, "odom": obs.t_ns})
+        else:
+            self._lidar_last = (obs.t_ns, obs.scan_m)
+        self._latest = obs
         self._frames += 1
 
 

@@ -43,6 +43,8 @@ _MARKER_CODE = np.array(
 MARKER_CELLS = np.pad(_MARKER_CODE, 1)  # 6x6, border cells are 0 (black)
 
 FloatArray = npt.NDArray[np.float64]
+#: The colour of dynamic obstacles (sim/obstacles.py) in the camera: safety orange.
+OBSTACLE_RGB = np.array([0.95, 0.45, 0.1])
 
 
 def cast_rays(
@@ -106,9 +108,10 @@ class Renderer:
     def camera_origin(self, x: float, y: float, yaw: float) -> FloatArray:
         return np.array([x + CAMERA_FORWARD_M * math.cos(yaw), y + CAMERA_FORWARD_M * math.sin(yaw)])
 
-    def render(self, x: float, y: float, yaw: float, rng: np.random.Generator | None = None
-               ) -> npt.NDArray[np.uint8]:
-        """The camera frame (H, W, 3) uint8 RGB for the robot at (x, y, yaw)."""
+    def render(self, x: float, y: float, yaw: float, rng: np.random.Generator | None = None,
+               extra: tuple[FloatArray, FloatArray] | None = None) -> npt.NDArray[np.uint8]:
+        """The camera frame (H, W, 3) uint8 RGB for the robot at (x, y, yaw). extra: more tall
+        surfaces as segments a[i] -> b[i] (the dynamic obstacles), drawn in OBSTACLE_RGB."""
         world, cam = self.world, self.camera
         app = world.appearance
         h, w, f = cam.height_px, cam.width_px, cam.focal_px
@@ -116,13 +119,22 @@ class Renderer:
         angles = yaw + self._col_offset
         dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)  # (W, 2)
 
-        t_all, s_all = cast_rays(origin, dirs, world.seg_a, world.seg_b)
-        t_tall = t_all[:, self._tall]
+        seg_a, seg_b = world.seg_a, world.seg_b
+        tall, seg_rgb, seg_len, is_clutter = self._tall, self._seg_rgb, self._seg_len, self._is_clutter
+        if extra is not None:
+            n, m = len(seg_a), len(extra[0])
+            seg_a, seg_b = np.concatenate([seg_a, extra[0]]), np.concatenate([seg_b, extra[1]])
+            tall = np.concatenate([tall, n + np.arange(m)])
+            seg_rgb = np.concatenate([seg_rgb, np.tile(OBSTACLE_RGB, (m, 1))])
+            seg_len = np.concatenate([seg_len, np.hypot(*(extra[1] - extra[0]).T)])
+            is_clutter = np.concatenate([is_clutter, np.ones(m, dtype=bool)])
+        t_all, s_all = cast_rays(origin, dirs, seg_a, seg_b)
+        t_tall = t_all[:, tall]
         nearest = np.argmin(t_tall, axis=1)
         cols = np.arange(w)
         t_wall = t_tall[cols, nearest]
-        seg = self._tall[nearest]  # (W,) segment index
-        u_wall = s_all[cols, seg] * self._seg_len[seg]  # metres along the segment
+        seg = tall[nearest]  # (W,) segment index
+        u_wall = s_all[cols, seg] * seg_len[seg]  # metres along the segment
         depth_wall = np.maximum(t_wall * self._col_cos, 1e-3)
 
         # World height seen by each pixel at the wall's depth: (H, W).
@@ -142,12 +154,12 @@ class Renderer:
         img[floor_rows] = floor_rgb * (0.6 + 0.4 * fog)
 
         wall_mask = (z >= 0.0) & (z <= WALL_HEIGHT_M)
-        base = self._seg_rgb[seg]  # (W, 3)
+        base = seg_rgb[seg]  # (W, 3)
         stripe = 1.0 - app.wall_stripe_contrast * (
             np.sin(2 * math.pi * u_wall / app.wall_stripe_period_m) > 0
         )
-        stripe = np.where(self._is_clutter[seg], 1.0 - 0.25 * (np.abs(u_wall - 0.5 * self._seg_len[seg])
-                                                                > 0.5 * self._seg_len[seg] - 0.03), stripe)
+        stripe = np.where(is_clutter[seg], 1.0 - 0.25 * (np.abs(u_wall - 0.5 * seg_len[seg])
+                                                          > 0.5 * seg_len[seg] - 0.03), stripe)
         wall_rgb = base * stripe[:, None] / (1.0 + 0.06 * depth_wall[:, None])
         wall_pix = np.broadcast_to(wall_rgb[None, :, :], (h, w, 3))
         marker = self._marker_mask(seg, u_wall, z)  # (H, W) in {-1: none, 0: black, 1: white}
@@ -202,12 +214,16 @@ class Renderer:
         out[inside] = cell[inside].astype(np.int8)
         return out
 
-    def scan(self, x: float, y: float, yaw: float, rng: np.random.Generator | None = None
-             ) -> npt.NDArray[np.float32]:
-        """LiDAR ranges (beams,) in metres, counter-clockwise from forward; NaN past max range."""
+    def scan(self, x: float, y: float, yaw: float, rng: np.random.Generator | None = None,
+             extra: tuple[FloatArray, FloatArray] | None = None) -> npt.NDArray[np.float32]:
+        """LiDAR ranges (beams,) in metres, counter-clockwise from forward; NaN past max range.
+        extra: more surfaces (the dynamic obstacles), as in `render`."""
         angles = yaw + self._lidar_angles
         dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        t, _ = cast_rays(np.array([x, y]), dirs, self.world.seg_a, self.world.seg_b)
+        seg_a, seg_b = self.world.seg_a, self.world.seg_b
+        if extra is not None:
+            seg_a, seg_b = np.concatenate([seg_a, extra[0]]), np.concatenate([seg_b, extra[1]])
+        t, _ = cast_rays(np.array([x, y]), dirs, seg_a, seg_b)
         ranges = t.min(axis=1)
         if rng is not None:
             ranges = ranges + rng.normal(0.0, 0.01, size=ranges.shape)

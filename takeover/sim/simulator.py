@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from takeover.sim.obstacles import DynamicObstacles
 from takeover.sim.render import CameraModel, Renderer
 from takeover.sim.world import (
     DOCK_WIDTH_M,
+    KIND_CLUTTER,
     KIND_DOCK,
     ROBOT_RADIUS_M,
     World,
@@ -64,6 +66,8 @@ class SimConfig:
     physics_dt_s: float = 0.005
     tolerance: DockingTolerance = field(default_factory=DockingTolerance)
     battery_drain_per_s: float = 1.0 / 7200
+    # Dynamic obstacles (sim/obstacles.py): none | box | person | walk-in, drawn per seed.
+    obstacles: str = "none"
 
 
 def _clamp(x: float, limit: float) -> float:
@@ -103,6 +107,9 @@ class Simulator:
         self.outcome = SimOutcome.RUNNING
         self.battery = float(self._rng.uniform(0.2, 0.6))
         self.contact_report: dict[str, float] = {}
+        self.collided_with = ""  # after a collision: wall | clutter | box | person
+        self.obstacles = DynamicObstacles(cfg.obstacles, seed, (self.world.dock.x_m,
+                                          self.world.dock.y_m), ROBOT_RADIUS_M)
         self._dock_segments = np.flatnonzero(self.world.seg_kind == KIND_DOCK)
         self._solid_segments = np.flatnonzero(self.world.seg_kind != KIND_DOCK)
 
@@ -140,14 +147,19 @@ class Simulator:
         # Contact checks cost more than the kinematics: skip them on sub-steps where the robot
         # cannot reach anything yet (its travel this step is bounded by its speed limits).
         reach = (max(cfg.max_v_mps, abs(self.v)) + 0.05) * dt_s
-        check_every_substep = self.clearance_m() <= reach
+        check_every_substep = self._world_clearance_m() <= reach
         for _ in range(n):
             self._substep(h, check_every_substep)
         if not check_every_substep:
             self._check_contacts()
 
     def clearance_m(self) -> float:
-        """Distance from the robot's body to the nearest surface (dock included)."""
+        """Distance from the robot's body to the nearest surface (dock and dynamic obstacles
+        included)."""
+        return min(self._world_clearance_m(),
+                   self.obstacles.distance_m(self.x, self.y) - ROBOT_RADIUS_M)
+
+    def _world_clearance_m(self) -> float:
         w = self.world
         d = segment_distance(np.array([self.x, self.y]), w.seg_a, w.seg_b)
         return float(d.min()) - ROBOT_RADIUS_M
@@ -184,6 +196,14 @@ class Simulator:
             self.x += r * (math.sin(new_yaw) - math.sin(self.yaw))
             self.y -= r * (math.cos(new_yaw) - math.cos(self.yaw))
             self.yaw = wrap_angle(new_yaw)
+        if self.obstacles.plan is not None:
+            self.obstacles.step(self.t_ns / 1e9, h, self.x, self.y, self.yaw, self.v, self.w)
+            if self.obstacles.distance_m(self.x, self.y) <= ROBOT_RADIUS_M:
+                self.outcome = SimOutcome.COLLISION
+                self.collided_with = self.obstacles.kind
+                self.contact_report = {"speed_mps": abs(self.v)}
+                self.v = self.w = 0.0
+                return
         if check_contacts:
             self._check_contacts()
 
@@ -197,6 +217,9 @@ class Simulator:
         d_solid = segment_distance(p, w.seg_a[self._solid_segments], w.seg_b[self._solid_segments])
         if d_solid.min() <= ROBOT_RADIUS_M:
             self.outcome = SimOutcome.COLLISION
+            kind = w.seg_kind[self._solid_segments[int(np.argmin(d_solid))]]
+            self.collided_with = "clutter" if kind == KIND_CLUTTER else "wall"
+            self.contact_report = {"speed_mps": abs(self.v)}
             self.v = self.w = 0.0
 
     def dock_errors(self) -> tuple[float, float]:
@@ -241,8 +264,11 @@ class Simulator:
     def observe(self, t_ns: int | None = None, with_image: bool = True,
                 with_scan: bool = True) -> Observation:
         """Sense the world now. t_ns stamps the observation (default: sim time)."""
-        image = self.renderer.render(self.x, self.y, self.yaw, self._render_rng) if with_image else None
-        scan = self.renderer.scan(self.x, self.y, self.yaw, self._render_rng) if with_scan else None
+        extra = self.obstacles.segments()
+        image = self.renderer.render(self.x, self.y, self.yaw, self._render_rng,
+                                     extra) if with_image else None
+        scan = self.renderer.scan(self.x, self.y, self.yaw, self._render_rng,
+                                  extra) if with_scan else None
         return Observation(
             t_ns=self.t_ns if t_ns is None else t_ns,
             odom=self.odometry(),

@@ -66,6 +66,29 @@ max_w_radps = 1.2
 max_v_mps = 0.5
 max_w_radps = 1.5
 
+[safety.field]           # the LiDAR protective field (docs/safety.md)
+auto = "limit"           # limit | warn | off, per mode: limit slows and stops the robot
+manual = "warn"          # in MANUAL and TAKEOVER the operator's call: warn only, limit, or off
+takeover = "warn"
+protective_m = 0.1       # the robot stops before a return comes this close to its footprint
+warning_m = 0.5          # a return this close along the path: warning
+horizon_s = 2.0          # look ahead this long at the commanded speed
+footprint_radius_m = 0.22  # a round base centred on the LiDAR (use the circumscribed radius)
+brake_decel_mps2 = 0.8   # what the base is counted on to brake with
+reaction_time_s = 0.15   # command to braking wheels (the scan's age is added)
+scan_max_age_ms = 200.0  # an older (or no) scan stops the robot
+min_valid_beam_frac = 0.5  # fewer valid beams within 45 deg of the motion: blocked
+creep_mps = 0.1          # the dock may be reached at this speed in the docking corridor
+
+[safety.field.dock]      # the docking corridor: the dock face's centre, yaw its outward normal
+source = "link"          # link (the simulator tells it) | config (x_m, y_m, yaw_rad, odometry frame) | none
+x_m = 0.0
+y_m = 0.0
+yaw_rad = 0.0
+length_m = 0.7           # the robot's centre at most this far out from the face,
+half_width_m = 0.1       # this far off the dock's axis,
+heading_deg = 20.0       # and facing the dock within this
+
 [gamepad]
 # SDL GameController names, so Xbox and PlayStation pads map alike (a = cross, b = circle,
 # x = square, y = triangle). Stick up = forward, stick left = counter-clockwise.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 
 from takeover.config import SafetyConfig, SpeedLimits
@@ -15,7 +16,13 @@ DT = 0.05
 FRESH_LIMIT_NS = int(250e6)
 
 
+# A LiDAR scan in open space (every beam returns at 5 m), so that the protective field
+# (tests/control/test_field*.py) lets every rule here be about the rule.
+OPEN_SCAN = np.full(180, 5.0, dtype=np.float32)
+
+
 def obs(t_ns: int = 0, **kw: object) -> Observation:
+    kw.setdefault("scan_m", OPEN_SCAN)
     return Observation(t_ns=t_ns, **kw)  # type: ignore[arg-type]
 
 
