@@ -1,9 +1,11 @@
 """Link benchmarks over real transports on loopback, against `takeover sim serve` processes.
 
-- `run_link_latency_bench`: command-to-wire latency (the `send` call until the frame is written
-  to the port / the WebSocket frame is handed to the socket) for the serial link and the
-  rosbridge link, p50/p99, with a control loop ticking at `rate_hz`; and the camera frames per
-  second our rosbridge client receives vs roslibpy's, subscribed to the same server at once.
+- `run_link_latency_bench`: the ROS 2, rosbridge and serial links side by side in one run:
+  command-to-wire latency (the `send` call until the frame is written to the port / handed to
+  the socket / published by rclpy), p50/p99, with a control loop ticking at `rate_hz`; for ROS 2
+  also command-to-robot (the command's stamp until the simulated base's node has it); and the
+  camera frames per second the ROS 2 link (raw and compressed) and the rosbridge link (and
+  roslibpy beside it) receive from a 640x480 camera at 30 Hz.
 - `run_expert_docking`: the scripted expert driving N episodes over any link URL in real time
   (what `takeover drive --driver expert` does), for the docking figures of each link.
 
@@ -14,6 +16,7 @@ be another machine, so their rendering does not compete with the measured proces
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import socket
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from takeover.errors import LinkError
-from takeover.hw.base import RobotLink, open_link
+from takeover.hw.base import LinkOptions, RobotLink, open_link
 from takeover.types import ZERO_COMMAND
 
 
@@ -156,14 +159,19 @@ def run_expert_docking(url: str, episodes: int = 20, seed: int = 0,
 
 
 def _latency_run(url: str, duration_s: float, rate_hz: float,
-                 realtime_priority: int = 10) -> tuple[list[int], str]:
+                 realtime_priority: int = 10) -> tuple[list[int], str, dict[str, Any] | None]:
     """Drive a link at rate_hz for duration_s with small varying commands, from a thread
     scheduled like the control loop's (SCHED_FIFO `realtime_priority` where permitted, as
-    takeover.control.loop asks for); returns the latency samples and the scheduling it got."""
+    takeover.control.loop asks for); returns the command-to-wire samples, the scheduling it
+    got, and the command-to-robot figures where the robot measures them (the ROS 2 simulator:
+    stamp to arrival at its base)."""
     from takeover.types import Command
 
     link = open_link(url)
     link.connect()
+    robot_side = getattr(link, "sim_command_latency", None)
+    if robot_side is not None:
+        robot_side()  # forget what arrived before the measured window
     outcome: dict[str, Any] = {"scheduling": "normal"}
 
     def loop() -> None:
@@ -192,7 +200,11 @@ def _latency_run(url: str, duration_s: float, rate_hz: float,
         thread.start()
         thread.join()
         samples: list[int] = link.tx_latency_samples_ns()  # type: ignore[attr-defined]
-        return samples, str(outcome["scheduling"])
+        arrived = None
+        if robot_side is not None:
+            time.sleep(0.2)  # the last commands are in flight; this waits for them, no more
+            arrived = robot_side()
+        return samples, str(outcome["scheduling"]), arrived
     finally:
         link.close()
 
@@ -204,6 +216,27 @@ def _summary_ms(samples_ns: list[int]) -> dict[str, Any]:
         "p50_ms": _percentile(ordered, 0.50),
         "p99_ms": _percentile(ordered, 0.99),
         "max_ms": ordered[-1] if ordered else float("nan"),
+    }
+
+
+def _link_image_rate(url: str, duration_s: float, width: int, height: int) -> dict[str, Any]:
+    """Camera frames per second a link receives (messages) and turns into observations'
+    images (converted to the policy's camera size), over a window of `duration_s`."""
+    link = open_link(url, LinkOptions(camera_width=96, camera_height=96))
+    link.connect()
+    try:
+        before = link.health().extra
+        time.sleep(duration_s)  # counting messages over a fixed window: the sleep is the window
+        after = link.health().extra
+    finally:
+        link.close()
+    frames_key = "image_frames" if "image_frames" in after else "images"
+    return {
+        "received_hz": (after.get(frames_key, 0.0) - before.get(frames_key, 0.0)) / duration_s,
+        "converted_hz": (after.get("images", 0.0) - before.get("images", 0.0)) / duration_s,
+        "dropped_by_converter": after.get("images_dropped", 0.0)
+        - before.get("images_dropped", 0.0),
+        "size": f"{width}x{height}",
     }
 
 
@@ -227,7 +260,7 @@ def _image_rates(url: str, duration_s: float) -> dict[str, Any]:
         topic.subscribe(on_image)
     except Exception as exc:  # roslibpy is a dev dependency; report rather than fail
         roslibpy_error = f"{type(exc).__name__}: {exc}"
-    link = open_link(url)
+    link = open_link(url, LinkOptions(camera_width=96, camera_height=96))
     assert isinstance(link, RobotLink)
     link.connect()
     try:
@@ -247,31 +280,108 @@ def _image_rates(url: str, duration_s: float) -> dict[str, Any]:
     return result
 
 
-def run_link_latency_bench(duration_s: float = 10.0, rate_hz: float = 50.0,
-                           image_window_s: float = 5.0,
-                           realtime_priority: int = 10) -> dict[str, Any]:
-    """Command-to-wire latency of the serial and rosbridge links on loopback, and image rates.
+@contextlib.contextmanager
+def _ros2_receiver(namespace: str, priority: int) -> Iterator[Any]:
+    """A bare command receiver (takeover.bench.ros2_receiver) in its own process; yields a
+    function that ends its window and returns its figures (None if it said nothing)."""
+    proc = subprocess.Popen([sys.executable, "-m", "takeover.bench.ros2_receiver", namespace,
+                             str(priority)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise LinkError("the ROS 2 bench receiver did not start")
 
-    Returns {"serial": {p50_ms, p99_ms, max_ms, samples, scheduling}, "rosbridge": {...},
-    "images": {"ours_hz", "roslibpy_hz"}, "rate_hz", "duration_s", "cpu_count", "load_avg"}.
-    `realtime_priority` 0 measures from a normally scheduled thread instead.
+        def finish() -> dict[str, Any] | None:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline().strip()
+            return dict(json.loads(line)) if line else None
+
+        yield finish
+    finally:
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def private_dds() -> int:
+    """Keep this process's DDS (and its children's) on this host, on a domain of its own (1-100
+    from the process id), before rclpy starts: a benchmark that publishes /cmd_vel must never
+    reach a robot on the network."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    domain = 1 + os.getpid() % 100
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    return domain
+
+
+LINKS = ("ros2", "rosbridge", "serial")
+
+
+def run_link_latency_bench(duration_s: float = 10.0, rate_hz: float = 50.0,
+                           image_window_s: float | None = None, realtime_priority: int = 10,
+                           camera: str = "640x480@30",
+                           links: tuple[str, ...] = LINKS) -> dict[str, Any]:
+    """Command latency of the ROS 2, rosbridge and serial links on loopback, side by side in one
+    run, and the camera frames per second the ROS 2 and rosbridge links receive from a camera
+    of `camera` (WxH@HZ).
+
+    Returns {"ros2": {p50_ms, p99_ms, max_ms, samples, scheduling, to_receiver: {p50_ms,
+    p99_ms, max_ms, samples}, to_robot: {...}, camera_raw: {received_hz, converted_hz, ...},
+    camera_compressed: {...}},
+    "rosbridge": {..., camera: {...}}, "serial": {...}, "images": {"ours_hz", "roslibpy_hz"},
+    "camera", "rate_hz", "duration_s", "cpu_count", "load_avg"}. p50/p99 are command-to-wire
+    (send() until the frame is handed to the transport); ros2's to_receiver is command-to-robot
+    (the stamp set in send() until a bare receiving node in another process has it: the
+    link's and DDS's part) and to_robot the same until the simulated base's node has it (with
+    the simulator's physics and camera competing for that process's interpreter). Each link's server
+    runs in its own process. `realtime_priority` 0 measures from a normally scheduled thread.
     """
-    result: dict[str, Any] = {"rate_hz": rate_hz, "duration_s": duration_s,
+    from takeover.sim.camera_feed import parse_camera
+
+    width, height, camera_hz = parse_camera(camera)
+    window = image_window_s if image_window_s is not None else min(5.0, max(1.0, duration_s / 2))
+    result: dict[str, Any] = {"rate_hz": rate_hz, "duration_s": duration_s, "camera": camera,
+                              "camera_hz": camera_hz, "image_window_s": window,
                               "cpu_count": os.cpu_count(),
                               "load_avg": round(os.getloadavg()[0], 2)}
-    for name, kind in (("serial", "serial-tcp"), ("rosbridge", "rosbridge")):
-        with serve_sim(kind) as url:
-            samples, scheduling = _latency_run(url, duration_s, rate_hz, realtime_priority)
-            result[name] = {**_summary_ms(samples), "scheduling": scheduling}
-            if name == "rosbridge":
-                result["images"] = _image_rates(url, image_window_s)
+    for name in links:
+        if name == "ros2":
+            result["ros2_domain"] = private_dds()
+            with serve_sim("ros2:takeover_bench", extra=["--camera", camera]) as url, \
+                    _ros2_receiver("takeover_bench", realtime_priority) as received:
+                samples, scheduling, arrived = _latency_run(url, duration_s, rate_hz,
+                                                            realtime_priority)
+                result["ros2"] = {**_summary_ms(samples), "scheduling": scheduling,
+                                  "to_receiver": received(), "to_robot": arrived,
+                                  "camera_raw": _link_image_rate(url, window, width, height),
+                                  "camera_compressed": _link_image_rate(
+                                      url + "?image=camera/image_raw/compressed", window,
+                                      width, height)}
+        elif name == "rosbridge":
+            with serve_sim("rosbridge", extra=["--camera", camera]) as url:
+                samples, scheduling, _ = _latency_run(url, duration_s, rate_hz,
+                                                      realtime_priority)
+                result["rosbridge"] = {**_summary_ms(samples), "scheduling": scheduling,
+                                       "camera": _link_image_rate(url, window, width, height)}
+                result["images"] = _image_rates(url, window)
+        elif name == "serial":
+            with serve_sim("serial-tcp") as url:
+                samples, scheduling, _ = _latency_run(url, duration_s, rate_hz,
+                                                      realtime_priority)
+                result["serial"] = {**_summary_ms(samples), "scheduling": scheduling}
+        else:
+            raise ValueError(f"unknown link {name!r}; use {', '.join(LINKS)}")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m takeover.bench.links [latency|docking URL-KIND EPISODES]` prints JSON."""
-    import json
-
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "docking":
         kind = args[1] if len(args) > 1 else "serial-tcp"

@@ -33,8 +33,13 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rec.add_argument("--quick", action="store_true", help="10 s per compression instead of 60 s")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=_cmd_bench_recorder)
-    links = bsub.add_parser("links", help="command-to-wire latency over serial and rosbridge")
-    links.add_argument("--seconds", type=float, default=10.0)
+    links = bsub.add_parser("links", help="command latency and camera rate over ROS 2, rosbridge "
+                                          "and serial, side by side")
+    links.add_argument("--seconds", type=float, default=10.0, help="per link (default 10)")
+    links.add_argument("--camera", default="640x480@30", metavar="WxH@HZ",
+                       help="the served camera (default 640x480@30)")
+    links.add_argument("--links", default="ros2,rosbridge,serial",
+                       help="which links, comma-separated (default ros2,rosbridge,serial)")
     links.add_argument("--json", action="store_true")
     links.set_defaults(func=_cmd_bench_links)
     add_latency_bench(bsub)
@@ -87,7 +92,12 @@ def _cmd_bench_recorder(args: argparse.Namespace) -> int:
 def _cmd_bench_links(args: argparse.Namespace) -> int:
     from takeover.bench.links import run_link_latency_bench
 
-    print_result(run_link_latency_bench(duration_s=args.seconds), args.json)
+    links = tuple(x.strip() for x in args.links.split(",") if x.strip())
+    unknown = sorted(set(links) - {"ros2", "rosbridge", "serial"})
+    if unknown or not links:
+        raise UsageError(f"--links {args.links!r}: choose from ros2, rosbridge, serial")
+    print_result(run_link_latency_bench(duration_s=args.seconds, camera=args.camera,
+                                        links=links), args.json)
     return 0
 
 

@@ -58,5 +58,7 @@ def test_bench_links_json() -> None:
     p = takeover("bench", "links", "--seconds", "1", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.splitlines()[-1])
-    for link in ("serial", "rosbridge"):
+    for link in ("ros2", "rosbridge", "serial"):
         assert out[link]["samples"] > 0 and out[link]["p99_ms"] is not None, out
+    assert out["ros2"]["to_receiver"]["samples"] > 0 and out["ros2"]["to_robot"]["samples"] > 0, out
+    assert out["ros2"]["camera_raw"]["received_hz"] > 0, out

@@ -316,6 +316,23 @@ class Ros2Link(RobotLink):
         assert self._dock is not None
         return self._dock
 
+    def sim_command_latency(self) -> dict[str, Any] | None:
+        """The simulator's figures for this link's commands since the last ask: stamp (set in
+        `send`) to arrival at the simulated base, on this computer's clock (`takeover sim serve
+        --ros2` only; None elsewhere)."""
+        if not self._is_sim or self._node is None:
+            return None
+        from std_srvs.srv import Trigger
+
+        client = self._node.node.create_client(Trigger, "sim/command_latency")
+        if not client.wait_for_service(timeout_sec=SIM_DISCOVERY_S):
+            return None
+        reply = self._call(client, Trigger.Request(), "sim/command_latency")
+        try:
+            return dict(json.loads(reply.message))
+        except (ValueError, TypeError):
+            return None
+
     def _sim_values(self) -> dict[str, Any]:
         from std_srvs.srv import Trigger
 
