@@ -102,7 +102,10 @@ class Observation:
     bumper: bool = False
     # When each input last arrived, on the same clock as t_ns, by name ("odom", "scan", "image",
     # ...): t_ns is the oldest of them, and a too-old observation can name the input that is
-    # stale. Empty where a link has one stamp for everything (the simulator).
+    # stale. An input the link expects that has not arrived yet is there with the time the link
+    # began waiting for it, so it makes the observation stale too and is named as missing (the
+    # Arbiter's reason, the episode's `missing_inputs`). Empty where a link has one stamp for
+    # everything (the simulator).
     input_t_ns: dict[str, int] = field(default_factory=dict)
 
 

@@ -103,7 +103,8 @@ class RobotLink(abc.ABC):
 
     def dock_pose(self) -> Pose2D:
         """The dock's pose in the map frame, as a map server would tell it."""
-        raise UsageError(f"{self.url}: no dock pose known for this robot (set it in the map)")
+        raise UsageError(f"{self.url}: the dock pose is the simulator's privileged state, and "
+                         "this robot is not a simulator (sim://, `takeover sim serve`)")
 
     def advance(self, dt_s: float) -> None:
         """Step the world by dt_s (lockstep links only)."""
