@@ -25,12 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
-from _sdlpad import VirtualPad  # noqa: E402
+from _sdlpad import VirtualPad
 
-from takeover.config import Config, GamepadConfig, LoopConfig  # noqa: E402
-from takeover.hw.base import open_link  # noqa: E402
-from takeover.session.operator import OperatorSession  # noqa: E402
-from takeover.types import Command  # noqa: E402
+from takeover.config import Config, GamepadConfig, LoopConfig
+from takeover.hw.base import open_link
+from takeover.session.operator import OperatorSession
+from takeover.types import Command
 
 
 def main() -> int:
