@@ -192,6 +192,7 @@ class SimRosbridgeServer:
         yet (`appear` starts it)."""
         self.host = host
         self.image_format = image_format
+        self.commands_received = 0  # /cmd_vel messages (tests wait on the count)
         self.base = base or RealTimeBase(seed)
         self.real_robot = real_robot
         self.rosapi = rosapi
@@ -405,6 +406,7 @@ class SimRosbridgeServer:
         v = float(twist.get("linear", {}).get("x", 0.0) or 0.0)
         w = float(twist.get("angular", {}).get("z", 0.0) or 0.0)
         client.drives = True
+        self.commands_received += 1
         if v != 0.0 or w != 0.0:
             self.moving_commands[self.generation] += 1
         self.base.command(Command(v, w))

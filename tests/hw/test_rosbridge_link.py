@@ -4,6 +4,7 @@ server, and roslibpy (a third-party client) against our server."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import math
 import random
@@ -57,6 +58,7 @@ def link(server: SimRosbridgeServer) -> Iterator[RosbridgeLink]:
     link.close()
 
 
+@pytest.mark.slow
 def test_expert_docks_over_ws(link: RosbridgeLink) -> None:
     assert link.supports_sim_control
     result = run_expert_episode(link, seed=4)
@@ -93,15 +95,15 @@ def test_unplug_reconnect_and_estop_stays_latched(server: SimRosbridgeServer,
     wait_for(lambda: server.base.estop, 2.0, "the base's e-stop (service)")
     wait_for(lambda: (obs := link.latest()) is not None and obs.estop, 1.0, "/estop true")
     server.unplug()
-    lost_s = wait_for(lambda: not link.health().connected, 1.0, "disconnection")
+    wait_for(lambda: not link.health().connected, 10.0, "disconnection")
     server.replug()
-    replug_s = wait_for(lambda: link.health().connected, 3.0, "reconnection")
-    print(f"ws unplug: not connected after {lost_s * 1e3:.0f} ms; reconnected {replug_s:.2f} s "
-          "after replug")
-    assert replug_s < 2.0
+    wait_for(lambda: link.health().connected, 10.0, "reconnection")
     assert server.base.estop
-    link.send(Command(0.3, 0.0))
-    time.sleep(0.1)  # give a (wrongly) sent command time to arrive
+    received = server.commands_received
+    assert link.send(Command(0.3, 0.0)) == Command()  # the link itself sends zero while latched
+    wait_for(lambda: server.commands_received > received, 10.0, "the command at the server")
+    t_ns = server.base.snapshot().t_ns
+    wait_for(lambda: server.base.snapshot().t_ns > t_ns + 20_000_000, 10.0, "two physics ticks")
     assert server.base.snapshot().target_v_mps == 0.0
     link.clear_estop()
     wait_for(lambda: not server.base.estop, 2.0, "release")
@@ -192,7 +194,7 @@ ros.close()
 
 def test_roslibpy_subscribes_publishes_and_calls_services_on_our_server(
         server: SimRosbridgeServer) -> None:
-    pytest.importorskip("roslibpy")
+    importlib.import_module("roslibpy")  # a dev dependency: never skipped
     # roslibpy runs a Twisted reactor, which cannot restart: it gets a process of its own.
     result = subprocess.run([sys.executable, "-c", ROSLIBPY_CLIENT, str(server.port)],
                             capture_output=True, text=True, timeout=60)
@@ -294,6 +296,7 @@ messages = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=1_200)
 @given(st.lists(messages, min_size=1, max_size=8))
 def test_random_messages_never_raise_out_of_the_link(raw_messages: list[str | bytes]) -> None:
