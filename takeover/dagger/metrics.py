@@ -11,7 +11,9 @@ Per round (rounds/rNNN):
 - success_rate with a 95% Wilson score interval (ci_low, ci_high) over the episodes with a
   verdict (success or failure; aborted and interrupted episodes have none);
 - autonomous_successes: docked without any intervention;
-- operator_time_s: time the operator's hands drove (human steps / rate).
+- operator_time_s: time the operator's hands drove (human steps / rate);
+- protective_stops: how often the LiDAR protective field stopped the robot (near misses; the
+  episodes' `protective_stops`, 0 for files recorded before the field).
 
 Across rounds, `intervention_trend`: by what factor the intervention rate changes per round,
 with a 95% interval, from a log-linear Poisson fit of every supervised round's interventions
@@ -62,6 +64,7 @@ class RoundMetrics:
     autonomous_successes: int
     operator_time_s: float
     autonomous_time_s: float
+    protective_stops: int = 0
 
     def as_json(self) -> dict[str, object]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -91,6 +94,7 @@ def round_metrics(round_index: int, episodes: Sequence[EpisodeInfo]) -> RoundMet
         mtbi_s=mtbi, autonomy=autonomy, successes=successes, decided=decided,
         success_rate=rate, ci_low=lo, ci_high=hi, autonomous_successes=auto_ok,
         operator_time_s=operator_s, autonomous_time_s=autonomous_s,
+        protective_stops=sum(e.protective_stops for e in episodes),
     )
 
 
@@ -181,7 +185,7 @@ def _delta(cur: float | None, prev: float | None, spec: str) -> str:
 def format_status_table(rows: Sequence[RoundMetrics]) -> list[str]:
     """The `dagger status` table: one row per round, with the change against the previous."""
     header = ["round", "episodes", "steps", "human", "interv.", "interv./min", "MTBI",
-              "autonomy", "success", "95% CI"]
+              "autonomy", "success", "95% CI", "prot. stops"]
     table = [header]
     prev: RoundMetrics | None = None
     for m in rows:
@@ -204,6 +208,7 @@ def format_status_table(rows: Sequence[RoundMetrics]) -> list[str]:
                      None if p is None or p.success_rate is None else 100 * p.success_rate, ".0f"),
             "-" if m.ci_low is None or m.ci_high is None
             else f"{100 * m.ci_low:.0f}-{100 * m.ci_high:.0f}%",
+            str(m.protective_stops),
         ])
         prev = m
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

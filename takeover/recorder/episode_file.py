@@ -51,6 +51,7 @@ from takeover.types import (
     ACTION_MODE_INTERVENTION,
     ACTION_MODE_ROBOT,
     Command,
+    FieldState,
     Outcome,
     StepRecord,
 )
@@ -183,11 +184,16 @@ class StepColumns:
         rows["reason"].append(encode_text(r.reason, schema.REASON_BYTES))
         rows["timing/loop_late_ns"].append(r.loop_late_ns)
         rows["timing/policy_latency_ns"].append(r.policy_latency_ns)
+        fs = r.field
+        rows["field/state"].append(0 if fs is None else schema.FIELD_STATE_CODES[fs.state])
+        rows["field/clearance_m"].append(math.nan if fs is None else fs.clearance_m)
 
     def add_row(self, values: Mapping[str, Any]) -> None:
-        """One step given as {dataset name: value} (the importer's path); every name needed."""
+        """One step given as {dataset name: value} (the importer's path); every name needed but
+        those with a fill (schema.COLUMN_FILL: what an import does not know)."""
         for name, column in self._rows.items():
-            column.append(values[name])
+            column.append(values[name] if name in values or name not in schema.COLUMN_FILL
+                          else schema.COLUMN_FILL[name])
 
     def take(self) -> dict[str, np.ndarray]:
         """The accumulated rows as arrays with the schema's dtypes; the buffer is emptied."""
@@ -220,6 +226,8 @@ class StepCounts:
     unlabeled: int = 0
     interventions: int = 0
     _last_mode: int | None = None
+    protective_stops: int = 0  # runs of field/state STOPPED
+    _last_stopped: bool = False
 
     def update(self, action_mode: npt.NDArray[np.int8]) -> None:
         if action_mode.size == 0:
@@ -233,6 +241,14 @@ class StepCounts:
         prev = np.concatenate(([self._last_mode == ACTION_MODE_INTERVENTION], is_h[:-1]))
         self.interventions += int(np.count_nonzero(is_h & ~prev))
         self._last_mode = int(modes[-1])
+
+    def update_field(self, field_state: npt.NDArray[np.uint8]) -> None:
+        if field_state.size == 0:
+            return
+        stopped = field_state == schema.FIELD_STATE_CODES[FieldState.STOPPED]
+        prev = np.concatenate(([self._last_stopped], stopped[:-1]))
+        self.protective_stops += int(np.count_nonzero(stopped & ~prev))
+        self._last_stopped = bool(stopped[-1])
 
 
 def create_datasets(f: h5py.File, spec: ObsSpec, compression: Compression) -> None:
@@ -270,6 +286,7 @@ def create_datasets(f: h5py.File, spec: ObsSpec, compression: Compression) -> No
         f[name].attrs["columns"] = ",".join(schema.ACTION_COLUMNS)
     f["mode"].attrs["labels"] = ",".join(m.value for m in schema.MODE_CODES)
     f["source"].attrs["labels"] = ",".join(s.value for s in schema.SOURCE_CODES)
+    f["field/state"].attrs["labels"] = ",".join(s.value for s in schema.FIELD_STATE_CODES)
     # Which datasets are absent because the robot never sent what its link expects: written
     # with the layout, since nothing can be added to the file's attributes once it is in SWMR.
     f.attrs["missing_inputs"] = json.dumps(
@@ -321,6 +338,7 @@ def set_end_attrs(
     a.modify("interventions", np.int64(counts.interventions))
     a.modify("dropped_steps", np.int64(dropped_steps))
     a.modify("recovered", np.bool_(recovered))
+    a.modify("protective_stops", np.int64(counts.protective_stops))
     a.modify("end_time_ns", np.int64(end_time_ns))
     a.modify("end_reason", np.bytes_(encode_text(end_reason, 64)))
     a.modify("outcome", np.bytes_(outcome))
@@ -513,13 +531,19 @@ class EpisodeFileWriter:
 
     @_guarded
     def append_columns(self, columns: Mapping[str, np.ndarray]) -> None:
-        """Append rows to every per-step dataset but the image (all the same length)."""
+        """Append rows to every per-step dataset but the image (all the same length); a column
+        with a fill (schema.COLUMN_FILL) may be left out."""
         n = len(columns["t_ns"])
         if n == 0:
             return
         start = self.rows
         for name, ds in self._datasets.items():
-            data = columns[name]
+            if name in columns:
+                data = columns[name]
+            elif name in schema.COLUMN_FILL:  # not known to the source (an import, an old file)
+                data = np.full(n, schema.COLUMN_FILL[name], dtype=ds.dtype)
+            else:
+                raise KeyError(name)
             if len(data) != n:
                 raise ValueError(f"column {name} has {len(data)} rows, expected {n}")
             ds.resize(start + n, axis=0)
@@ -527,6 +551,8 @@ class EpisodeFileWriter:
         self._io.check()
         self.rows = start + n
         self.counts.update(np.asarray(columns["action_mode"]))
+        if "field/state" in columns:
+            self.counts.update_field(np.asarray(columns["field/state"]))
         t = columns["t_ns"]
         if self.t_first_ns is None:
             self.t_first_ns = int(t[0])

@@ -114,6 +114,7 @@ class EpisodeInfo:
     schema_version: int
     size_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    protective_stops: int = 0  # the protective field stopped the robot (0 in version-1 files)
 
     @property
     def key(self) -> str:
@@ -180,6 +181,7 @@ class EpisodeInfo:
                 schema_version=int(attrs["schema_version"]),
                 size_bytes=size_bytes,
                 extra=extra if isinstance(extra, dict) else {},
+                protective_stops=int(attrs.get("protective_stops", 0)),
             )
         except KeyError as err:
             raise EpisodeError(f"{path}: attribute {err.args[0]!r} is missing") from None
@@ -235,6 +237,10 @@ class Episode:
     policy_latency_ns: npt.NDArray[np.int64]
     scan_angle_min_rad: float = 0.0
     scan_angle_increment_rad: float = 0.0
+    # The protective field on each step (schema version 2; None in older files): state codes
+    # (schema.FIELD_STATE_CODES) and the clearance along the commanded arc (m, NaN: none).
+    field_state: npt.NDArray[np.uint8] | None = None
+    field_clearance_m: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -371,8 +377,11 @@ class EpisodeReader:
         for name, fld in _FIELD_OF_DATASET.items():
             if arrays[fld] is None and name != "obs/scan":
                 raise EpisodeError(f"{self.path}: dataset {name!r} is missing")
+        field_state = self.column("field/state") if "field/state" in self._f else None
+        clearance = self.column("field/clearance_m") if "field/clearance_m" in self._f else None
         return Episode(info=self.info, image=image, scan_angle_min_rad=angle_min,
-                       scan_angle_increment_rad=angle_inc, **arrays)
+                       scan_angle_increment_rad=angle_inc, field_state=field_state,
+                       field_clearance_m=clearance, **arrays)
 
 
 def read_episode(path: Path | str, images: bool = True) -> Episode:

@@ -1,9 +1,14 @@
-"""The episode file schema (version 1): every dataset and attribute, with dtype, shape and units.
+"""The episode file schema (version 2): every dataset and attribute, with dtype, shape and units.
 
 This module is the single source of truth that the writer, the recovery, `verify`, the reader
 and the docs test share; `docs/dataset-format.md` describes the same tables for people.
 
 Shapes use T for the number of steps, H x W for the camera frame and N for the LiDAR beams.
+
+Versions: 1, the first layout; 2 adds what the LiDAR protective field did on each step
+(`field/state`, `field/clearance_m`) and the episode's `protective_stops` (issue 22). Files of
+version 1 are still read and verified against the datasets and attributes they had
+(`DatasetSpec.since`, `ATTR_SINCE`); a reader sees no field data in them.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from takeover.types import (
     ACTION_MODE_INTERVENTION,
     ACTION_MODE_ROBOT,
     CommandSource,
+    FieldState,
     Mode,
 )
 
 SCHEMA_NAME = "takeover-episode"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: HDF5 file-format bounds: v110 is the oldest format with SWMR (crash-consistent flushes)
 #: and the newest we allow, so that HDF5 1.10+ readers (robomimic's, a Jetson's) open the files.
@@ -52,6 +58,17 @@ SOURCE_CODES: dict[CommandSource, int] = {
     CommandSource.HUMAN: 1,
     CommandSource.POLICY: 2,
 }
+#: `field/state`: 0 also on ticks outside a driving mode and in files without a field.
+FIELD_STATE_CODES: dict[FieldState, int] = {
+    FieldState.OFF: 0,
+    FieldState.CLEAR: 1,
+    FieldState.WARNING: 2,
+    FieldState.LIMITED: 3,
+    FieldState.STOPPED: 4,
+    FieldState.BLIND: 5,
+    FieldState.CORRIDOR: 6,
+}
+FIELD_STATE_BY_CODE = {code: state for state, code in FIELD_STATE_CODES.items()}
 MODE_BY_CODE = {code: mode for mode, code in MODE_CODES.items()}
 SOURCE_BY_CODE = {code: source for source, code in SOURCE_CODES.items()}
 
@@ -74,6 +91,7 @@ class DatasetSpec:
     units: str
     meaning: str
     optional: bool = False  # present only when the robot has that sensor
+    since: int = 1  # the schema version that introduced it (older files lack it)
 
 
 def _dt(spec: str | type) -> np.dtype:
@@ -116,10 +134,19 @@ DATASETS: tuple[DatasetSpec, ...] = (
                 "how far past its deadline the tick started"),
     DatasetSpec("timing/policy_latency_ns", _dt("<i8"), (), "ns",
                 "policy inference time on this tick (0 when the policy did not run)"),
+    DatasetSpec("field/state", _dt("u1"), (), "-",
+                "what the LiDAR protective field did: 0 off, 1 clear, 2 warning, 3 limited, "
+                "4 stopped, 5 blind, 6 corridor", since=2),
+    DatasetSpec("field/clearance_m", _dt("<f4"), (), "m",
+                "free travel along the commanded arc before the footprint comes within the "
+                "protective distance of a return (capped at the look-ahead); NaN = none", since=2),
 )
 DATASET_BY_NAME = {d.name: d for d in DATASETS}
 #: Every dataset except the image, whose frames are written chunk by chunk.
 COLUMN_NAMES = tuple(d.name for d in DATASETS if d.name != "obs/image")
+#: What a writer stores for a column its source does not have (an import, a recovered file of
+#: an older version): the field did nothing it knows of.
+COLUMN_FILL: dict[str, float | int] = {"field/state": 0, "field/clearance_m": float("nan")}
 
 # Attributes on the file's root group.
 ATTR_TYPES: dict[str, type] = {
@@ -152,6 +179,7 @@ ATTR_TYPES: dict[str, type] = {
     "interventions": int,  # maximal runs of action_mode 1
     "dropped_steps": int,  # steps the writer dropped because its queue was full
     "recovered": bool,  # rebuilt from a .partial after a crash
+    "protective_stops": int,  # runs of field/state 4 (the field stopped the robot); version 2
     # The attributes above (but config) as one JSON object, written last at the end of the
     # episode: listing reads this one attribute instead of twenty ("" in a .partial).
     "summary": str,
@@ -164,6 +192,8 @@ OPTIONAL_ATTR_TYPES: dict[str, type] = {
     # Such an input has no dataset in the episode.
     "missing_inputs": str,
 }
+#: The schema version that introduced an attribute (older files lack it); others: 1.
+ATTR_SINCE: dict[str, int] = {"protective_stops": 2}
 #: Attributes copied into `summary`.
 SUMMARY_ATTRS = tuple(a for a in ATTR_TYPES if a not in ("config", "summary"))
 SUMMARY_BYTES = 8192
@@ -183,5 +213,6 @@ END_ATTR_DTYPES: dict[str, np.dtype] = {
     "interventions": np.dtype("<i8"),
     "dropped_steps": np.dtype("<i8"),
     "recovered": np.dtype(bool),
+    "protective_stops": np.dtype("<i8"),
     "summary": np.dtype(f"S{SUMMARY_BYTES}"),
 }

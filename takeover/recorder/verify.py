@@ -67,9 +67,12 @@ def _check(path: Path, f: h5py.File, deep: bool) -> list[str]:
     if attr_text(a.get("schema", "")) != schema.SCHEMA_NAME:
         return ["not a takeover episode file (schema attribute missing or wrong)"]
     version = a.get("schema_version")
-    if version is None or int(version) != schema.SCHEMA_VERSION:
-        return [f"schema_version {version} is not {schema.SCHEMA_VERSION}"]
+    if version is None or not 1 <= int(version) <= schema.SCHEMA_VERSION:
+        return [f"schema_version {version} is not one of 1..{schema.SCHEMA_VERSION}"]
+    version = int(version)  # checked against what its version has (schema.py, "Versions")
     for attr, kind in schema.ATTR_TYPES.items():
+        if schema.ATTR_SINCE.get(attr, 1) > version:
+            continue
         if attr not in a:
             problems.append(f"attribute {attr!r} is missing")
         elif not isinstance(a[attr], _PY_TYPES_OK[kind]):
@@ -94,7 +97,7 @@ def _check(path: Path, f: h5py.File, deep: bool) -> list[str]:
     n = int(a["num_steps"])
     for spec in schema.DATASETS:
         if spec.name not in f:
-            if not spec.optional:
+            if not spec.optional and spec.since <= version:
                 problems.append(f"dataset {spec.name!r} is missing")
             continue
         ds = f[spec.name]
@@ -147,7 +150,10 @@ def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:
     if bad.any():
         problems.append(f"action_mode {int(modes[bad][0])} at step {int(np.argmax(bad))} is not "
                         "one of -1, 0, 1, -128")
-    for dataset_name, codes in (("source", schema.SOURCE_BY_CODE), ("mode", schema.MODE_BY_CODE)):
+    for dataset_name, codes in (("source", schema.SOURCE_BY_CODE), ("mode", schema.MODE_BY_CODE),
+                                ("field/state", schema.FIELD_STATE_BY_CODE)):
+        if dataset_name not in f:  # field/state: a file of schema version 1
+            continue
         values = f[dataset_name][:]
         bad = ~np.isin(values, list(codes))
         if bad.any():
@@ -159,11 +165,14 @@ def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:
         problems.append("obs/t_ns is not -1 on a step without an observation")
     counts = StepCounts()
     counts.update(modes)
-    for attr, value in (("demo_steps", counts.demo), ("robot_steps", counts.robot),
-                        ("intervention_steps", counts.intervention),
-                        ("human_steps", counts.demo + counts.intervention),
-                        ("unlabeled_steps", counts.unlabeled),
-                        ("interventions", counts.interventions)):
+    checks = [("demo_steps", counts.demo), ("robot_steps", counts.robot),
+              ("intervention_steps", counts.intervention),
+              ("human_steps", counts.demo + counts.intervention),
+              ("unlabeled_steps", counts.unlabeled), ("interventions", counts.interventions)]
+    if "field/state" in f and "protective_stops" in a:
+        counts.update_field(f["field/state"][:])
+        checks.append(("protective_stops", counts.protective_stops))
+    for attr, value in checks:
         if int(a[attr]) != value:
             problems.append(f"attribute {attr}={int(a[attr])} but the data has {value}")
     summary = attr_text(a["summary"])

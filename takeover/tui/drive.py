@@ -17,7 +17,7 @@ from takeover.control.arbiter import OperatorEvent
 from takeover.inputs.keyboard import DRIVE_KEYS, HOLD_KEY
 from takeover.session.operator import SessionSnapshot
 from takeover.tui.camera import CameraView
-from takeover.tui.widgets import MiniMap, ModeBanner, bar, rollout
+from takeover.tui.widgets import MiniMap, ModeBanner, bar, field_path, rollout
 from takeover.types import Command, Mode, Pose2D
 
 if TYPE_CHECKING:
@@ -140,7 +140,9 @@ class DriveScreen(Screen[None]):
                 Mode.AUTO: "hold the deadman (LB or Enter) to let it drive · move a stick to take over",
                 Mode.TAKEOVER: "you drive · p: hand back to the policy"}.get(snap.mode, "")
         mode = snap.mode if rec is not None or not app.connect_error else Mode.LINK_LOST
-        self.query_one(ModeBanner).show(mode if app.connected else None, snap.reason, hint, alarm)
+        field = rec.field if rec is not None and app.connected else None
+        self.query_one(ModeBanner).show(mode if app.connected else None, snap.reason, hint, alarm,
+                                        field)
         if rec is None or rec.step == self._last_record_step:
             return
         self._last_record_step = rec.step
@@ -157,13 +159,18 @@ class DriveScreen(Screen[None]):
         self._last_image_t = now
         self.query_one(CameraView).show(obs.image if obs is not None else None)
         plan: list[tuple[float, float]] = []
+        free: list[tuple[float, float]] = []
         pose = None
         if obs is not None:
             pose = Pose2D(obs.odom.x_m, obs.odom.y_m, obs.odom.yaw_rad)
             plan = rollout(pose, self._plan_commands(snap.plan, rec.policy_action),
                            1.0 / app.config.loop.rate_hz)
+            if rec.field is not None:
+                free = field_path(pose, rec.command, rec.field.clearance_m)
+        fcfg = app.config.safety.field
         self.query_one(MiniMap).show(pose, snap.trail, obs.scan_m if obs is not None else None,
-                                     plan, app.dock)
+                                     plan, app.dock, rec.field,
+                                     fcfg.footprint_radius_m + fcfg.protective_m, free)
 
     def _plan_commands(self, planned: list[Command], proposal: Command | None) -> list[Command]:
         """The policy's queued chunk where the runtime exposes it (`planned_actions()`), else

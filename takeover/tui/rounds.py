@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from takeover.tui.app import TakeoverApp
 
 COLUMNS = ("round", "episodes", "steps", "human", "interv.", "interv./min", "MTBI", "autonomy",
-           "success", "95% CI")
+           "success", "95% CI", "prot. stops")
 
 
 def _pct(x: float | None) -> str:
@@ -44,7 +44,7 @@ def metrics_row(m: RoundMetrics) -> tuple[str, ...]:
             "-" if m.mtbi_s is None else f"{m.mtbi_s:.1f} s", _pct(m.autonomy),
             f"{m.successes}/{m.decided} {_pct(m.success_rate)}" if m.decided else "-",
             "-" if m.ci_low is None or m.ci_high is None
-            else f"{100 * m.ci_low:.0f}-{100 * m.ci_high:.0f}%")
+            else f"{100 * m.ci_low:.0f}-{100 * m.ci_high:.0f}%", str(m.protective_stops))
 
 
 def trend_text(rows: list[RoundMetrics]) -> str:

@@ -18,7 +18,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from takeover.types import Command, Mode, Pose2D
+from takeover.types import Command, FieldState, FieldStatus, Mode, Pose2D
 
 # --- braille canvas ---------------------------------------------------------------------
 
@@ -81,9 +81,38 @@ def rollout(pose: Pose2D, commands: Sequence[Command], dt_s: float) -> list[tupl
     return points
 
 
+#: How the protective field's state is drawn (mini-map arc, banner line).
+FIELD_STYLE = {FieldState.CLEAR: "green", FieldState.WARNING: "yellow",
+               FieldState.LIMITED: "dark_orange", FieldState.STOPPED: "red",
+               FieldState.BLIND: "red", FieldState.CORRIDOR: "cyan"}
+FIELD_LABEL = {FieldState.WARNING: "FIELD WARNING", FieldState.LIMITED: "FIELD: SLOWED",
+               FieldState.STOPPED: "PROTECTIVE STOP", FieldState.BLIND: "FIELD BLIND: STOPPED",
+               FieldState.CORRIDOR: "DOCKING CORRIDOR"}
+
+
+def field_path(pose: Pose2D, command: Command, clearance_m: float, steps: int = 24
+               ) -> list[tuple[float, float]]:
+    """Points along the arc of `command` from `pose` for `clearance_m` metres: the free path
+    the protective field found (nothing when the command does not travel)."""
+    if command.v_mps == 0.0 or not math.isfinite(clearance_m) or clearance_m <= 0.0:
+        return []
+    ds = clearance_m / steps
+    k = command.w_radps / command.v_mps
+    sign = 1.0 if command.v_mps > 0 else -1.0
+    x, y, th = pose.x_m, pose.y_m, pose.yaw_rad
+    points = [(x, y)]
+    for _ in range(steps):
+        th += k * ds * sign
+        x += sign * ds * math.cos(th)
+        y += sign * ds * math.sin(th)
+        points.append((x, y))
+    return points
+
+
 class MiniMap(Widget):
     """Top-down view centred on the robot, north up: trail, LiDAR points, the policy's plan,
-    the robot and (simulator) the dock."""
+    the robot, (simulator) the dock, and the protective field: the free path it found along
+    the command, and its ring (footprint plus protective distance) in the field's colour."""
 
     DEFAULT_CSS = """
     MiniMap { height: 1fr; width: 1fr; }
@@ -97,8 +126,11 @@ class MiniMap(Widget):
 
     def show(self, pose: Pose2D | None, trail: Sequence[tuple[float, float]],
              scan_m: npt.NDArray[np.float32] | None, plan: Sequence[tuple[float, float]],
-             dock: Pose2D | None) -> None:
-        self._data = (pose, trail, scan_m, plan, dock)
+             dock: Pose2D | None, field: FieldStatus | None = None,
+             field_ring_m: float = 0.32, free_path: Sequence[tuple[float, float]] = ()) -> None:
+        """field: the protective field's verdict; field_ring_m: footprint radius plus the
+        protective distance; free_path: `field_path` of the command sent."""
+        self._data = (pose, trail, scan_m, plan, dock, field, field_ring_m, free_path)
         self._strips = []
         self.refresh()
 
@@ -107,7 +139,7 @@ class MiniMap(Widget):
         canvas = BrailleCanvas(width, height)
         if self._data is None or width < 4 or height < 2:
             return canvas.strips()
-        pose, trail, scan, plan, dock = self._data
+        pose, trail, scan, plan, dock, field, ring_m, free_path = self._data
         assert pose is None or isinstance(pose, Pose2D)
         if pose is None:
             return canvas.strips()
@@ -138,6 +170,18 @@ class MiniMap(Widget):
             hx = dx[0] + 3 * math.cos(dock.yaw_rad)
             hy = dy[0] - 3 * math.sin(dock.yaw_rad)
             canvas.line(dx[0], dy[0], hx, hy, dock_layer)
+        if isinstance(field, FieldStatus) and field.state in FIELD_STYLE:
+            style = Style(color=FIELD_STYLE[field.state], bold=field.acted)
+            field_layer = canvas.layer(style)
+            if free_path:
+                path = np.asarray(free_path, dtype=np.float64)
+                xs, ys = to_px(path)
+                for i in range(len(xs) - 1):
+                    canvas.line(xs[i], ys[i], xs[i + 1], ys[i + 1], field_layer)
+            if field.state is not FieldState.CLEAR and isinstance(ring_m, float):
+                a = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
+                ring = np.stack([pose.x_m + ring_m * np.cos(a), pose.y_m + ring_m * np.sin(a)], 1)
+                canvas.dots(*to_px(ring), field_layer)
         if plan:
             p = np.asarray(plan, dtype=np.float64)
             xs, ys = to_px(p)
@@ -166,7 +210,10 @@ MODE_LABEL = {Mode.IDLE: "IDLE", Mode.MANUAL: "MANUAL", Mode.AUTO: "AUTO",
 class ModeBanner(Static):
     """The mode, large and in its colour, with the reason underneath."""
 
-    def show(self, mode: Mode | None, reason: str, extra: str = "", alarm: str = "") -> None:
+    def show(self, mode: Mode | None, reason: str, extra: str = "", alarm: str = "",
+             field: FieldStatus | None = None) -> None:
+        """field: the protective field's verdict; when it warns or acts, a line says so in its
+        colour (a protective stop in red)."""
         for m in Mode:
             self.set_class(m is mode, f"mode-{m.value.lower()}")
         self.set_class(bool(alarm), "alarm")
@@ -174,6 +221,12 @@ class ModeBanner(Static):
         text = Text(justify="center")
         text.append(" ".join(label) + "\n", style="bold")
         text.append(alarm or reason or " ", style="bold" if alarm else "")
+        if field is not None and field.state in FIELD_LABEL:
+            clear = (f" · {field.clearance_m:.2f} m clear" if math.isfinite(field.clearance_m)
+                     else "")
+            text.append(f"\n {FIELD_LABEL[field.state]}{clear} ",
+                        style=f"bold white on {FIELD_STYLE[field.state]}" if field.acted
+                        else f"bold {FIELD_STYLE[field.state]}")
         if extra:
             text.append(f"\n{extra}", style="italic")
         self.update(text)

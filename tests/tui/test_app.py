@@ -334,3 +334,32 @@ async def test_episodes_and_rounds_cells_equal_the_episode_files(config: Config,
         assert cells[:5] == ["r000", "2", str(sum(i.num_steps for i in infos.values())),
                              str(sum(i.human_steps for i in infos.values())),
                              str(sum(i.interventions for i in infos.values()))], cells
+
+
+async def test_the_protective_field_is_shown_when_it_stops_the_robot(config: Config) -> None:
+    """A field whose protective distance reaches the dock from the start: engaging AUTO gives a
+    protective stop at once, shown in the banner and drawn on the mini-map."""
+    from dataclasses import replace
+
+    from takeover.tui.widgets import MiniMap, ModeBanner
+    from takeover.types import FieldState
+
+    wide = replace(config.safety.field, protective_m=4.0, warning_m=4.0)
+    config = replace(config, safety=replace(config.safety, field=wide))
+    app = build(config, None, ConstantPolicy())
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot, app)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: mode(app) is Mode.AUTO, what="AUTO")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: (r := app.session.loop.latest) is not None
+                       and r.field is not None and r.field.state is FieldState.STOPPED,
+                       what="a protective stop")
+        rec = app.session.loop.latest
+        assert rec is not None and rec.command.v_mps == 0.0 and rec.mode is Mode.AUTO
+        banner = app.screen.query_one(ModeBanner)
+        await wait_for(pilot, lambda: "PROTECTIVE STOP" in str(banner.content),
+                       what="the banner")
+        minimap = app.screen.query_one(MiniMap)
+        await wait_for(pilot, lambda: minimap._data is not None and isinstance(
+            minimap._data[5], type(rec.field)), what="the field on the mini-map")
