@@ -19,6 +19,7 @@ from takeover.cli.drive import add_drive_parser
 from takeover.cli.init import add_init_parser
 from takeover.cli.output import missing_extra_line, print_error
 from takeover.cli.policy import add_policy_parsers
+from takeover.cli.probe import add_probe_parser
 from takeover.cli.run import add_run_parser
 from takeover.cli.sim import add_sim_parser
 from takeover.errors import TakeoverError
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_parser(sub)
     add_drive_parser(sub)
+    add_probe_parser(sub)
     add_init_parser(sub)
     add_sim_parser(sub)
     add_data_parser(sub)

@@ -19,7 +19,7 @@ import pytest
 from ros2_support import ScriptedRobot, isolate_dds, need_rclpy, wait_for
 
 from takeover.bench.links import serve_sim
-from takeover.errors import UsageError
+from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkOptions, open_link
 from takeover.hw.ros2 import convert
 from takeover.hw.ros2.config import Ros2Config, parse_ros2_url
@@ -105,9 +105,11 @@ def test_raw_image_encodings_round_trip(encoding: str) -> None:
 # --- over DDS, a scripted robot on a second Context ---------------------------------------------
 
 
-def _link(url: str, **options: int) -> object:
-    link = open_link(url, LinkOptions(**options))  # type: ignore[arg-type]
-    link.connect(timeout_s=10.0)
+def _link(url: str, timeout_s: float = 10.0) -> object:
+    """Connected: connect waits for odometry (discovery), then for a scan and a frame until
+    `timeout_s` (an input that never comes costs the whole of it)."""
+    link = open_link(url)
+    link.connect(timeout_s=timeout_s)
     return link
 
 
@@ -145,7 +147,7 @@ def test_qos_mismatch_is_named() -> None:
     subscriber asks for transient-local durability: each named, topic and policy."""
     robot = ScriptedRobot(namespace="qos", cmd_durability="transient_local")
     try:
-        link = _link("ros2://qos?scan_qos=reliable")
+        link = _link("ros2://qos?scan_qos=reliable&image=", timeout_s=4.0)
         try:
             wait_for(lambda: len(link.problems) >= 2, 10, "two QoS problems")  # type: ignore[attr-defined]
             problems = link.problems  # type: ignore[attr-defined]
@@ -167,7 +169,7 @@ def test_qos_mismatch_is_named() -> None:
 def test_command_type_mismatch_is_named() -> None:
     robot = ScriptedRobot(namespace="plain", cmd_type="plain")
     try:
-        link = _link("ros2://plain")
+        link = _link("ros2://plain?image=")
         try:
             wait_for(lambda: "/plain/cmd_vel#type" in link.problems, 10, "the type mismatch")  # type: ignore[attr-defined]
             text = link.problems["/plain/cmd_vel#type"]  # type: ignore[attr-defined]
@@ -204,8 +206,8 @@ def test_stamp_offset_is_reported_once_and_freshness_uses_arrival() -> None:
 
 
 def test_no_robot_is_one_line() -> None:
-    with pytest.raises(Exception) as info:
-        _link("ros2://nobody_here?timeout_ms=100", )
+    with pytest.raises(LinkError) as info:
+        _link("ros2://nobody_here", timeout_s=2.0)
     assert "no odometry on /nobody_here/odom" in str(info.value) or "no ROS 2 robot" \
         in str(info.value)
     assert "\n" not in str(info.value)
@@ -258,3 +260,54 @@ def test_estop_battery_and_reset_against_the_server(sim_url: str) -> None:
         assert link.dock_pose() == dock  # the same seed, the same world
     finally:
         link.close()
+
+
+# --- takeover probe -----------------------------------------------------------------------------
+
+
+def _probe(*args: str) -> tuple[int, dict[str, object]]:
+    out = subprocess.run([sys.executable, "-m", "takeover.cli", "probe", *args, "--json"],
+                         capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    return out.returncode, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_probe_reports_what_the_served_robot_offers(sim_url: str) -> None:
+    code, r = _probe(sim_url)
+    assert code == 0 and r["verdict"] == "ready", r
+    assert str(r["summary"]).startswith("ready: takeover can drive this robot")
+    offers = {o["name"]: o for o in r["offers"]}  # type: ignore[attr-defined]
+    scan, image = offers["/simbot/scan"], offers["/simbot/camera/image_raw"]
+    assert scan["type"] == "sensor_msgs/msg/LaserScan" and scan["rate_hz"] > 0
+    assert scan["qos"].startswith("best effort") and "180 beams from -180 deg" in scan["detail"]
+    assert image["detail"] == "96x96 rgb8" and image["rate_hz"] > 0
+    assert offers["/simbot/odom"]["qos"].startswith("reliable")
+    assert "1 subscriber(s)" in offers["/simbot/cmd_vel"]["detail"]
+    expects = {e["input"]: e for e in r["expects"]}  # type: ignore[attr-defined]
+    for name in ("odom", "scan", "image", "battery", "estop", "cmd_vel"):
+        assert expects[name]["found"], expects[name]
+    assert not expects["clock"]["found"] and expects["clock"]["need"] == "optional"
+    assert r["clock"]["stamp_offset_s"] is not None and r["clock"]["sim_time"] is False  # type: ignore[index]
+    assert r["round_trip_ms"]["samples"] == 10  # type: ignore[index]
+    assert "/simbot/sim/get_dock_pose" in r["services"]  # type: ignore[operator]
+    assert r["problems"] == []
+
+
+def test_probe_names_what_does_not_match(sim_url: str) -> None:
+    code, r = _probe(sim_url + "?twist=plain&scan_qos=reliable&image=camera/color/image_raw")
+    assert code == 1 and r["verdict"] == "not usable"
+    problems = "\n".join(r["problems"])  # type: ignore[arg-type]
+    assert "/simbot/cmd_vel takes geometry_msgs/msg/TwistStamped" in problems
+    assert "(set twist=stamped)" in problems
+    assert "QoS mismatch on /simbot/scan (reliability)" in problems
+    assert "no image on /simbot/camera/color/image_raw: no such topic in the graph; " \
+           "sensor_msgs/msg/Image is on /simbot/camera/image_raw (set image=)" in problems
+
+
+def test_probe_other_schemes_share_the_report() -> None:
+    code, r = _probe("sim://", "--seconds", "0.5")
+    assert code == 0 and r["scheme"] == "sim" and r["verdict"] == "ready"
+    assert {o["name"] for o in r["offers"]} >= {"observation", "image", "scan"}  # type: ignore[attr-defined]
+    bad = subprocess.run([sys.executable, "-m", "takeover.cli", "probe", "ros2://?bogus=1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().count("\n") == 0 and "unknown option 'bogus'" in bad.stderr
