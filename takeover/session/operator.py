@@ -175,6 +175,19 @@ def start_training_job(workspace: Path | None, command: list[str] | None,
     return job, "training started in the background"
 
 
+def _operator_pad(config: Config, link: RobotLink, want_pad: bool) -> GamepadInput | None:
+    """The operator's pad: the robot's own (its joy node's sensor_msgs/Joy, where a ros2://
+    URL names a `joy` topic), else a pad on this computer (SDL) when [gamepad] enables it."""
+    from takeover.hw.ros2.link import Ros2Link  # no rclpy until a ROS 2 link connects
+
+    if isinstance(link, Ros2Link) and link.config.joy_topic:
+        from takeover.inputs.joy import JoyInput
+
+        c = link.config
+        return JoyInput(config.gamepad, c.joy_topic, c.namespace, c.domain_id)
+    return GamepadInput(config.gamepad) if want_pad else None
+
+
 class OperatorSession:
     """Loop + recorder + inputs + episode flow. Methods are for the UI's thread unless noted."""
 
@@ -194,8 +207,7 @@ class OperatorSession:
         self.train_command = train_command
         self.keyboard = KeyboardInput(config.keyboard)
         want_pad = config.gamepad.enabled if use_gamepad is None else use_gamepad
-        self.gamepad = gamepad if gamepad is not None else (
-            GamepadInput(config.gamepad) if want_pad else None)
+        self.gamepad = gamepad if gamepad is not None else _operator_pad(config, link, want_pad)
         if self.gamepad is not None:
             self.gamepad.on_action = self.gamepad_action
         self.operator = CombinedOperator(self.gamepad, self.keyboard)

@@ -22,6 +22,9 @@ do not. An empty value turns an input off (`scan=`). Options:
     estop_service=estop/set  std_srvs/srv/SetBool to latch (true) and release (false) it
     docked=docked  bumper=bumper   std_msgs/msg/Bool
     clock=/clock             rosgraph_msgs/msg/Clock: a robot on sim time says so here
+    joy=                     sensor_msgs/msg/Joy of a pad on the robot (the `joy` node), used
+                             as the operator's gamepad with [gamepad]'s mapping (off by
+                             default; `joy=joy` for the joy node's usual topic)
     odom_qos, scan_qos, image_qos = sensor|reliable   what the subscription asks for; sensor
                              (best effort, depth 1, the default) matches every publisher
     cmd_qos=reliable|best_effort   the command publisher's reliability
@@ -59,6 +62,7 @@ class Ros2Config:
     docked_topic: str = "docked"
     bumper_topic: str = "bumper"
     clock_topic: str = "/clock"
+    joy_topic: str = ""  # the operator's pad on the robot (takeover.inputs.joy); off by default
     odom_reliable: bool = False
     scan_reliable: bool = False
     image_reliable: bool = False
@@ -87,7 +91,7 @@ _TOPIC_OPTIONS = {
     "cmd_vel": "cmd_vel_topic", "odom": "odom_topic", "scan": "scan_topic",
     "image": "image_topic", "battery": "battery_topic", "estop": "estop_topic",
     "estop_service": "estop_service", "docked": "docked_topic", "bumper": "bumper_topic",
-    "clock": "clock_topic",
+    "clock": "clock_topic", "joy": "joy_topic",
 }
 _QOS_OPTIONS = {"odom_qos": "odom_reliable", "scan_qos": "scan_reliable",
                 "image_qos": "image_reliable"}
