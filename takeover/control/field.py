@@ -171,29 +171,34 @@ class ProtectiveField:
                 FieldState.BLIND, reason="protective field: empty LiDAR scan, robot stopped"))
         self._beam_angles(n)
         valid = np.isfinite(scan)
-        r = scan[valid]
-        x, y = r * self._cos[valid], r * self._sin[valid]
         radius = c.footprint_radius_m
+        padded = radius + c.protective_m
         if abs(v) < MIN_TRAVEL_MPS:  # a turn in place (a speed this small has no arc to speak of)
             command, v = Command(0.0, w), 0.0
-            if w != 0.0 and r.size and float(r.min()) < radius:
+        reaction = c.reaction_time_s + max(0.0, scan_age_s)
+        lookahead = self.lookahead_m(v, reaction)
+        # Only returns within reach of the path over the look-ahead can matter (in a room, the
+        # few near ones; the arc geometry below then runs on a handful of points).
+        near = valid & (scan <= lookahead + padded)
+        r = scan[near]
+        x, y = r * self._cos[near], r * self._sin[near]
+        touching = bool(r.size) and float(r.min()) < radius  # a return inside the body
+        if v == 0.0:
+            if w != 0.0 and touching:
                 return FieldDecision(ZERO_COMMAND, FieldStatus(
                     FieldState.STOPPED, reason="protective field: a return inside the footprint, "
                     "no turn"))
             return FieldDecision(command, FieldStatus(FieldState.CLEAR))
-        reaction = c.reaction_time_s + max(0.0, scan_age_s)
         # Too few valid beams towards the motion: it cannot see, so it may not go.
-        lookahead = self.lookahead_m(v, reaction)
         heading = (w / v) * min(lookahead, 1.0) / 2.0  # the chord's direction, mirrored frame
         direction = heading if v > 0 else math.pi - heading
         off = np.abs(np.mod(self._angles - direction + math.pi, _TWO_PI) - math.pi)
         sector = off <= SECTOR_HALF_RAD
         in_sector = int(np.count_nonzero(sector))
         if in_sector and np.count_nonzero(valid & sector) < c.min_valid_beam_frac * in_sector:
-            return FieldDecision(Command(0.0, w if not r.size or r.min() >= radius else 0.0),
+            return FieldDecision(Command(0.0, 0.0 if touching else w),
                                  FieldStatus(FieldState.STOPPED, reason="protective field: too "
                                              "few LiDAR returns towards the motion, blocked"))
-        padded = radius + c.protective_m
         spare = RESUME_HYSTERESIS_M if stopped_before else 0.0
         free = free_travel_m(x, y, v, w, padded, lookahead)
         allowed = allowed_speed_mps(free - spare, c.brake_decel_mps2, reaction)
@@ -222,8 +227,7 @@ class ProtectiveField:
             return FieldDecision(command, FieldStatus(FieldState.CLEAR, clearance))
         if allowed <= 1e-3:
             # Protective stop; a turn in place sweeps nothing with a round footprint.
-            turn = w if not r.size or float(r.min()) >= radius else 0.0
-            return FieldDecision(Command(0.0, turn), FieldStatus(
+            return FieldDecision(Command(0.0, 0.0 if touching else w), FieldStatus(
                 FieldState.STOPPED, clearance, f"protective field: stopped, {clearance:.2f} m "
                 "clear along the path"))
         scale = allowed / abs(v)

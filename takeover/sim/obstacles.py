@@ -2,8 +2,9 @@
 
 Families (`sim://?obstacles=FAMILY`, `SimConfig.obstacles`; docs/simulator.md):
 - `none`: the static room only (the default).
-- `box`: a box (0.3-0.5 m a side) set down in the robot's path, 0.35-0.8 m ahead of its front,
-  once the robot is driving; it is picked up again after 3-6 s.
+- `box`: a box (0.3-0.5 m a side, turned at random) set down in the robot's path, its nearest
+  corner 0.35-0.8 m ahead of the robot's front, once the robot is driving; it is picked up again
+  after 3-6 s.
 - `person`: a person-sized cylinder (0.25 m radius) that walks across the robot's path, 0.9-1.6
   m ahead, at a walking pace (0.6-1.2 m/s), stops on the path for a moment (as long as the robot
   would take to get there at its present speed, at most 4 s) and walks on. Like a person it
@@ -148,8 +149,9 @@ class DynamicObstacles:
         self._t_placed = t_s
         if plan.kind == "box":
             half = plan.size_m / 2
-            # Centre: the gap ahead of the robot's front plus half the box, along the arc.
-            s = self.robot_radius_m + plan.ahead_m + half
+            # Centre: the gap ahead of the robot's front plus the box's half diagonal along the
+            # arc, so that however it is turned no corner is nearer than the gap.
+            s = self.robot_radius_m + plan.ahead_m + half * math.sqrt(2.0)
             cx, cy, _ = _arc_point(x, y, yaw, v, w, s)
             if math.hypot(cx - self.dock_xy[0], cy - self.dock_xy[1]) < half * 1.5 + _DOCK_KEEP_OUT_M:
                 return  # the path ends at the dock before there: no obstacle this episode
