@@ -205,6 +205,41 @@ def test_stamp_offset_is_reported_once_and_freshness_uses_arrival() -> None:
         robot.close()
 
 
+@pytest.mark.parametrize("zeros", ["release", "always"])
+def test_zeros_on_release_then_quiet(zeros: str) -> None:
+    """zeros=release: after the robot is let go, zeros for a moment and then nothing (so a
+    twist_mux hands the base back); zeros=always: zeros on every tick; a latched e-stop:
+    zeros on every tick either way."""
+    robot = ScriptedRobot(namespace=f"zeros_{zeros}")
+    try:
+        link = _link(f"ros2://zeros_{zeros}?image=&zeros={zeros}")
+        try:
+            def published() -> float:
+                return link.health().extra["tx_messages"]  # type: ignore[attr-defined, no-any-return]
+
+            assert link.send(Command(0.2, 0.0)) == Command(0.2, 0.0)  # type: ignore[attr-defined]
+            counts = []
+            for _ in range(40):  # 40 ticks of a 50 Hz loop, at least 0.8 s
+                before = published()
+                link.send(Command(0.0, 0.0))  # type: ignore[attr-defined]
+                counts.append(published() - before)
+                time.sleep(0.02)
+            if zeros == "release":
+                assert counts[0] == 1 and sum(counts) < 40 and sum(counts[-10:]) == 0
+            else:
+                assert sum(counts) == 40
+            link.estop()  # type: ignore[attr-defined]
+            before = published()
+            for _ in range(10):
+                link.send(Command(0.3, 0.0))  # type: ignore[attr-defined]
+                time.sleep(0.02)
+            assert published() - before == 10  # latched: a zero on every tick
+        finally:
+            link.close()  # type: ignore[attr-defined]
+    finally:
+        robot.close()
+
+
 def test_no_robot_is_one_line() -> None:
     with pytest.raises(LinkError) as info:
         _link("ros2://nobody_here", timeout_s=2.0)

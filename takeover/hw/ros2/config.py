@@ -28,6 +28,11 @@ do not. An empty value turns an input off (`scan=`). Options:
     odom_qos, scan_qos, image_qos = sensor|reliable   what the subscription asks for; sensor
                              (best effort, depth 1, the default) matches every publisher
     cmd_qos=reliable|best_effort   the command publisher's reliability
+    zeros=release|always     release (default): after the robot is let go, zeros for 250 ms,
+                             then nothing until the next motion (teleop_twist_joy's habit, so a
+                             twist_mux gives the base back to navigation); always: zeros at the
+                             loop rate whenever takeover is not driving (a base of its own).
+                             A latched e-stop sends zeros at the loop rate either way.
     domain=N                 ROS_DOMAIN_ID (0-232); default: the environment's, else 0
     timeout_ms=500           no message this long and the link counts as down
 """
@@ -67,6 +72,7 @@ class Ros2Config:
     scan_reliable: bool = False
     image_reliable: bool = False
     cmd_reliable: bool = True
+    zeros_always: bool = False
     domain_id: int | None = None
     timeout_ms: float = 500.0
     # the simulator's control (takeover sim serve --ros2); probed through the graph, never called
@@ -96,7 +102,7 @@ _TOPIC_OPTIONS = {
 _QOS_OPTIONS = {"odom_qos": "odom_reliable", "scan_qos": "scan_reliable",
                 "image_qos": "image_reliable"}
 OPTIONS = sorted([*_TOPIC_OPTIONS, *_QOS_OPTIONS, "twist", "frame_id", "image_type", "cmd_qos",
-                  "domain", "timeout_ms"])
+                  "zeros", "domain", "timeout_ms"])
 
 
 def _namespace(url: str, parts: urllib.parse.SplitResult) -> str:
@@ -130,6 +136,7 @@ def parse_ros2_url(url: str) -> Ros2Config:
         kwargs[attr] = opts.choice(key, ("sensor", "reliable"), "sensor") == "reliable"
     kwargs["cmd_reliable"] = opts.choice("cmd_qos", ("reliable", "best_effort"),
                                          "reliable") == "reliable"
+    kwargs["zeros_always"] = opts.choice("zeros", ("release", "always"), "release") == "always"
     image_topic = kwargs.get("image_topic", Ros2Config.image_topic)
     guess = "compressed" if image_topic.endswith("/compressed") else "raw"
     kwargs["image_compressed"] = opts.choice("image_type", ("raw", "compressed"),

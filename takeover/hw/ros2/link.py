@@ -8,6 +8,11 @@ camera frames are converted on another thread, newest only, so a large frame nev
 odometry. `send` publishes from the caller's thread (rclpy publishers are safe to use from any
 thread) and returns at once; `latest` returns a reference. Neither waits on the network.
 
+Commands: at the loop rate while takeover drives; when it lets go, zeros for 250 ms and then
+nothing until it drives again (teleop_twist_joy's habit: a twist_mux then hands the base back
+to navigation, and the base's cmd_vel_timeout holds it still meanwhile); `zeros=always` keeps
+sending zeros instead. A latched e-stop sends zeros at the loop rate, and close() one zero.
+
 Time: freshness is judged on the host's receive time (`time.monotonic_ns`, `now_ns`), never on
 a message's stamp, so a robot on sim time (/clock) or with an unsynchronised clock is not
 "stale". A stamp far from this computer's clock is reported once (`notices`, health detail),
@@ -49,6 +54,7 @@ STAMP_OFFSET_REPORT_S = 1.0  # a stamp further than this from our clock is repor
 SERVICE_TIMEOUT_S = 2.0
 SIM_DISCOVERY_S = 1.0  # how long connect looks for the simulator's services in the graph
 LATENCY_SAMPLES = 20_000
+ZERO_HOLD_NS = 250_000_000  # zeros=release: how long zeros go out after the robot is let go
 GRAPH_CHECK_S = 1.0  # how often the link looks at the graph for type mismatches
 CLOSE_ACK_TIMEOUT_S = 0.3
 
@@ -149,6 +155,7 @@ class Ros2Link(RobotLink):
         self._stamp_offset_ns: int | None = None  # robot stamp - our wall clock, once it is large
         self._sim_clock = False
         self._cmd_subscribers = 0
+        self._released_ns: int | None = None  # when the commands became zero (zeros=release)
         self._graph_types: dict[str, tuple[str, bool]] = {}  # topic -> (our type, we publish)
         self.problems: dict[str, str] = {}  # topic -> what is wrong (QoS or type mismatch)
         self.notices: list[str] = []  # things said once (stamp offset, sim time)
@@ -204,6 +211,15 @@ class Ros2Link(RobotLink):
         pub = self._cmd_pub
         if not self._running or pub is None:
             return ZERO_COMMAND
+        if command.is_zero and not self._estop_latched and not self.config.zeros_always:
+            # Let go: zeros for a moment, then quiet, so a twist_mux hands the base back to a
+            # lower priority (navigation); the base's own timeout holds it meanwhile.
+            if self._released_ns is None:
+                self._released_ns = t_call_ns
+            elif t_call_ns - self._released_ns > ZERO_HOLD_NS:
+                return command
+        else:
+            self._released_ns = None
         try:
             pub.publish(self._twist(command))
         except Exception:  # the node is closing under us
