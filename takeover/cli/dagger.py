@@ -2,8 +2,10 @@
 
     status    per-round metrics               report    markdown + PNG of the rounds
     train     next model, warm-started, registered but not deployed (unless --deploy)
-    eval      a model alone on held-out simulator seeds; result into its card
-    promote   deploy a model (default: the newest)   rollback   the previously deployed one
+    eval      a model alone on held-out simulator seeds (or under perturbations); into its card
+    compare   two models on the same seeds: exact McNemar test, time-to-dock difference
+    promote   deploy a model (default: the newest), shown against the deployed one
+    rollback  the previously deployed one
 
 Torch is imported inside the train handler only (and `bench dagger`'s), so the other commands
 run on a robot computer without it.
@@ -33,7 +35,7 @@ def _workspace_arg(p: argparse.ArgumentParser) -> None:
 def add_dagger_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("dagger", help="DAgger rounds: metrics, retraining, deployment")
     dsub = p.add_subparsers(dest="dagger", required=True,
-                            metavar="{status,train,eval,promote,rollback,report}")
+                            metavar="{status,train,eval,compare,promote,rollback,report}")
     status = dsub.add_parser("status", help="per-round metrics: interventions, autonomy, success")
     _workspace_arg(status)
     status.add_argument("--json", action="store_true")
@@ -65,16 +67,41 @@ def add_dagger_parser(subparsers: Any) -> None:
     ev = dsub.add_parser(
         "eval", help="run a model alone on held-out simulator seeds; write the result to its card",
         description="The model drives alone (no takeovers) on the lockstep simulator for N "
-        "episodes with seeds S..S+N-1; success rate, 95% Wilson interval, seeds, outcomes and "
-        "date go into its card.json (`evaluation`).")
+        "episodes with seeds S..S+N-1; success rate, 95% Wilson interval, efficiency, seeds, "
+        "outcomes and date go into its card.json (`evaluation`). With --suite robustness or "
+        "--perturb, the same seeds under each perturbation family of the simulator (one row "
+        "each, into the card's `robustness`).")
     ev.add_argument("model", nargs="?", default=None, metavar="MODEL_ID",
                     help="e.g. r002 (default: the newest model)")
     _workspace_arg(ev)
-    ev.add_argument("--episodes", type=int, default=None, metavar="N", help="default 100")
+    ev.add_argument("--episodes", type=int, default=None, metavar="N",
+                    help="default 100 (per family with --suite/--perturb)")
     ev.add_argument("--seed", type=int, default=None, metavar="S", help="default 5000")
     ev.add_argument("--max-steps", type=int, default=1200, metavar="N")
+    ev.add_argument("--suite", default=None, metavar="robustness",
+                    help="robustness: the baseline and every perturbation family at severity 1")
+    ev.add_argument("--perturb", action="append", default=[], metavar="FAMILY=SEVERITY",
+                    help="one perturbation family at a severity in 0..1 (repeat for more rows); "
+                    "families: " + ", ".join(_perturb_families()))
+    _jobs_arg(ev)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_eval)
+
+    cmp = dsub.add_parser(
+        "compare", help="two models on the same held-out seeds: which one docks more often",
+        description="Both models drive alone on the same seeds S..S+N-1. Success: the exact "
+        "McNemar test on the seeds where only one docked; time to dock: the mean paired "
+        "difference (B - A) with a 95% bootstrap interval; a verdict in words. Kept in B's "
+        "card (`comparisons`).")
+    cmp.add_argument("a", metavar="A", help="the reference model (e.g. the deployed one)")
+    cmp.add_argument("b", metavar="B", help="the candidate")
+    _workspace_arg(cmp)
+    cmp.add_argument("--episodes", type=int, default=None, metavar="N", help="default 100")
+    cmp.add_argument("--seed", type=int, default=None, metavar="S", help="default 5000")
+    cmp.add_argument("--max-steps", type=int, default=1200, metavar="N")
+    _jobs_arg(cmp)
+    cmp.add_argument("--json", action="store_true")
+    cmp.set_defaults(func=_cmd_compare)
 
     promote = dsub.add_parser("promote", help="deploy a model (default: the newest)")
     promote.add_argument("model", nargs="?", default=None, metavar="MODEL_ID")
@@ -93,6 +120,18 @@ def add_dagger_parser(subparsers: Any) -> None:
                         help="default WORKSPACE/report")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=_cmd_report)
+
+
+def _perturb_families() -> list[str]:
+    from takeover.sim.perturb import FAMILIES, RANDOM
+
+    return [*FAMILIES, RANDOM]
+
+
+def _jobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes running episodes (default: the cores; 1: serial; the "
+                   "outcomes are the same either way)")
 
 
 def add_dagger_bench(bench_sub: Any) -> None:
@@ -224,13 +263,16 @@ def _print_eval(ev: dict[str, Any], stream: Any) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from takeover.dagger.evaluate import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_SEED, evaluate_model
+    from takeover.dagger.parallel import check_jobs
 
     progress = sys.stderr if args.json else sys.stdout
-    result = evaluate_model(
-        args.workspace, args.model,
-        episodes=DEFAULT_EVAL_EPISODES if args.episodes is None else args.episodes,
-        seed=DEFAULT_EVAL_SEED if args.seed is None else args.seed, max_steps=args.max_steps,
-        progress=progress)
+    episodes = DEFAULT_EVAL_EPISODES if args.episodes is None else args.episodes
+    seed = DEFAULT_EVAL_SEED if args.seed is None else args.seed
+    jobs = check_jobs(args.jobs)
+    if args.suite is not None or args.perturb:
+        return _eval_robustness(args, episodes, seed, jobs, progress)
+    result = evaluate_model(args.workspace, args.model, episodes=episodes, seed=seed,
+                            max_steps=args.max_steps, progress=progress, jobs=jobs)
     _print_eval(result, progress)
     print(f"written to models/{result['model_id']}/card.json (evaluation)", file=progress)
     if args.json:
@@ -238,12 +280,87 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_promote(args: argparse.Namespace) -> int:
-    from takeover.workspace.deploy import promote
+def _eval_robustness(args: argparse.Namespace, episodes: int, seed: int, jobs: int,
+                     progress: Any) -> int:
+    from takeover.dagger.robustness import (
+        evaluate_robustness,
+        suite_rows,
+        table_lines,
+        weakest,
+    )
 
+    rows = suite_rows(args.suite, args.perturb)  # a bad --perturb is one line, before any work
+    print(f"{len(rows)} rows x {episodes} episodes (seeds {seed}..{seed + episodes - 1}) on "
+          f"{jobs} process{'es' if jobs > 1 else ''}", file=progress, flush=True)
+    result = evaluate_robustness(args.workspace, args.model, rows, episodes=episodes, seed=seed,
+                                 max_steps=args.max_steps, jobs=jobs, progress=progress)
+    print("\n".join(table_lines(result)), file=progress)
+    worst = weakest(result["families"])
+    if worst is not None:
+        print(f"weakest: {worst['family']} at severity {worst['severity']:g} "
+              f"({worst['successes']}/{worst['episodes']} docked)", file=progress)
+    print(f"written to models/{result['model']}/card.json (robustness)", file=progress)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from takeover.dagger.compare import compare_models
+    from takeover.dagger.evaluate import DEFAULT_EVAL_EPISODES, DEFAULT_EVAL_SEED
+    from takeover.dagger.parallel import check_jobs
+
+    progress = sys.stderr if args.json else sys.stdout
+    result = compare_models(
+        args.workspace, args.a, args.b,
+        episodes=DEFAULT_EVAL_EPISODES if args.episodes is None else args.episodes,
+        seed=DEFAULT_EVAL_SEED if args.seed is None else args.seed, max_steps=args.max_steps,
+        jobs=check_jobs(args.jobs), progress=progress)
+    for line in comparison_lines(result):
+        print(line, file=progress)
+    print(f"kept in models/{result['b']}/card.json (comparisons)", file=progress)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def comparison_lines(c: dict[str, Any]) -> list[str]:
+    n = c["episodes"]
+    lines = [f"{c['a']}: {c['a_successes']}/{n} docked; {c['b']}: {c['b_successes']}/{n} docked "
+             f"(same seeds); only {c['a']}: {c['only_a']}, only {c['b']}: {c['only_b']}; exact "
+             f"McNemar p = {c['p_value']:.3g}"]
+    if c["time_diff_s"] is not None:
+        lo, hi = c["time_diff_ci"]
+        lines.append(f"time to dock, {c['b']} - {c['a']} where both docked: "
+                     f"{c['time_diff_s']:+.2f} s (95% bootstrap CI {lo:+.2f} to {hi:+.2f})")
+    lines.append(f"verdict: {c['verdict']}")
+    return lines
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from takeover.dagger.compare import comparison_for_promotion, promotion_warning
+    from takeover.workspace.deploy import promote
+    from takeover.workspace.registry import current_model_id, resolve_model_id
+
+    out = sys.stderr if args.json else sys.stdout
+    deployed = current_model_id(args.workspace)
+    candidate = resolve_model_id(args.workspace, args.model)
+    comparison, warning = None, None
+    if deployed is not None and deployed != candidate:
+        # Shown, never blocking: the person promoting decides.
+        comparison, source = comparison_for_promotion(args.workspace, deployed, candidate)
+        if comparison is None:
+            print(source, file=out)
+        else:
+            print(f"against the deployed {deployed} ({source}):", file=out)
+            for line in comparison_lines(comparison):
+                print(f"  {line}", file=out)
+            warning = promotion_warning(comparison)
+            if warning is not None:
+                print(warning, file=out)
     dep = promote(args.workspace, args.model)
     if args.json:
-        print_json(dep.as_json())
+        print_json({**dep.as_json(), "comparison": comparison, "warning": warning})
     elif dep.changed:
         print(f"deployed {dep.current} (was {dep.previous or 'none'}): models/current -> "
               f"{dep.current}")

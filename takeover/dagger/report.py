@@ -4,7 +4,8 @@ report.md: the `dagger status` figures as a markdown table, one row per round, a
 with their data, validation loss, parity and held-out evaluation (from their cards).
 report.png: success rate with 95% Wilson intervals per round (the supervised runs, where the
 operator may have helped, and each model's held-out evaluation alone when it has one), and
-interventions per autonomous minute per round.
+interventions per autonomous minute per round. Then each model's robustness table and chart
+(robustness_rNNN.png) and the A/B table of `dagger compare` (dagger/evaluation_report.py).
 
 matplotlib (the `report` extra) is imported only when the plot is drawn, with the Agg backend
 (no display needed).
@@ -214,7 +215,11 @@ def write_report(workspace: Path, out_dir: Path | None = None) -> dict[str, Any]
               "training data (`takeover dagger eval`).", ""]
     lines += models_markdown(models) if models else ["No models yet."]
     lines += ["", f"![success and interventions per round]({png_path.name})", ""]
+    from takeover.dagger.evaluation_report import evaluation_sections
+
+    evaluation_lines, evaluation = evaluation_sections(ws, out)  # robustness, A/B
+    lines += [*evaluation_lines, ""]
     atomic_write_bytes(md_path, "\n".join(lines).encode())
     return {"workspace": str(ws), "markdown": str(md_path), "plot": str(png_path),
             "rounds": [r.as_json() for r in rounds], "models": [m.as_json() for m in models],
-            "trend": trend.as_json() if trend else None}
+            "trend": trend.as_json() if trend else None, **evaluation}

@@ -30,6 +30,7 @@ from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
+from takeover.session.episode_meter import EpisodeMeter
 from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
 from takeover.sim.expert import DockingExpert
 from takeover.workspace.layout import round_for_model
@@ -53,6 +54,8 @@ class DriveRequest:
     rate_hz: float | None = None
     config_path: Path | None = None
     demo_noise_w_radps: float | None = None  # overrides [demonstration] noise_w_radps
+    # Add time to dock, path, jerk and clearance to each episode (session/episode_meter.py).
+    measure: bool = False
 
 
 def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
@@ -168,7 +171,10 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     if not link.supports_sim_control:
         note(f"{link.url} is not a simulator: no world reset, the episode starts where the "
              "robot stands")
-    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note)
+    meter = EpisodeMeter(link, rate_hz) if request.measure else None
+    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
+                           on_record=None if meter is None else meter.on_record)
+    measured: list[dict[str, Any]] = []
     if not link.lockstep:
         loop.start()
     results: list[EpisodeResult] = []
@@ -185,6 +191,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                     perturbation.reseed(seed)
                 if simulated_operator is not None:
                     simulated_operator.reset(link.dock_pose())
+                if meter is not None:
+                    meter.start()
                 if writer is not None:
                     writer.begin_episode(EpisodeMeta(
                         round=round_for_model(model_id), rate_hz=rate_hz,
@@ -195,6 +203,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
 
             result = runner.run(seed, engage, prepare=prepare)
             results.append(result)
+            if meter is not None:
+                measured.append(meter.summary(result.outcome == OUTCOME_SUCCESS, result.steps))
             path_note = ""
             if writer is not None:
                 path = writer.end_episode(result.outcome, end_reason=result.detail).result()
@@ -224,7 +234,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             "model": str(policy.runtime.path), "model_id": model_id,
             "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
             **policy.latency_summary()}}),
-        "per_episode": [r.as_json() for r in results],
+        "per_episode": [{**r.as_json(), **(measured[i] if measured else {})}
+                        for i, r in enumerate(results)],
         "recorded": saved,
     }
 

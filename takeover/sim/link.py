@@ -12,7 +12,8 @@ Two ways to run:
   every step. Observation timestamps are then on the simulator's clock, which `now_ns()` returns.
 
 URL options: `sim://?seed=7&fast=1&width=96&height=96&obstacles=walk-in` (dynamic obstacles,
-sim/obstacles.py: none, box, person or walk-in).
+sim/obstacles.py: none, box, person or walk-in), `perturb=lighting=0.5,lidar_dropout=1`
+(perturbation families, sim/perturb.py; `:` may stand for `=`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from takeover.errors import LinkError, UsageError
 from takeover.hw.base import LinkHealth, LinkOptions, RobotLink
 from takeover.hw.url_options import UrlOptions
 from takeover.sim.obstacles import OBSTACLE_FAMILIES
+from takeover.sim.perturb import parse_perturb
 from takeover.sim.process import FLAG_BUMPER, FLAG_DOCKED, FLAG_ESTOP, SharedLayout, SharedViews
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, Simulator
@@ -44,7 +46,7 @@ from takeover.types import Command, Observation, Odometry, Pose2D
 
 
 def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
-    opts = UrlOptions(url, ("seed", "fast", "width", "height", "obstacles"), "sim://")
+    opts = UrlOptions(url, ("seed", "fast", "width", "height", "obstacles", "perturb"), "sim://")
     opts.check_unknown()
     fast = opts.flag("fast", options.fast) or options.fast
     camera = CameraModel(
@@ -55,7 +57,8 @@ def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
         raise UsageError(f"robot URL {url!r}: camera size must be 8..1024 pixels a side")
     seed = opts.integer("seed", options.seed)
     obstacles = opts.choice("obstacles", OBSTACLE_FAMILIES, "none")
-    config = SimConfig(camera=camera, obstacles=obstacles)
+    perturb = str(parse_perturb(opts.text("perturb", ""), f"robot URL {url!r}: perturb"))
+    config = SimConfig(camera=camera, obstacles=obstacles, perturb=perturb)
     if fast:
         return SimLink(url, seed=seed, config=config)
     return RealtimeSimLink(url, seed=seed, config=config)

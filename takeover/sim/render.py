@@ -84,6 +84,8 @@ class Renderer:
         self.camera = camera
         self.lidar_beams = lidar_beams
         self.lidar_max_range_m = lidar_max_range_m
+        # The marker's cells (sim/perturb.py covers some of them: -1 draws the wall instead).
+        self.marker_cells: FloatArray = MARKER_CELLS
         w, h, f = camera.width_px, camera.height_px, camera.focal_px
         # Column ray offsets (left of centre positive) and row heights in the image plane.
         self._col_offset = np.arctan(((w / 2) - (np.arange(w) + 0.5)) / f)  # (W,)
@@ -204,12 +206,12 @@ class Renderer:
         dz = (MARKER_Z_M[1] - z) / (MARKER_Z_M[1] - MARKER_Z_M[0])  # 0..1 downwards
         on_wall = (seg == dock_wall)[None, :] & (du >= 0)[None, :] & (du < 1)[None, :]
         inside = on_wall & (dz >= 0) & (dz < 1)
-        n = MARKER_CELLS.shape[0]
+        n = self.marker_cells.shape[0]
         ci = np.clip((dz * n).astype(np.int64), 0, n - 1)
         cj = np.clip((np.broadcast_to(du[None, :], z.shape) * n).astype(np.int64), 0, n - 1)
         # The wall runs left-to-right as seen from the room, so the marker reads the same way
         # from every wall.
-        cell = MARKER_CELLS[ci, n - 1 - cj]
+        cell = self.marker_cells[ci, n - 1 - cj]
         out = np.full(z.shape, -1, dtype=np.int8)
         out[inside] = cell[inside].astype(np.int8)
         return out

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from takeover.sim.obstacles import DynamicObstacles
+from takeover.sim.perturb import attach_perturbation
 from takeover.sim.render import CameraModel, Renderer
 from takeover.sim.world import (
     DOCK_WIDTH_M,
@@ -68,6 +69,8 @@ class SimConfig:
     battery_drain_per_s: float = 1.0 / 7200
     # Dynamic obstacles (sim/obstacles.py): none | box | person | walk-in, drawn per seed.
     obstacles: str = "none"
+    # Perturbation families (sim/perturb.py), e.g. "lighting=0.5,lidar_dropout=1"; "" for none.
+    perturb: str = ""
 
 
 def _clamp(x: float, limit: float) -> float:
@@ -112,6 +115,7 @@ class Simulator:
                                           self.world.dock.y_m), ROBOT_RADIUS_M)
         self._dock_segments = np.flatnonzero(self.world.seg_kind == KIND_DOCK)
         self._solid_segments = np.flatnonzero(self.world.seg_kind != KIND_DOCK)
+        self.perturbation = attach_perturbation(self)  # None unless config.perturb asks
 
     @property
     def dock_pose(self) -> Pose2D:
@@ -128,6 +132,8 @@ class Simulator:
         if not cmd.is_finite:
             cmd = Command()
         self._last_cmd_t_ns = self.t_ns
+        if self.perturbation is not None:
+            cmd = self.perturbation.command(cmd)
         self._pending.append((self.t_ns + int(self.delay_s * 1e9), cmd))
 
     def set_estop(self, engaged: bool) -> None:
