@@ -247,7 +247,7 @@ class Ros2Link(RobotLink):
                          f"{odom_age_ms:.0f} ms")
         if self._running and self._cmd_subscribers == 0:
             parts.append(f"nobody subscribes to {self.config.resolve(self.config.cmd_vel_topic)}")
-        parts.extend(self.problems.values())
+        parts.extend(list(self.problems.values()))  # (a copy: the spin thread adds to it)
         parts.extend(self.notices[-1:])
         return LinkHealth(
             connected=self._running and odom_age_ms < self.config.timeout_ms,
