@@ -182,7 +182,14 @@ class ProtectiveField:
         near = valid & (scan <= lookahead + padded)
         r = scan[near]
         x, y = r * self._cos[near], r * self._sin[near]
-        touching = bool(r.size) and float(r.min()) < radius  # a return inside the body
+        muted = (self._corridor_mask(pose, dock, x, y)
+                 if pose is not None and dock is not None else None)
+        if muted is not None and not muted.any():
+            muted = None
+        # A return inside the body (the dock's, in the corridor, does not count: the robot
+        # touches it to dock, and may turn and back away).
+        inside = r if muted is None else r[~muted]
+        touching = bool(inside.size) and float(inside.min()) < radius
         if v == 0.0:
             if w != 0.0 and touching:
                 return FieldDecision(ZERO_COMMAND, FieldStatus(
@@ -202,9 +209,7 @@ class ProtectiveField:
         spare = RESUME_HYSTERESIS_M if stopped_before else 0.0
         free = free_travel_m(x, y, v, w, padded, lookahead)
         allowed = allowed_speed_mps(free - spare, c.brake_decel_mps2, reaction)
-        muted = (self._corridor_mask(pose, dock, x, y)
-                 if pose is not None and dock is not None else None)
-        if muted is not None and muted.any():
+        if muted is not None:
             # In the corridor the dock (and the wall around it) may be approached at a creep;
             # any other return counts as everywhere else.
             free_other = free_travel_m(x[~muted], y[~muted], v, w, padded, lookahead)
@@ -253,13 +258,14 @@ class ProtectiveField:
         if not self.in_corridor(pose, dock):
             return None
         c = self.config
-        # Robot frame -> odometry frame -> dock frame (x out of the face, y along it).
-        cy, sy = math.cos(pose.yaw_rad), math.sin(pose.yaw_rad)
-        wx = pose.x_m + cy * x - sy * y - dock.x_m
-        wy = pose.y_m + sy * x + cy * y - dock.y_m
+        # Robot frame -> dock frame (x out of the face, y along it): one rotation by the
+        # robot's yaw relative to the dock, then the robot's position in the dock frame.
         cd, sd = math.cos(dock.yaw_rad), math.sin(dock.yaw_rad)
-        out = cd * wx + sd * wy
-        along = -sd * wx + cd * wy
+        dx, dy = pose.x_m - dock.x_m, pose.y_m - dock.y_m
+        rel = pose.yaw_rad - dock.yaw_rad
+        cr, sr = math.cos(rel), math.sin(rel)
+        out = cr * x - sr * y + (cd * dx + sd * dy)
+        along = sr * x + cr * y + (-sd * dx + cd * dy)
         half = c.dock.half_width_m + c.footprint_radius_m + c.protective_m + 0.15
         mask: npt.NDArray[np.bool_] = (out <= DOCK_MUTE_FRONT_M) & (np.abs(along) <= half)
         return mask

@@ -265,3 +265,14 @@ def test_no_passed_command_reaches_an_obstacle_at_a_speed_it_cannot_stop_from(
     nearest = min_distance_along_arc(x, y, out.v_mps, out.w_radps, stop)
     start = np.hypot(x, y)
     assert np.all(nearest >= np.minimum(PADDED, start) - 1e-6)
+
+
+def test_touching_the_dock_face_the_robot_may_still_turn_and_back_away() -> None:
+    robot = Odometry(RADIUS - 0.01, 0.0, math.pi)  # the face 1 cm inside the body (contact)
+    scan = dock_scan(robot)
+    f = field()
+    assert f.apply(Command(0.0, 0.3), scan, 0.0).command == Command(0.0, 0.0)  # no dock known
+    assert f.apply(Command(0.0, 0.3), scan, 0.0, pose=robot, dock=DOCK).command == \
+        Command(0.0, 0.3)
+    assert f.apply(Command(-0.1, 0.2), scan, 0.0, pose=robot, dock=DOCK).command == \
+        Command(-0.1, 0.2)
