@@ -9,6 +9,12 @@ script sourced, no AMENT_PREFIX_PATH, no RMW_IMPLEMENTATION) imports rclpy. The 
 Fast DDS (`ros-rmw-fastrtps-cpp`, the default RMW; it is not a dependency of `ros-rclpy`, so the
 `ros2` extra names it). ROS_DOMAIN_ID and ROS_AUTOMATIC_DISCOVERY_RANGE are read from the
 environment when the context initialises; a domain id given here overrides the environment's.
+
+Large frames: unless FASTDDS_DEFAULT_PROFILES_FILE is set already, it is set to
+`fastdds_large_data.xml` beside this module before the first node starts (Fast DDS reads it
+once per process): a shared-memory segment of 16 MB instead of 512 KB, so a raw 640x480 frame
+crosses between processes on one computer whole instead of as UDP fragments that a loaded
+machine drops (docs/ros2.md, "Large images").
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import contextlib
 import itertools
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from takeover.errors import LinkError, UsageError
@@ -50,6 +57,15 @@ def domain_id_from_env(default: int = 0) -> int:
         raise UsageError(f"ROS_DOMAIN_ID={text!r} is not a number (0-232)") from None
 
 
+LARGE_DATA_PROFILE = Path(__file__).with_name("fastdds_large_data.xml")
+
+
+def use_large_data_profile() -> None:
+    """Point Fast DDS at takeover's profile, unless the user points it somewhere already."""
+    if LARGE_DATA_PROFILE.is_file():
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LARGE_DATA_PROFILE))
+
+
 class NodeThread:
     """A node with its own Context and executor, spun on a thread of its own.
 
@@ -60,6 +76,7 @@ class NodeThread:
 
     def __init__(self, name: str, namespace: str = "", domain_id: int | None = None,
                  parameter_services: bool = False) -> None:
+        use_large_data_profile()
         rclpy = import_rclpy()
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
