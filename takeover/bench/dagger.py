@@ -10,6 +10,9 @@ both plotted against the number of expert-labelled steps they cost.
    held-out seeds, run a supervised round rk (`drive --driver operator-sim --record`: the
    simulated operator takes over when it strays; seeds `round_seed + 100 k`...), and train
    r(k+1) on all rounds warm-started from rk (`warm_epochs`; `takeover dagger train`).
+4. BC at equal labels (`bc_match`): BC on the fewest demonstrations whose expert labels reach
+   the last DAgger model's, and the two compared on the same seeds, seed by seed (exact
+   McNemar, dagger/compare.py): the summary says in words whether this run tells them apart.
 
 Expert labels = human-driven steps (demonstration + intervention) in a model's training data,
 counted from the episode files (EpisodeInfo.human_steps; the card's `data.human_steps`).
@@ -28,10 +31,12 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from takeover.dagger.compare import paired_result
 from takeover.dagger.evaluate import evaluate_model
 from takeover.dagger.metrics import (
     InterventionTrend,
@@ -82,7 +87,10 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _eval_row(ev: dict[str, Any]) -> dict[str, Any]:
+def _eval_row(ev: dict[str, Any] | None) -> dict[str, Any]:
+    if ev is None:  # a model the preset does not evaluate (eval_every_model False)
+        return {"success_rate": None, "ci_low": None, "ci_high": None, "successes": None,
+                "eval_episodes": 0}
     return {"success_rate": ev["success_rate"], "ci_low": ev["ci_low"], "ci_high": ev["ci_high"],
             "successes": ev["successes"], "eval_episodes": ev["episodes"]}
 
@@ -114,7 +122,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
                               seed=preset.eval_seed, max_steps=preset.max_steps)
 
     # 1. Demonstrations, recorded once; each BC workspace links the first N of them.
-    n_demos = max(*preset.bc_demos, preset.initial_demos)
+    n_demos = max(*preset.bc_demos, preset.initial_demos, preset.match_demos)
     demos = _workspace(work / "demos", preset.camera_hw)
     noise = (f", DART turn-rate noise {preset.demo_noise} rad/s" if preset.demo_noise
              else ", no demonstration noise")
@@ -127,7 +135,9 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     # 2. BC arm (and DAgger's r001).
     bc_rows: list[dict[str, Any]] = []
     bc_workspaces: dict[int, Path] = {}
-    for n in sorted(set(preset.bc_demos) | {preset.initial_demos}):
+    bc_evals: dict[int, dict[str, Any]] = {}
+
+    def train_bc(n: int) -> dict[str, Any]:
         ws = _workspace(work / f"bc_{n:03d}", preset.camera_hw)
         (ws / "rounds" / "r000").mkdir(parents=True, exist_ok=True)
         for f in demo_files[:n]:
@@ -139,10 +149,14 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
         ev = evaluate(ws, card["model_id"])
         log(f"BC, {n} demonstrations ({card['data']['human_steps']} expert labels): "
             f"{ev['successes']}/{ev['episodes']} docked")
-        bc_workspaces[n] = ws
+        bc_workspaces[n], bc_evals[n] = ws, ev
+        return {"expert_labels": card["data"]["human_steps"], **_eval_row(ev), "demos": n,
+                "train_s": card["training"]["wall_s"]}
+
+    for n in sorted(set(preset.bc_demos) | {preset.initial_demos}):
+        row = train_bc(n)
         if n in preset.bc_demos:
-            bc_rows.append({"expert_labels": card["data"]["human_steps"], **_eval_row(ev),
-                            "demos": n, "train_s": card["training"]["wall_s"]})
+            bc_rows.append(row)
 
     # 3. DAgger arm: continue from the BC workspace with the initial demonstrations.
     ws = work / "dagger"
@@ -152,6 +166,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
                          lr=preset.warm_lr, weighting=preset.dagger_weighting)
     dagger_rows: list[dict[str, Any]] = []
     supervised_rounds: list[RoundMetrics] = []
+    ev: dict[str, Any] | None
     for k in range(1, preset.rounds + 1):
         model_id = f"r{k:03d}"
         if k > 1:
@@ -160,8 +175,10 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
                 f"{warm_train.weighting})")
             card = train_next_model(ws, warm_train, deploy=True)
             assert card["model_id"] == model_id, card["model_id"]
-            log(f"DAgger: evaluating {model_id} on {preset.eval_episodes} held-out seeds")
-            ev = evaluate(ws, model_id)
+            ev = None
+            if preset.eval_every_model or k == preset.rounds:
+                log(f"DAgger: evaluating {model_id} on {preset.eval_episodes} held-out seeds")
+                ev = evaluate(ws, model_id)
         else:
             card = json.loads((ws / "models" / model_id / "card.json").read_text())
             ev = card["evaluation"]
@@ -182,10 +199,16 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
             "supervised_episodes": supervised.episodes,
             "autonomy": None if supervised.autonomy is None else round(supervised.autonomy, 4),
             "train_s": card["training"]["wall_s"]})
-        log(f"DAgger {model_id} ({card['data']['human_steps']} expert labels): "
-            f"{ev['successes']}/{ev['episodes']} docked alone; supervised round: "
-            f"{supervised.interventions} interventions"
+        alone = "not evaluated" if ev is None else f"{ev['successes']}/{ev['episodes']} docked"
+        log(f"DAgger {model_id} ({card['data']['human_steps']} expert labels): {alone} alone; "
+            f"supervised round: {supervised.interventions} interventions"
             f"{'' if ipm is None else f' ({ipm:.2f}/autonomous min)'}")
+    last_eval = ev
+
+    equal_labels = None
+    if preset.bc_match and last_eval is not None:
+        equal_labels = _bc_at_equal_labels(demos, dagger_rows[-1], last_eval, bc_evals,
+                                           bc_rows, train_bc, log)
 
     wall_s = time.perf_counter() - t_start
     files = {"json": str(out / RESULT_JSON), "markdown": str(out / RESULT_MD),
@@ -204,12 +227,58 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
         "files": files,
     }
     result["summary"] = summarize(result, intervention_trend(supervised_rounds))
+    if preset.bc_match:
+        result["summary"]["equal_labels"] = equal_labels
     result["table_md"] = results_markdown(result)
     plot_results(result, out / RESULT_PNG)
     atomic_write_bytes(out / RESULT_MD, ("\n".join(result["table_md"]) + "\n").encode())
     atomic_write_bytes(out / RESULT_JSON, (json.dumps(result, indent=1) + "\n").encode())
     log(f"done in {wall_s:.0f} s: {files['markdown']}")
     return result
+
+
+def _bc_at_equal_labels(demos: Path, last: dict[str, Any], last_eval: dict[str, Any],
+                        bc_evals: dict[int, dict[str, Any]], bc_rows: list[dict[str, Any]],
+                        train_bc: Callable[[int], dict[str, Any]], log: _Log
+                        ) -> dict[str, Any]:
+    """BC on the fewest demonstrations with at least the last DAgger model's expert labels
+    (trained unless the BC arm has it), compared with that model seed by seed."""
+    labels = last["expert_labels"]
+    infos = sorted(EpisodeStore(demos).episodes(round=0), key=lambda e: e.path.name)
+    cumulative = list(itertools.accumulate(info.human_steps for info in infos))
+    n = next((i + 1 for i, total in enumerate(cumulative) if total >= labels), None)
+    if n is None:
+        total = cumulative[-1] if cumulative else 0
+        return {"dagger_model": last["model_id"], "dagger_labels": labels, "bc_demos": None,
+                "bc_labels": total, "comparison": None,
+                "words": f"cannot compare at equal labels: all {len(infos)} recorded "
+                f"demonstrations hold {total} expert labels, fewer than {last['model_id']}'s "
+                f"{labels} (raise match_demos)"}
+    if n not in bc_evals:
+        log(f"BC at equal labels: {n} demonstrations ({total} labels) against "
+            f"{last['model_id']}'s {labels}")
+        row = train_bc(n)
+        bc_rows.append({**row, "matched": True})
+        bc_rows.sort(key=lambda r: r["expert_labels"])
+    else:
+        for row in bc_rows:
+            if row["demos"] == n:
+                row["matched"] = True
+    total = cumulative[n - 1]
+    bc_ev = bc_evals[n]
+    c = paired_result(f"BC-{n}", f"DAgger {last['model_id']}", bc_ev["per_seed"],
+                      last_eval["per_seed"])
+    c.pop("per_seed")
+    if c["p_value"] < 0.05 and c["only_b"] > c["only_a"]:
+        words = (f"at equal expert labels DAgger is better than BC in this run: {c['verdict']}")
+    elif c["p_value"] < 0.05:
+        words = f"at equal expert labels BC is better than DAgger in this run: {c['verdict']}"
+    else:
+        words = (f"this run cannot show which of DAgger and BC is better at equal expert "
+                 f"labels: {c['verdict']}")
+    log(words)
+    return {"dagger_model": last["model_id"], "dagger_labels": labels, "bc_demos": n,
+            "bc_labels": total, "comparison": c, "words": words}
 
 
 TARGET_SUCCESS = 0.9  # the success rate the arms are compared at (the issue's bar)
@@ -221,7 +290,8 @@ def summarize(result: dict[str, Any], trend: InterventionTrend | None = None,
     docked at least `target` alone (None: never), DAgger's share of BC's, and how the
     intervention rate moved from round to round (and its fitted `trend`, if given)."""
     def first_at_target(rows: list[dict[str, Any]]) -> int | None:
-        hits = [r["expert_labels"] for r in rows if r["success_rate"] >= target]
+        hits = [r["expert_labels"] for r in rows
+                if r["success_rate"] is not None and r["success_rate"] >= target]
         return min(hits) if hits else None
 
     bc, dagger = first_at_target(result["bc"]), first_at_target(result["dagger"])
@@ -261,10 +331,22 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- Fitted over the rounds (Poisson): x{trend['ratio_per_round']:.2f} per "
                      f"round, 95% CI x{trend['ci_low']:.2f}-x{trend['ci_high']:.2f}: "
                      f"{trend_verdict(trend['ci_low'], trend['ci_high'])}.")
+    equal = summary.get("equal_labels")
+    if equal:
+        c = equal.get("comparison")
+        if c is not None:
+            lines.append(f"- Equal labels: {c['b']} ({equal['dagger_labels']} expert labels) "
+                         f"docked {c['b_successes']}/{c['episodes']}, {c['a']} "
+                         f"({equal['bc_labels']}) {c['a_successes']}/{c['episodes']} on the "
+                         f"same seeds; only DAgger {c['only_b']}, only BC {c['only_a']}; exact "
+                         f"McNemar p = {c['p_value']:.2g}.")
+        lines.append(f"- {equal['words'][0].upper()}{equal['words'][1:]}.")
     return lines
 
 
 def _pct(row: dict[str, Any]) -> tuple[str, str]:
+    if row["success_rate"] is None:
+        return "not evaluated", "-"
     return (f"{row['successes']}/{row['eval_episodes']} ({100 * row['success_rate']:.0f}%)",
             f"{100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}%")
 
@@ -284,7 +366,9 @@ def results_markdown(result: dict[str, Any]) -> list[str]:
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for row in result["bc"]:
         ok, ci = _pct(row)
-        lines.append(f"| BC | - | {row['demos']} demos | {row['expert_labels']} | {ok} | {ci} | - |")
+        matched = " (equal labels)" if row.get("matched") else ""
+        lines.append(f"| BC | - | {row['demos']} demos{matched} | {row['expert_labels']} | {ok} | "
+                     f"{ci} | - |")
     for row in result["dagger"]:
         ok, ci = _pct(row)
         ipm = "-" if row["interventions_per_min"] is None else f"{row['interventions_per_min']:.2f}"
@@ -303,7 +387,7 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     plt = load_pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for arm, fmt in (("bc", "o-"), ("dagger", "s-")):
-        rows = result[arm]
+        rows = [r for r in result[arm] if r["success_rate"] is not None]
         if not rows:
             continue
         x = [r["expert_labels"] for r in rows]
@@ -328,7 +412,7 @@ def plot_results(result: dict[str, Any], path: Path) -> None:
     seeds = result["eval_seeds"]
     fig.suptitle(f"bench dagger ({result['preset']}): every model alone on seeds "
                  f"{seeds[0]}..{seeds[1]}"
-                 f"{'; small budgets, not the real figures' if result['quick'] else ''}",
+                 f"{'; quick preset, one run' if result['quick'] else ''}",
                  fontsize="medium")
     save_figure(fig, path)
     plt.close(fig)

@@ -36,6 +36,13 @@ class DaggerBenchPreset:
     demo_seed: int = 1000
     round_seed: int = 2000
     eval_seed: int = 5000
+    # BC at equal labels: after the DAgger arm, BC on the fewest demonstrations whose expert
+    # labels reach the last DAgger model's, and the two compared seed by seed (exact McNemar).
+    # Up to `match_demos` demonstrations are recorded for it.
+    bc_match: bool = False
+    match_demos: int = 0
+    # False: evaluate only DAgger's first and last models (the comparison needs no more).
+    eval_every_model: bool = True
     note: str = ""
 
     def validate(self) -> None:
@@ -51,7 +58,7 @@ class DaggerBenchPreset:
         if self.dagger_weighting not in WEIGHTINGS:
             raise UsageError(f"bench dagger: dagger-weighting {self.dagger_weighting!r}: use one "
                              f"of {', '.join(WEIGHTINGS)}")
-        most = max(*self.bc_demos, self.initial_demos)
+        most = max(*self.bc_demos, self.initial_demos, self.match_demos)
         if (self.demo_seed + most > self.round_seed
                 or self.round_seed + 100 * (self.rounds + 1) > self.eval_seed
                 or self.round_episodes > 100):
@@ -64,16 +71,20 @@ PRESETS: dict[str, DaggerBenchPreset] = {
         name="full", bc_demos=(10, 20, 40, 80), initial_demos=10, rounds=10, round_episodes=5,
         epochs=12, warm_epochs=4, eval_episodes=100, demo_noise=0.3,
         note="the real figures: 100 held-out seeds per model"),
+    # The full preset's first six DAgger models and BC at their labels, every model on 50 seeds:
+    # about ten minutes on two cores (docs/dagger.md, measured).
     "quick": DaggerBenchPreset(
-        name="quick", bc_demos=(4, 8, 16), initial_demos=4, rounds=3, round_episodes=4,
-        epochs=8, warm_epochs=3, eval_episodes=20, demo_noise=0.3,
-        note="quick: small budgets (4-16 demonstrations, 3-8 epochs, 20 held-out seeds per "
-        "model); intervals are wide and the figures are not the real ones (run without "
-        "--quick for those)"),
+        name="quick", bc_demos=(10,), initial_demos=10, rounds=6, round_episodes=5,
+        epochs=12, warm_epochs=4, eval_episodes=50, demo_noise=0.3, bc_match=True,
+        match_demos=30, eval_every_model=False,
+        note="quick: DAgger r001-r006 against BC at equal expert labels, 50 held-out seeds "
+        "each, compared seed by seed; one run, so it says whether this run tells them apart, "
+        "not by how much in general (run without --quick for the curve)"),
     # For the tests: 48x48 frames, a tiny network, episodes cut short. Plumbing only.
     "tiny": DaggerBenchPreset(
         name="tiny", bc_demos=(2, 3), initial_demos=2, rounds=2, round_episodes=1,
         epochs=1, warm_epochs=1, eval_episodes=2, max_steps=40, camera_hw=48, batch_size=16,
+        bc_match=True, match_demos=4,
         model_overrides={"backbone_args": {"channels": [8, 8, 8, 8], "stem_width": 8},
                          "chunk_size": 5, "image_channels": 8, "lidar_hidden": 32,
                          "lidar_features": 16, "head_hidden": 32},

@@ -37,6 +37,14 @@ def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert result["summary"]["target_success"] == 0.9
     assert result["summary"]["interventions_per_min_steps"] <= 1  # two rounds
     assert "- 90% alone: BC " in (tmp_path / "bench_dagger.md").read_text()
+    # BC at equal labels: the fewest demonstrations with r002's labels (BC-3 here, already
+    # trained), compared with r002 seed by seed, and the words say what the run can show.
+    equal = result["summary"]["equal_labels"]
+    assert (equal["dagger_model"], equal["bc_demos"]) == ("r002", 3)
+    assert equal["bc_labels"] >= equal["dagger_labels"] == r2["expert_labels"]
+    assert equal["comparison"]["episodes"] == 2 and equal["words"].startswith(
+        ("this run cannot show", "at equal expert labels"))
+    assert [r.get("matched", False) for r in result["bc"]] == [False, True]
     on_disk = json.loads((tmp_path / "bench_dagger.json").read_text())
     assert on_disk["dagger"] == result["dagger"] and on_disk["quick"] is True
     assert "| DAgger | r002 |" in (tmp_path / "bench_dagger.md").read_text()
