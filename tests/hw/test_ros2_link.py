@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -157,7 +158,9 @@ def test_qos_mismatch_is_named() -> None:
             assert "QoS mismatch on /qos/cmd_vel (durability)" in problems["/qos/cmd_vel"]
             assert "transient local" in problems["/qos/cmd_vel"]
             assert "QoS mismatch on /qos/scan" in link.health().detail  # type: ignore[attr-defined]
-            # Nothing flows on the mismatched scan topic; odometry still does.
+            # Nothing flows on the mismatched scan topic; odometry still does (observations
+            # without the scan once the link has waited for it as long as connect does).
+            wait_for(lambda: link.latest() is not None, 5, "an observation")  # type: ignore[attr-defined]
             obs = link.latest()  # type: ignore[attr-defined]
             assert obs is not None and obs.scan_m is None
         finally:
@@ -295,6 +298,38 @@ def test_estop_battery_and_reset_against_the_server(sim_url: str) -> None:
         assert link.dock_pose() == dock  # the same seed, the same world
     finally:
         link.close()
+
+
+def test_no_observation_without_its_camera_after_a_reset(sim_url: str) -> None:
+    """A reset clears the old world's frame and scan; odometry of the new world comes first.
+    No observation may go out without the camera and scan the link expects (a policy would
+    fault on it: 'the robot has no camera'), while the loop keeps reading during resets."""
+    link = open_link(sim_url)
+    link.connect(timeout_s=10.0)
+    seen: list[object] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while not stop.is_set():
+            obs = link.latest()
+            if obs is not None and obs is not last:
+                seen.append(obs)
+                last = obs
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for seed in (21, 22, 23, 24, 25):
+            link.reset(seed)
+    finally:
+        stop.set()
+        watcher.join()
+        link.close()
+    assert len(seen) >= 5
+    incomplete = [o for o in seen if o.image is None or o.scan_m is None]  # type: ignore[attr-defined]
+    assert incomplete == []
 
 
 # --- takeover probe -----------------------------------------------------------------------------

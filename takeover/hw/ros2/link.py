@@ -150,6 +150,7 @@ class Ros2Link(RobotLink):
         self._estop = self._docked = self._bumper = False
         self._latest: Observation | None = None
         self._since_ns = 0  # inputs not seen yet count from here (connect, reset)
+        self._hold_until_ns = 0  # observations wait for every expected input until then
         self._min_stamp_ns: int | None = None  # after a sim reset: older messages are the old world
         self._last_rx_ns = 0
         self._stamp_offset_ns: int | None = None  # robot stamp - our wall clock, once it is large
@@ -190,6 +191,7 @@ class Ros2Link(RobotLink):
             self._shutdown()
             raise
         self._since_ns = time.monotonic_ns()
+        self._hold_until_ns = self._since_ns + int(timeout_s * 1e9)
         self._running = True
         node_thread.start("ros2-link-spin")
         with self._obs_cond:
@@ -321,6 +323,7 @@ class Ros2Link(RobotLink):
             self._odom = None
             self._scan = self._image = None
             self._since_ns = time.monotonic_ns()
+            self._hold_until_ns = self._since_ns + int(SERVICE_TIMEOUT_S * 1e9)
         self._wait_complete_observation(time.monotonic() + SERVICE_TIMEOUT_S)
 
     def dock_pose(self) -> Pose2D:
@@ -647,6 +650,15 @@ class Ros2Link(RobotLink):
         c = self.config
         image, scan = self._image, self._scan
         since = self._since_ns
+        if self._hold_until_ns:
+            # After connecting or a reset, no observation until every expected input is there
+            # (a policy must never see a world without its camera), unless that takes longer
+            # than the wait: then it goes out incomplete, and the missing input is named stale.
+            complete = (scan is not None or not c.scan_topic) and (
+                image is not None or not c.image_topic)
+            if not complete and now < self._hold_until_ns:
+                return
+            self._hold_until_ns = 0
         inputs = {"odom": now}
         if c.scan_topic:
             inputs["scan"] = scan[0] if scan is not None else since
