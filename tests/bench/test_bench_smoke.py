@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from takeover.bench.recorder import run_recorder_bench
 from takeover.config import load_config
 
@@ -45,6 +47,7 @@ def test_bench_sim_json() -> None:
                        for v in out.values())
 
 
+@pytest.mark.slow
 def test_bench_recorder_on_one_compression(tmp_path: Path) -> None:
     out = run_recorder_bench(True, duration_s=0.5, compressions=("gzip:1",), workdir=tmp_path)
     row = out["compressions"][0]
@@ -54,6 +57,7 @@ def test_bench_recorder_on_one_compression(tmp_path: Path) -> None:
     json.dumps(out, allow_nan=False)
 
 
+@pytest.mark.slow
 def test_bench_links_json() -> None:
     p = takeover("bench", "links", "--seconds", "1", "--json")
     assert p.returncode == 0, p.stderr

@@ -13,6 +13,7 @@ from takeover.cli import main
 from takeover.recorder.reader import EpisodeReader
 
 
+@pytest.mark.slow
 def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path), "--demo-noise",
                  "0.3", "--warm-lr", "0.0007", "--dagger-weighting", "iwr", "--json"]) == 0
