@@ -64,16 +64,19 @@ def plot_robustness(model_id: str, rows: list[dict[str, Any]], path: Path) -> No
 def robustness_markdown(model_id: str, rows: list[dict[str, Any]]) -> list[str]:
     lines = [f"### {model_id}", "",
              "| family | severity | docked | 95% CI | time to dock (s) | path (m) | jerk (m/s³) | "
-             "min clearance (m) | seeds |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "min clearance (m) | endings (protective stops) | seeds |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in rows:
         seeds = r.get("seeds") or ["?", "?"]
+        endings = ", ".join(f"{k} {v}" for k, v in (r.get("outcomes") or {}).items()) or "-"
+        if r.get("protective_stops") is not None:
+            endings += f" ({r['protective_stops']})"
         lines.append(
             f"| {r['family']} | {r['severity']:g} | {r['successes']}/{r['episodes']} "
             f"{_pct(r['success_rate'])} | {_pct(r['ci_low'])}-{_pct(r['ci_high'])} | "
             f"{_num(r.get('time_to_dock_s'), '.1f')} | {_num(r.get('path_m'), '.2f')} | "
             f"{_num(r.get('jerk'), '.1f')} | {_num(r.get('min_clearance_m'), '.2f')} | "
-            f"{seeds[0]}..{seeds[1]} |")
+            f"{endings} | {seeds[0]}..{seeds[1]} |")
     return lines
 
 

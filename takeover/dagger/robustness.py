@@ -100,17 +100,19 @@ def evaluate_robustness(workspace: Path, model_id: str | None, rows: list[tuple[
     groups = [EpisodeGroup(row_key(f, s), policy, robot_url(f, s), seed, episodes)
               for f, s in rows]
     results = run_groups(workspace, groups, max_steps, jobs=jobs, progress=progress)
-    families = []
+    families, endings = [], []
     for (family, severity), group in zip(rows, groups, strict=True):
         figures = summarize_episodes(results[group.key].episodes)
         families.append({"family": family, "severity": severity,
                          **{k: figures[k] for k in ROW_FIELDS[2:]}})
+        endings.append(outcome_counts(results[group.key].episodes))
     date = now_utc()
     stored = {(r["family"], r["severity"]): r
               for r in ((card.get("robustness") or {}).get("rows") or [])}
-    for row in families:
+    for row, (outcomes, stops) in zip(families, endings, strict=True):
         stored[(row["family"], row["severity"])] = {
-            **row, "seeds": [seed, seed + episodes - 1], "max_steps": max_steps,
+            **row, "outcomes": outcomes, "protective_stops": stops,
+            "seeds": [seed, seed + episodes - 1], "max_steps": max_steps,
             "held_out": not overlap, "date": date}
     order = [BASELINE, *FAMILIES, RANDOM]
     kept = sorted(stored.values(), key=lambda r: (order.index(r["family"])
@@ -118,6 +120,16 @@ def evaluate_robustness(workspace: Path, model_id: str | None, rows: list[tuple[
                                                   r["severity"]))
     update_card(workspace, target, {"robustness": {"updated": date, "rows": kept}})
     return {"model": target, "families": families}
+
+
+def outcome_counts(episodes: list[dict[str, Any]]) -> tuple[dict[str, int], int]:
+    """How the episodes ended (docked, timeout, bumper, ...) and the protective field's stops
+    in all of them: a timeout with many stops is the field holding the robot, not a crash."""
+    counts: dict[str, int] = {}
+    for e in episodes:
+        key = str(e.get("detail") or e.get("outcome"))
+        counts[key] = counts.get(key, 0) + 1
+    return counts, sum(int(e.get("protective_stops") or 0) for e in episodes)
 
 
 def weakest(families: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -19,7 +19,8 @@ Where the families act:
   turned (yaw) and shifts the image for pitch (the small-angle approximation of a rotation about
   the camera's horizontal axis);
 - the LiDAR scan, after casting: dropped beams, noise, a shorter maximum range;
-- the commands the base receives: extra delay, wheel slip, per-wheel scale error;
+- the base: extra command delay, per-wheel scale error (on the commands it receives), wheel
+  slip (on its motion: the wheels turn, the robot moves less);
 - the world at reset: the dock's marker partly covered, the dock's colour, the start pose, room
   textures outside the training distribution.
 """
@@ -60,7 +61,9 @@ FAMILIES: dict[str, str] = {
     "lidar_noise": "Gaussian range noise, sigma 8 cm",
     "lidar_range": "maximum LiDAR range 1.5 m instead of 8 m (beyond: NaN)",
     "actuation_delay": "150 ms more command-to-wheel delay (the base's own is 20-60 ms)",
-    "wheel_slip": "traction lost at random: each command delivers 50-100% of itself",
+    "wheel_slip": "traction lost at random: while each command lasts the robot moves 50-100% "
+                  "of what its wheels turn (the wheel speeds, and odometry's velocity, do not "
+                  "show it)",
     "actuation_scale": "each wheel's radius off by up to +-20% (per seed): speed and turn-rate "
                        "scale errors and a drift to one side",
     "dock_occlusion": "half of the dock's marker covered (a wall-coloured patch from one side, "
@@ -374,19 +377,23 @@ class ActivePerturbation:
     """One episode's perturbation (the families active for this seed, their draws). Made by
     `attach_perturbation` at each reset; the simulator passes every command through `command`."""
 
-    def __init__(self, active: dict[str, float], seed: int) -> None:
+    def __init__(self, active: dict[str, float], sim: Simulator) -> None:
         self.active = active
-        self.seed = seed
+        self.seed = sim.seed
         self.extra_delay_s = 0.15 * active.get("actuation_delay", 0.0)
+        self._sim = sim
         self._slip = 0.5 * active.get("wheel_slip", 0.0)
-        self._slip_rng = family_rng(seed, "wheel_slip")
+        self._traction = sim.slip  # the seed's own constant scale (SimConfig.slip_frac)
+        self._slip_rng = family_rng(sim.seed, "wheel_slip")
         scale = 0.2 * active.get("actuation_scale", 0.0)
-        rng = family_rng(seed, "actuation_scale")
+        rng = family_rng(sim.seed, "actuation_scale")
         # Per-wheel scale errors: the delivered wheel speeds are (1 + e) x the commanded ones.
         self._e_left, self._e_right = (float(rng.uniform(-scale, scale)) for _ in range(2))
 
     def command(self, cmd: Command) -> Command:
-        """The command as this base executes it (scale error, then slip)."""
+        """The command as this base executes it (scale error). Slip is drawn here too, one
+        traction level per command, and acts where wheels meet floor: on the simulator's
+        motion scale, not on the wheel speeds."""
         v, w = cmd.v_mps, cmd.w_radps
         if self._e_left or self._e_right:
             half = TRACK_WIDTH_M / 2
@@ -394,8 +401,7 @@ class ActivePerturbation:
             right = (v + w * half) * (1.0 + self._e_right)
             v, w = (left + right) / 2, (right - left) / TRACK_WIDTH_M
         if self._slip:
-            keep = 1.0 - self._slip * float(self._slip_rng.random())
-            v, w = v * keep, w * keep
+            self._sim.slip = self._traction * (1.0 - self._slip * float(self._slip_rng.random()))
         return Command(v, w) if (v, w) != (cmd.v_mps, cmd.w_radps) else cmd
 
 
@@ -418,6 +424,6 @@ def attach_perturbation(sim: Simulator) -> ActivePerturbation | None:
     sim.world = world
     sim.renderer = PerturbedRenderer(world, sim.config.camera, sim.config.lidar_beams, active,
                                      sim.seed)
-    perturbation = ActivePerturbation(active, sim.seed)
+    perturbation = ActivePerturbation(active, sim)
     sim.delay_s += perturbation.extra_delay_s
     return perturbation

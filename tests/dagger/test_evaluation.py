@@ -83,6 +83,7 @@ def test_robustness_suite_json_fields_and_card(two_models: Path,
     assert [(r["family"], r["severity"]) for r in rows][:3] == [
         ("none", 0.0), ("lighting", 0.5), ("lighting", 1.0)]
     assert len(rows) == len(FAMILIES) + 2 and rows[1]["seeds"] == [5000, 5001]
+    assert sum(rows[1]["outcomes"].values()) == 2 and rows[1]["protective_stops"] >= 0
 
 
 @pytest.mark.parametrize("argv, words", [
