@@ -12,6 +12,7 @@ so scripts can read it), then serves until interrupted (Ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -69,6 +70,10 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
                             "as diff_drive_controller on Jazzy and later)")
     serve.add_argument("--sim-time", action="store_true",
                        help="with --ros2: stamp on a simulated clock published on /clock")
+    serve.add_argument("--realtime-priority", type=int, default=0, metavar="N",
+                       help="run the simulated robot SCHED_FIFO at priority N (1-99) where "
+                            "permitted, as a robot's own computer would not share its CPU "
+                            "with this one's other work (default 0: normal scheduling)")
     serve.add_argument("--camera", metavar="WxH@HZ",
                        help="with --ros2 or --rosbridge: a camera of this size and rate, e.g. "
                             "640x480@30 (default: the simulator's 96x96 at 20 Hz)")
@@ -81,6 +86,7 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """Serve until SIGINT/SIGTERM (or until `stop` is set, for tests); returns an exit code."""
     stop = stop or threading.Event()
+    _raise_priority(getattr(args, "realtime_priority", 0))
     server: SimRosbridgeServer | SimSerialServer | SimRos2Server
     feed: CameraFeed | None = None
     camera = None
@@ -148,6 +154,20 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             feed.close()
         server.close()
     return 0
+
+
+def _raise_priority(priority: int) -> None:
+    """SCHED_FIFO for this process before the server starts, so every thread it starts (the
+    physics, the middleware's) inherits it; a line on stderr where it is not permitted."""
+    if priority <= 0:
+        return
+    if not 1 <= priority <= 99:
+        raise UsageError(f"--realtime-priority {priority}: between 1 and 99")
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, PermissionError, OSError) as exc:
+        print(f"takeover: --realtime-priority {priority} not applied ({exc}); running with "
+              "normal scheduling", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
