@@ -2,7 +2,8 @@
 
 A policy evaluated on the lockstep simulator is CPU-bound Python (rendering, physics, the
 Arbiter) plus single-threaded onnxruntime, so one process uses one core. Here the seeds of each
-group (a model under a perturbation) are cut into chunks and the chunks run in worker processes
+group (a model under a perturbation) are cut into chunks (`_chunks`, long first, single episodes
+last) and the chunks run in worker processes
 (`spawn`: nothing of the parent, torch included, is inherited), each chunk a headless
 `run_drive` with the policy driving alone (`--driver policy --fast`, nobody takes over).
 
@@ -83,15 +84,19 @@ def _run_chunk(workspace: str, chunk: _Chunk, max_steps: int) -> tuple[list[dict
 
 
 def _chunks(groups: Sequence[EpisodeGroup], jobs: int) -> list[_Chunk]:
-    """Chunks small enough that the last ones finish together (about four per worker), large
-    enough that loading the policy (a fraction of a second) stays small beside them."""
-    total = sum(g.episodes for g in groups)
-    size = max(1, min(10, math.ceil(total / (4 * jobs))))
+    """Guided self-scheduling: each chunk a third of a worker's share of what is left (at most
+    10 episodes, at least 1), so the first chunks are long (opening a chunk, the simulator and
+    the policy, costs about 0.2 s) and the last ones are single episodes that finish together
+    (an episode takes 0.3-2 s; a long chunk at the end would leave the other workers idle)."""
+    remaining = sum(g.episodes for g in groups)
     out = []
     for g in groups:
-        for start in range(0, g.episodes, size):
-            out.append(_Chunk(g.key, str(g.policy), g.robot_url, g.seed + start,
-                              min(size, g.episodes - start)))
+        start = 0
+        while start < g.episodes:
+            size = min(g.episodes - start, max(1, min(10, math.ceil(remaining / (3 * jobs)))))
+            out.append(_Chunk(g.key, str(g.policy), g.robot_url, g.seed + start, size))
+            start += size
+            remaining -= size
     return out
 
 
