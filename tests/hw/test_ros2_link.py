@@ -263,6 +263,7 @@ def sim_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_expert_docks_through_drive(sim_url: str) -> None:
     """`takeover drive --robot ros2://... --driver expert` docks the served simulator."""
     out = subprocess.run(
