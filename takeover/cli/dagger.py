@@ -297,9 +297,10 @@ def _eval_robustness(args: argparse.Namespace, episodes: int, seed: int, jobs: i
                                  max_steps=args.max_steps, jobs=jobs, progress=progress)
     print("\n".join(table_lines(result)), file=progress)
     worst = weakest(result["families"])
-    if worst is not None:
-        print(f"weakest: {worst['family']} at severity {worst['severity']:g} "
-              f"({worst['successes']}/{worst['episodes']} docked)", file=progress)
+    if worst:
+        names = ", ".join(f"{r['family']} at severity {r['severity']:g}" for r in worst)
+        print(f"weakest: {names} ({worst[0]['successes']}/{worst[0]['episodes']} docked"
+              f"{' each' if len(worst) > 1 else ''})", file=progress)
     print(f"written to models/{result['model']}/card.json (robustness)", file=progress)
     if args.json:
         print_json(result)

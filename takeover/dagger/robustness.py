@@ -132,10 +132,13 @@ def outcome_counts(episodes: list[dict[str, Any]]) -> tuple[dict[str, int], int]
     return counts, sum(int(e.get("protective_stops") or 0) for e in episodes)
 
 
-def weakest(families: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The perturbed row with the lowest success rate (ties: the lower interval)."""
+def weakest(families: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The perturbed rows with the lowest success rate (several when they tie)."""
     rows = [r for r in families if r["family"] != BASELINE and r["success_rate"] is not None]
-    return min(rows, key=lambda r: (r["success_rate"], r["ci_high"])) if rows else None
+    if not rows:
+        return []
+    low = min(r["success_rate"] for r in rows)
+    return [r for r in rows if r["success_rate"] == low]
 
 
 def table_lines(result: dict[str, Any]) -> list[str]:
