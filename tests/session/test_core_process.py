@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,15 @@ from takeover.tui.dialogs import OutcomeDialog
 from takeover.types import CommandSource, Mode
 
 SIZE = (140, 44)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll with a deadline, outside an app (a bound on the wait, never a figure under test)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 def remote(app: TakeoverApp) -> RemoteSession:
@@ -204,7 +214,10 @@ def test_errors_in_the_core_come_back_as_one_line(config: Config, workspace: Pat
         with pytest.raises(CoreError) as err:
             session.deploy(ModelRef("r001", bad_model))
         assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
-        assert session.poll().record is not None  # the core is still driving its loop
+        # The core still drives its loop: its ticks keep arriving (a bounded wait, not a time).
+        first = session.poll().record
+        wait_until(lambda: (r := session.poll().record) is not None
+                   and (first is None or r.step > first.step), "ticks from the core")
     finally:
         session.close()
     assert session.process.returncode == 0
@@ -242,6 +255,8 @@ def test_a_model_for_another_camera_is_refused_in_one_line(workspace: Path, tmp_
             session.deploy(other)
         assert "48" in str(err.value) and "\n" not in str(err.value)
         assert session.run_in_core(policy_settings) is None  # nothing was swapped in
-        assert session.poll().record is not None  # the core still drives its loop
+        first = session.poll().record  # the core still drives its loop: ticks keep arriving
+        wait_until(lambda: (r := session.poll().record) is not None
+                   and (first is None or r.step > first.step), "ticks from the core")
     finally:
         session.close()
