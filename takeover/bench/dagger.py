@@ -246,7 +246,7 @@ def _bc_at_equal_labels(demos: Path, last: dict[str, Any], last_eval: dict[str, 
     labels = last["expert_labels"]
     infos = sorted(EpisodeStore(demos).episodes(round=0), key=lambda e: e.path.name)
     cumulative = list(itertools.accumulate(info.human_steps for info in infos))
-    n = next((i + 1 for i, total in enumerate(cumulative) if total >= labels), None)
+    n = next((i + 1 for i, held in enumerate(cumulative) if held >= labels), None)
     if n is None:
         total = cumulative[-1] if cumulative else 0
         return {"dagger_model": last["model_id"], "dagger_labels": labels, "bc_demos": None,
@@ -254,6 +254,7 @@ def _bc_at_equal_labels(demos: Path, last: dict[str, Any], last_eval: dict[str, 
                 "words": f"cannot compare at equal labels: all {len(infos)} recorded "
                 f"demonstrations hold {total} expert labels, fewer than {last['model_id']}'s "
                 f"{labels} (raise match_demos)"}
+    total = cumulative[n - 1]
     if n not in bc_evals:
         log(f"BC at equal labels: {n} demonstrations ({total} labels) against "
             f"{last['model_id']}'s {labels}")
@@ -264,7 +265,6 @@ def _bc_at_equal_labels(demos: Path, last: dict[str, Any], last_eval: dict[str, 
         for row in bc_rows:
             if row["demos"] == n:
                 row["matched"] = True
-    total = cumulative[n - 1]
     bc_ev = bc_evals[n]
     c = paired_result(f"BC-{n}", f"DAgger {last['model_id']}", bc_ev["per_seed"],
                       last_eval["per_seed"])

@@ -82,7 +82,7 @@ PRESETS: dict[str, DaggerBenchPreset] = {
         "not by how much in general (run without --quick for the curve)"),
     # For the tests: 48x48 frames, a tiny network, episodes cut short. Plumbing only.
     "tiny": DaggerBenchPreset(
-        name="tiny", bc_demos=(2, 3), initial_demos=2, rounds=2, round_episodes=1,
+        name="tiny", bc_demos=(2,), initial_demos=2, rounds=2, round_episodes=1,
         epochs=1, warm_epochs=1, eval_episodes=2, max_steps=40, camera_hw=48, batch_size=16,
         bc_match=True, match_demos=4,
         model_overrides={"backbone_args": {"channels": [8, 8, 8, 8], "stem_width": 8},

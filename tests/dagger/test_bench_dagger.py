@@ -38,8 +38,8 @@ def test_bench_dagger_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert result["summary"]["target_success"] == 0.9
     assert result["summary"]["interventions_per_min_steps"] <= 1  # two rounds
     assert "- 90% alone: BC " in (tmp_path / "bench_dagger.md").read_text()
-    # BC at equal labels: the fewest demonstrations with r002's labels (BC-3 here, already
-    # trained), compared with r002 seed by seed, and the words say what the run can show.
+    # BC at equal labels: the fewest demonstrations with r002's labels (BC-3 here, trained for
+    # it: the arm has BC-2 only), compared with r002 seed by seed, in words.
     equal = result["summary"]["equal_labels"]
     assert (equal["dagger_model"], equal["bc_demos"]) == ("r002", 3)
     assert equal["bc_labels"] >= equal["dagger_labels"] == r2["expert_labels"]
