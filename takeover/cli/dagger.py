@@ -123,9 +123,9 @@ def add_dagger_parser(subparsers: Any) -> None:
 
 
 def _perturb_families() -> list[str]:
-    from takeover.sim.perturb import FAMILIES, RANDOM
+    from takeover.sim.perturb import FAMILIES, RANDOM_GROUPS
 
-    return [*FAMILIES, RANDOM]
+    return [*FAMILIES, *RANDOM_GROUPS]
 
 
 def _jobs_arg(p: argparse.ArgumentParser) -> None:

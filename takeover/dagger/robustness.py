@@ -26,7 +26,7 @@ from takeover.dagger.evaluate import (
 )
 from takeover.dagger.parallel import EpisodeGroup, run_groups
 from takeover.errors import UsageError
-from takeover.sim.perturb import FAMILIES, RANDOM, parse_perturb
+from takeover.sim.perturb import FAMILIES, RANDOM_GROUPS, parse_perturb
 from takeover.workspace.registry import (
     ONNX_NAME,
     model_path,
@@ -114,7 +114,7 @@ def evaluate_robustness(workspace: Path, model_id: str | None, rows: list[tuple[
             **row, "outcomes": outcomes, "protective_stops": stops,
             "seeds": [seed, seed + episodes - 1], "max_steps": max_steps,
             "held_out": not overlap, "date": date}
-    order = [BASELINE, *FAMILIES, RANDOM]
+    order = [BASELINE, *FAMILIES, *RANDOM_GROUPS]
     kept = sorted(stored.values(), key=lambda r: (order.index(r["family"])
                                                   if r["family"] in order else len(order),
                                                   r["severity"]))

@@ -11,7 +11,7 @@ import pytest
 from takeover.errors import UsageError
 from takeover.hw.base import LinkOptions, open_link
 from takeover.sim.link import SimLink
-from takeover.sim.perturb import FAMILIES, parse_perturb, resolve
+from takeover.sim.perturb import APPEARANCE_FAMILIES, FAMILIES, parse_perturb, resolve
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, Simulator
 from takeover.types import Command
@@ -85,6 +85,8 @@ def test_domain_randomisation_draws_per_seed() -> None:
     assert draws == [resolve(spec, seed) for seed in range(10)]
     assert len({tuple(sorted(d)) for d in draws}) > 5
     assert all(0 < s <= 0.8 and f in FAMILIES for d in draws for f, s in d.items())
+    appearance = [resolve(parse_perturb("random_appearance=1"), seed) for seed in range(20)]
+    assert set().union(*appearance) == set(APPEARANCE_FAMILIES)
 
 
 @pytest.mark.parametrize("text, words", [
