@@ -55,7 +55,7 @@ def paired_result(a: str, b: str, a_rows: list[dict[str, Any]],
         "a_successes": sum(bool(ra["success"]) for ra, _ in pairs),
         "b_successes": sum(bool(rb["success"]) for _, rb in pairs),
         "only_a": only_a, "only_b": only_b,
-        "p_value": round(p_value, 6),
+        "p_value": float(f"{p_value:.6g}"),  # six significant digits, however small
         "verdict": paired_verdict(a, b, only_a, only_b, len(seeds), p_value),
         "time_diff_s": round(sum(diffs) / len(diffs), 3) if diffs else None,
         "time_diff_ci": None if ci is None else [round(ci[0], 3), round(ci[1], 3)],
