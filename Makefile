@@ -47,7 +47,7 @@ pytest: install
 # The development loop: the checks and every test but those marked slow (fuzzing at full
 # budget, process kills, DDP, the import-hygiene subprocesses; README lists what each takes).
 test-fast: lint typecheck layering
-	$(BIN)/pytest -q -m "not slow" --durations=10
+	$(BIN)/pytest -q -n 2 -m "not slow" --durations=10
 
 # pytest last: its summary is the closing line.
 test: lint typecheck layering firmware pytest

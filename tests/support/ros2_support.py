@@ -2,8 +2,9 @@
 robot on a second Context (a DDS participant of its own, talking to the link over real DDS).
 
 Call `isolate_dds()` before anything initialises rclpy (the fixtures below do): it sets
-ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID derived from the process id (1-100),
-so parallel runs never hear each other; child processes inherit both.
+ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID (1-100) derived from the process id,
+or under pytest-xdist from the run and the worker, so parallel runs never hear each other; child
+processes inherit both.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,10 +26,20 @@ from ci_needs import need
 def isolate_dds() -> int:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     if "TAKEOVER_TEST_ROS_DOMAIN_ID" not in os.environ:
-        os.environ["TAKEOVER_TEST_ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+        os.environ["TAKEOVER_TEST_ROS_DOMAIN_ID"] = str(1 + _run_slot() % 100)
     domain = int(os.environ["TAKEOVER_TEST_ROS_DOMAIN_ID"])
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     return domain
+
+
+def _run_slot() -> int:
+    """This test process's slot: its pid, or under pytest-xdist (`make test-fast`) the run's
+    shared id plus the worker's number, so two workers of one run never share a domain."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    run_uid = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and run_uid:
+        return zlib.crc32(run_uid.encode()) + int(worker[2:])
+    return os.getpid()
 
 
 def need_rclpy() -> None:
