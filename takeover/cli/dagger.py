@@ -79,7 +79,8 @@ def add_dagger_parser(subparsers: Any) -> None:
     ev.add_argument("--seed", type=int, default=None, metavar="S", help="default 5000")
     ev.add_argument("--max-steps", type=int, default=1200, metavar="N")
     ev.add_argument("--suite", default=None, metavar="robustness",
-                    help="robustness: the baseline and every perturbation family at severity 1")
+                    help="robustness: the baseline, every perturbation family at severity 1 "
+                    "and the dynamic obstacles (a box in the path, a person walking across)")
     ev.add_argument("--perturb", action="append", default=[], metavar="FAMILY=SEVERITY",
                     help="one perturbation family at a severity in 0..1 (repeat for more rows); "
                     "families: " + ", ".join(_perturb_families()))
@@ -123,9 +124,10 @@ def add_dagger_parser(subparsers: Any) -> None:
 
 
 def _perturb_families() -> list[str]:
+    from takeover.sim.obstacles import EVAL_FAMILIES
     from takeover.sim.perturb import FAMILIES, RANDOM_GROUPS
 
-    return [*FAMILIES, *RANDOM_GROUPS]
+    return [*FAMILIES, *EVAL_FAMILIES, *RANDOM_GROUPS]
 
 
 def _jobs_arg(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,11 @@
 held-out seeds under each perturbation family of the simulator (sim/perturb.py), every family
 on the same seeds, in parallel (dagger/parallel.py).
 
+The suite also drives into the simulator's dynamic obstacles (sim/obstacles.py: a box set
+down in the path, a person walking across), one row each (`obstacle_box`, `obstacle_person`):
+what the protective field keeps the policy off (docs/safety.md). An obstacle is there or not,
+so its only severity is 1.
+
 One row per family: success with its 95% Wilson interval, mean time to dock and path length
 (docked episodes), mean command jerk, smallest clearance (dagger/evaluate.py
 `summarize_episodes`). The suite is the unperturbed baseline (`none`) and every family at
@@ -26,6 +31,7 @@ from takeover.dagger.evaluate import (
 )
 from takeover.dagger.parallel import EpisodeGroup, run_groups
 from takeover.errors import UsageError
+from takeover.sim.obstacles import EVAL_FAMILIES as OBSTACLE_ROWS
 from takeover.sim.perturb import FAMILIES, RANDOM_GROUPS, parse_perturb
 from takeover.workspace.registry import (
     ONNX_NAME,
@@ -45,6 +51,13 @@ ROW_FIELDS = ("family", "severity", "episodes", "successes", "success_rate", "ci
 
 def parse_perturb_flag(text: str) -> tuple[str, float]:
     """One `--perturb FAMILY=SEVERITY` (one family per flag: repeat the flag for more rows)."""
+    family, _, value = text.replace(":", "=").partition("=")
+    if family.strip().replace("-", "_") in OBSTACLE_ROWS:
+        family = family.strip().replace("-", "_")
+        if value.strip() not in ("1", "1.0"):
+            raise UsageError(f"--perturb {text!r}: {family} is an obstacle, there or not: its "
+                             "only severity is 1")
+        return family, 1.0
     spec = parse_perturb(text)
     if len(spec.items) != 1:
         raise UsageError(f"--perturb {text!r}: one FAMILY=SEVERITY per flag (repeat --perturb "
@@ -58,7 +71,7 @@ def suite_rows(suite: str | None, perturbs: list[str]) -> list[tuple[str, float]
     if suite is not None:
         if suite not in SUITES:
             raise UsageError(f"--suite {suite!r}: unknown suite; use {', '.join(SUITES)}")
-        rows += [(BASELINE, 0.0)] + [(f, SUITE_SEVERITY) for f in FAMILIES]
+        rows += [(BASELINE, 0.0)] + [(f, SUITE_SEVERITY) for f in (*FAMILIES, *OBSTACLE_ROWS)]
     for text in perturbs:
         row = parse_perturb_flag(text)
         if row in rows:
@@ -72,6 +85,8 @@ def suite_rows(suite: str | None, perturbs: list[str]) -> list[tuple[str, float]
 def robot_url(family: str, severity: float) -> str:
     if family == BASELINE:
         return "sim://"
+    if family in OBSTACLE_ROWS:
+        return f"sim://?obstacles={OBSTACLE_ROWS[family]}"
     return f"sim://?perturb={quote(f'{family}={severity:g}')}"
 
 
@@ -114,7 +129,7 @@ def evaluate_robustness(workspace: Path, model_id: str | None, rows: list[tuple[
             **row, "outcomes": outcomes, "protective_stops": stops,
             "seeds": [seed, seed + episodes - 1], "max_steps": max_steps,
             "held_out": not overlap, "date": date}
-    order = [BASELINE, *FAMILIES, *RANDOM_GROUPS]
+    order = [BASELINE, *FAMILIES, *OBSTACLE_ROWS, *RANDOM_GROUPS]
     kept = sorted(stored.values(), key=lambda r: (order.index(r["family"])
                                                   if r["family"] in order else len(order),
                                                   r["severity"]))

@@ -30,6 +30,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 OBSTACLE_FAMILIES = ("none", "box", "person", "walk-in")
+#: The families as rows of `takeover dagger eval --suite robustness` (dagger/robustness.py).
+EVAL_FAMILIES = {"obstacle_box": "box", "obstacle_person": "person"}
 PERSON_RADIUS_M = 0.25
 _PERSON_SIDES = 12
 #: The robot must be driving at least this fast, and on an arc no tighter than this radius, for

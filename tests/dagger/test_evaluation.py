@@ -16,6 +16,9 @@ from scipy.stats import binomtest
 from takeover.cli import main
 from takeover.dagger.compare import promotion_warning
 from takeover.dagger.parallel import EpisodeGroup, run_groups
+from takeover.dagger.robustness import robot_url
+from takeover.hw.base import LinkOptions, open_link
+from takeover.sim.obstacles import EVAL_FAMILIES
 from takeover.sim.perturb import FAMILIES
 from takeover.workspace.registry import current_model_id, read_card
 
@@ -70,7 +73,7 @@ def test_robustness_suite_json_fields_and_card(two_models: Path,
     result = run(["dagger", "eval", "r001", "--workspace", ws, "--suite", "robustness",
                   "--episodes", "1", "--max-steps", "8", "--jobs", "2", "--json"], capsys)
     assert list(result) == ["model", "families"] and result["model"] == "r001"
-    assert [r["family"] for r in result["families"]] == ["none", *FAMILIES]
+    assert [r["family"] for r in result["families"]] == ["none", *FAMILIES, *EVAL_FAMILIES]
     for row in result["families"]:
         assert list(row) == ROBUSTNESS_ROW
         assert row["episodes"] == 1 and 0 <= row["ci_low"] <= row["ci_high"] <= 1
@@ -82,8 +85,22 @@ def test_robustness_suite_json_fields_and_card(two_models: Path,
     # The suite's rows stay; the new severity joins them, in the families' order.
     assert [(r["family"], r["severity"]) for r in rows][:3] == [
         ("none", 0.0), ("lighting", 0.5), ("lighting", 1.0)]
-    assert len(rows) == len(FAMILIES) + 2 and rows[1]["seeds"] == [5000, 5001]
+    assert len(rows) == len(FAMILIES) + len(EVAL_FAMILIES) + 2 and rows[1]["seeds"] == [5000, 5001]
     assert sum(rows[1]["outcomes"].values()) == 2 and rows[1]["protective_stops"] >= 0
+
+
+@pytest.mark.parametrize("family, kind", sorted(EVAL_FAMILIES.items()))
+def test_an_obstacle_row_drives_into_that_obstacle(family: str, kind: str) -> None:
+    """The row's robot is the simulator with that obstacle planned for every seed."""
+    link = open_link(robot_url(family, 1.0), LinkOptions(fast=True, seed=5000))
+    link.connect()
+    try:
+        for seed in (5000, 5001, 5002):
+            link.reset(seed)
+            plan = link.sim.obstacles.plan  # type: ignore[attr-defined]
+            assert plan is not None and plan.kind == kind
+    finally:
+        link.close()
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -92,6 +109,7 @@ def test_robustness_suite_json_fields_and_card(two_models: Path,
     (["--perturb", "lighting"], "expected FAMILY=SEVERITY"),
     (["--perturb", "lighting=0.5,camera_noise=1"], "one FAMILY=SEVERITY per flag"),
     (["--suite", "stress"], "unknown suite"),
+    (["--perturb", "obstacle_box=0.5"], "its only severity is 1"),
     (["--jobs", "0"], "--jobs 0: must be at least 1"),
 ])
 def test_bad_evaluation_flags_are_one_line(two_models: Path, argv: list[str], words: str,
