@@ -197,7 +197,7 @@ class TrainSettings:
     keep: str | None = None  # last | best: the weights kept (policy/train.py TrainConfig.keep)
     label: str | None = None  # intent | sent
     pose_loss_weight: float | None = None
-    augment: bool | None = None
+    augment: bool | str | None = None  # true (= "on") | false (= "off") | "camera"
     device: str | None = None  # auto | cpu | cuda | cuda:N
     threads: int | None = None
     seed: int | None = None
@@ -337,6 +337,9 @@ def _validate(config: Config) -> None:
         value = getattr(t, name)
         if value is not None and value not in allowed:
             raise ConfigError(f"train.{name} = {value!r}: use one of {', '.join(allowed)}")
+    if isinstance(t.augment, str) and t.augment not in ("on", "off", "camera"):
+        raise ConfigError(f"train.augment = {t.augment!r}: use true, false or \"camera\" (the "
+                          "camera families of the robustness suite drawn on training images)")
     for name in ("lr", "warm_lr"):
         value = getattr(t, name)
         if value is not None and not 0.0 < value <= 1.0:

@@ -55,6 +55,10 @@ def add_policy_parsers(sub: SubParsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-augment", action="store_true", help="no colour jitter or shifts")
+    p.add_argument("--augment", choices=["on", "off", "camera"], default=None,
+                   help="image augmentation: on (colour jitter, the default), off, or camera "
+                   "(also exposure, blur, sensor noise and covered patches at the robustness "
+                   "suite's severity 1: docs/evaluation.md)")
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="warm start from a previous model's checkpoint.pt")
     p.add_argument("--int8", action="store_true", help="also try static INT8 quantisation")
@@ -146,13 +150,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          f"`takeover init {args.workspace}`")
     # Defaults, then the workspace's [train] section, then these flags.
     model_config, train_config = workspace_training_configs(workspace_config(args.workspace).train)
+    if args.no_augment and args.augment not in (None, "off"):
+        raise UsageError(f"--no-augment and --augment {args.augment}: give one of the two")
     flags: dict[str, Any] = {
         "epochs": args.epochs, "device": args.device, "batch_size": args.batch_size,
         "grad_accum": args.grad_accum, "lr": args.lr, "weighting": args.weighting,
         "val_fraction": args.val_fraction, "patience": args.patience, "keep": args.keep,
         "amp": args.amp,
         "seed": args.seed, "threads": args.threads, "backbone": args.backbone,
-        "augment": False if args.no_augment else None,
+        "augment": "off" if args.no_augment else args.augment,
     }
     for key in ("epochs", "batch_size", "grad_accum", "patience", "threads"):
         if flags[key] is not None and flags[key] < 1:

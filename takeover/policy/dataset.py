@@ -314,17 +314,46 @@ class AugmentConfig:
     # Probability of permuting the colour channels: hues the training rooms never had.
     channel_shuffle: float = 0.5
     noise_std: float = 4.0  # additive pixel noise, in 0..255 units
+    # Camera randomisation (`augment = "camera"`): the camera families of the robustness suite
+    # (sim/perturb.py) drawn on training images, each on a sample with probability `camera_p`
+    # at a strength drawn uniformly up to its maximum here (severity 1 of the family).
+    camera_p: float = 0.0
+    exposure_stops: float = 0.0  # exposure off by up to +- this many stops, clipped
+    blur_sigma_px: float = 0.0  # Gaussian blur up to this sigma (defocus, motion)
+    sensor_noise_std: float = 0.0  # Gaussian sensor noise up to this sigma (0..255 units)
+    # A patch of up to this fraction of the width and of the height painted one colour of the
+    # image itself: the dock or anything else partly covered.
+    erase_fraction: float = 0.0
 
     @classmethod
     def off(cls) -> AugmentConfig:
         return cls(brightness=0.0, contrast=0.0, saturation=0.0, shift_px=0, channel_gain=0.0,
                    channel_shuffle=0.0, noise_std=0.0)
 
+    @classmethod
+    def camera(cls) -> AugmentConfig:
+        """The default jitter plus camera randomisation at the suite's severity 1."""
+        return cls(camera_p=0.5, exposure_stops=2.0, blur_sigma_px=2.0, sensor_noise_std=25.5,
+                   erase_fraction=0.5)
+
+    @classmethod
+    def named(cls, name: str) -> AugmentConfig:
+        """`augment` of [train] / --augment: on | off | camera."""
+        presets = {"on": cls(), "off": cls.off(), "camera": cls.camera()}
+        if name not in presets:
+            raise ValueError(f"augment {name!r}: use one of {', '.join(presets)}")
+        return presets[name]
+
     @property
     def active(self) -> bool:
         return (self.brightness > 0 or self.contrast > 0 or self.saturation > 0
                 or self.channel_gain > 0 or self.channel_shuffle > 0 or self.noise_std > 0
-                or self.shift_px > 0)
+                or self.shift_px > 0 or self.camera_active)
+
+    @property
+    def camera_active(self) -> bool:
+        return self.camera_p > 0 and (self.exposure_stops > 0 or self.blur_sigma_px > 0
+                                      or self.sensor_noise_std > 0 or self.erase_fraction > 0)
 
 
 def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
@@ -339,6 +368,8 @@ def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Ge
     def factor(amount: float) -> torch.Tensor:
         return 1.0 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * amount
 
+    if cfg.camera_active:
+        x = _erase_patches(x, cfg, generator)  # on the scene, before the camera sees it
     if cfg.brightness > 0:
         x = x * factor(cfg.brightness)
     if cfg.contrast > 0:
@@ -354,7 +385,11 @@ def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Ge
         shuffle = torch.rand(b, generator=generator) < cfg.channel_shuffle
         perms[~shuffle] = torch.arange(3)
         x = torch.gather(x, 3, perms[:, None, None, :].expand_as(x))
-    if cfg.noise_std > 0:
+    if cfg.camera_active:  # exposure, optics, then the sensor's noise: as a camera does
+        x, sensor_std = _camera_effects(x, cfg, generator)
+        std = torch.sqrt(sensor_std**2 + cfg.noise_std**2)  # two Gaussians: one draw
+        x = x + torch.randn(x.shape, generator=generator) * std[:, None, None, None]
+    elif cfg.noise_std > 0:
         x = x + torch.randn(x.shape, generator=generator) * cfg.noise_std
     if cfg.shift_px > 0:
         pad = cfg.shift_px
@@ -368,6 +403,71 @@ def augment_images(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Ge
         bi = torch.arange(b)[:, None, None]
         x = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]
     return x.clamp_(0, 255).round_().to(torch.uint8)
+
+
+def _chosen(b: int, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Which samples of the batch get one camera effect: (B,) bool, each with `camera_p`."""
+    return torch.rand(b, generator=generator) < cfg.camera_p
+
+
+def _erase_patches(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+                   ) -> torch.Tensor:
+    """A rectangle of up to `erase_fraction` of each side, anywhere, painted the colour of one
+    pixel of the same image (a wall-, floor- or dock-coloured cover)."""
+    b, h, w, _ = x.shape
+    chosen = _chosen(b, cfg, generator)
+    if cfg.erase_fraction <= 0:
+        return x
+    sizes = torch.rand(b, 2, generator=generator) * cfg.erase_fraction
+    corners = torch.rand(b, 2, generator=generator)
+    source = torch.rand(b, 2, generator=generator)
+    if not bool(chosen.any()):
+        return x
+    x = x.clone()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        ph, pw = max(1, int(sizes[i, 0] * h)), max(1, int(sizes[i, 1] * w))
+        top, left = int(corners[i, 0] * (h - ph + 1)), int(corners[i, 1] * (w - pw + 1))
+        colour = x[i, int(source[i, 0] * (h - 1)), int(source[i, 1] * (w - 1))].clone()
+        x[i, top:top + ph, left:left + pw] = colour
+    return x
+
+
+def _camera_effects(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exposure (clipped as a sensor clips) and Gaussian blur, each drawn per sample with
+    probability `camera_p` at a strength uniform up to the configured maximum; returns the
+    image and each sample's sensor-noise sigma (0 where not drawn), which the caller adds with
+    its own pixel noise in one draw. Every draw is made for every sample, so the generator's
+    stream does not depend on the images."""
+    b = x.shape[0]
+    exposure = _chosen(b, cfg, generator)
+    stops = (torch.rand(b, generator=generator) * 2 - 1) * cfg.exposure_stops
+    blur = _chosen(b, cfg, generator)
+    sigmas = torch.rand(b, generator=generator) * cfg.blur_sigma_px
+    noise = _chosen(b, cfg, generator)
+    noise_std = torch.rand(b, generator=generator) * cfg.sensor_noise_std
+    gains = torch.where(exposure, torch.exp2(stops), torch.ones(b))
+    x = (x * gains[:, None, None, None]).clamp(0, 255)
+    blurred = torch.nonzero(blur & (sigmas >= 0.3)).flatten()  # below 0.3 px: the identity
+    if cfg.blur_sigma_px > 0 and blurred.numel():
+        x = x.clone()
+        radius = math.ceil(3 * cfg.blur_sigma_px)  # the widest sigma's: a sample's blur
+        x[blurred] = gaussian_blur(x[blurred], sigmas[blurred], radius)  # ignores its batch
+    return x, torch.where(noise, noise_std, torch.zeros(b))
+
+
+def gaussian_blur(images: torch.Tensor, sigmas_px: torch.Tensor, radius: int) -> torch.Tensor:
+    """(N, H, W, C) float, (N,) sigmas -> each image blurred by its own separable Gaussian of
+    2 * radius + 1 taps, edges replicated: one grouped convolution per axis for the batch."""
+    n, _, _, c = images.shape
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernels = torch.exp(-0.5 * (taps[None, :] / sigmas_px[:, None]) ** 2)
+    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
+    planes = images.permute(0, 3, 1, 2).reshape(1, n * c, *images.shape[1:3])
+    planes = torch.nn.functional.pad(planes, (radius, radius, radius, radius), mode="replicate")
+    planes = torch.nn.functional.conv2d(planes, kernels.view(n * c, 1, 1, -1), groups=n * c)
+    planes = torch.nn.functional.conv2d(planes, kernels.view(n * c, 1, -1, 1), groups=n * c)
+    return planes.reshape(n, c, *images.shape[1:3]).permute(0, 2, 3, 1)
 
 
 def draw_epoch(n: int, weights: torch.Tensor | None, num_draws: int, seed: int, epoch: int

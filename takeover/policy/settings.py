@@ -15,12 +15,11 @@ from takeover.policy.dataset import AugmentConfig
 from takeover.policy.model import ModelConfig
 from takeover.policy.train import TrainConfig
 
-_NO_AUGMENT = AugmentConfig.off()
-
 
 def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str, Any],
                     source: str) -> tuple[ModelConfig, TrainConfig]:
-    """Set each non-None key on whichever of the two configs has it ("augment" takes a bool).
+    """Set each non-None key on whichever of the two configs has it ("augment" takes a bool or
+    a preset name: on, off, camera).
     An unknown key is a UsageError naming `source`."""
     model_keys = {f.name for f in fields(ModelConfig)}
     train_keys = {f.name for f in fields(TrainConfig)}
@@ -29,8 +28,12 @@ def apply_overrides(model: ModelConfig, train: TrainConfig, overrides: dict[str,
     for key, value in overrides.items():
         if value is None:
             continue
-        if key == "augment" and isinstance(value, bool):
-            train_set[key] = TrainConfig().augment if value else _NO_AUGMENT
+        if key == "augment" and isinstance(value, bool | str):
+            name = ("on" if value else "off") if isinstance(value, bool) else value
+            try:
+                train_set[key] = AugmentConfig.named(name)
+            except ValueError as e:
+                raise UsageError(f"{source}: {e}") from None
         elif key in model_keys:
             model_set[key] = value
         elif key in train_keys:

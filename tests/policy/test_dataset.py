@@ -15,6 +15,7 @@ from takeover.policy.dataset import (
     AugmentConfig,
     augment_images,
     episode_split,
+    gaussian_blur,
     hindsight_dock_pose,
     load_dataset,
     sample_weights,
@@ -110,6 +111,47 @@ def test_colour_augmentations_keep_the_scene_and_change_its_colours() -> None:
     g = augment_images(images, gain, torch.Generator().manual_seed(4)).to(torch.float32)
     ratio = (g.mean(dim=(1, 2)) / images.to(torch.float32).mean(dim=(1, 2)))
     assert float(ratio.min()) > 0.65 and float(ratio.max()) < 1.35
+
+
+def test_camera_augmentation_draws_each_effect_within_its_severity() -> None:
+    """`augment = "camera"`: exposure clipped within +-2 stops, blur that smooths an edge,
+    sensor noise, covered patches of the image's own colours; reproducible from the seed, and
+    about `camera_p` of the samples touched by each effect."""
+    half = torch.zeros(64, 16, 16, 3)
+    half[:, :, 8:] = 200.0  # a vertical edge, dark on the left
+    images = half.to(torch.uint8)
+    off = AugmentConfig.off()
+    for field, kwargs in (("exposure", {"exposure_stops": 2.0}), ("blur", {"blur_sigma_px": 2.0}),
+                          ("noise", {"sensor_noise_std": 25.5}), ("erase", {"erase_fraction": 0.5})):
+        cfg = dataclasses.replace(off, camera_p=0.5, **kwargs)
+        out = augment_images(images, cfg, torch.Generator().manual_seed(5))
+        again = augment_images(images, cfg, torch.Generator().manual_seed(5))
+        assert torch.equal(out, again), field
+        changed = [not torch.equal(o, images[0]) for o in out]
+        assert 16 <= sum(changed) <= 48, (field, sum(changed))  # camera_p of 64, loosely
+        o = out.to(torch.float32)
+        if field == "exposure":  # a gain on the bright side, 2^-2..2^2, clipped at 255
+            bright = o[:, 0, 12, 0]
+            assert float(bright.min()) >= 200 / 4 - 1 and float(bright.max()) <= 255
+            assert float(o[:, :, :8].max()) == 0.0, "black stays black"
+        if field == "blur":  # the edge spreads: grey values appear beside it
+            grey = ((o[:, 0, 6:10, 0] > 0) & (o[:, 0, 6:10, 0] < 200)).any(dim=1)
+            assert torch.equal(grey, torch.tensor(changed))
+        if field == "erase":  # a patch in one of the image's own colours
+            assert set(torch.unique(o).tolist()) <= {0.0, 200.0}
+    # The batched blur is scipy's Gaussian filter, image by image, whatever else is in the batch.
+    from scipy.ndimage import gaussian_filter
+    pics = torch.rand(3, 20, 20, 3, generator=torch.Generator().manual_seed(6)) * 255
+    sigmas = torch.tensor([0.5, 1.0, 2.0])
+    blurred = gaussian_blur(pics, sigmas, radius=6)
+    for i, sigma in enumerate(sigmas.tolist()):
+        expected = gaussian_filter(pics[i].numpy(), sigma=(sigma, sigma, 0), mode="nearest",
+                                   truncate=6 / sigma)
+        assert blurred[i].numpy() == pytest.approx(expected, abs=1e-3)
+    assert AugmentConfig.named("camera") == AugmentConfig.camera()
+    assert AugmentConfig.camera().camera_active and not AugmentConfig().camera_active
+    with pytest.raises(ValueError, match="use one of on, off, camera"):
+        AugmentConfig.named("strong")
 
 
 def test_labels_are_the_operators_intent_where_recorded(tmp_path: Path) -> None:

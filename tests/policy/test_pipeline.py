@@ -176,6 +176,8 @@ def test_clear_errors(trained: dict[str, Any], tmp_path: Path,
 
     empty = make_workspace(tmp_path / "empty")
     assert "no recorded episodes" in _one_line_error(["train", "--workspace", str(empty)], capsys)
+    assert "give one of the two" in _one_line_error(
+        ["train", "--workspace", str(empty), "--no-augment", "--augment", "camera"], capsys)
     assert "no deployed model" in _one_line_error(
         ["drive", "--driver", "policy", "--workspace", str(empty), "--fast"], capsys)
     assert "no such model file" in _one_line_error(

@@ -33,6 +33,16 @@ def test_train_section_sets_model_and_training(tmp_path: Path) -> None:
     assert train.lr == TrainConfig().lr and model.chunk_size == ModelConfig().chunk_size
 
 
+def test_augment_takes_a_preset_name(tmp_path: Path) -> None:
+    toml = tmp_path / "takeover.toml"
+    toml.write_text('[train]\naugment = "camera"\n')
+    _, train = workspace_training_configs(load_config(toml).train)
+    assert train.augment == AugmentConfig.camera()
+    toml.write_text('[train]\naugment = "strong"\n')
+    with pytest.raises(ConfigError, match=r"train\.augment = 'strong': use true, false or"):
+        load_config(toml)
+
+
 def test_empty_section_is_the_defaults() -> None:
     model, train = workspace_training_configs(TrainSettings())
     assert model == ModelConfig() and train == TrainConfig()
