@@ -100,6 +100,13 @@ class Observation:
     docked: bool = False
     estop: bool = False
     bumper: bool = False
+    # The raw charging signals of sensor_msgs/BatteryState, for charge detection
+    # (control/docking_outcome.py): the current in amperes as the base reports it, sign not
+    # normalised (REP 145 says positive while charging, but bases disagree: [docking]
+    # current_sign), and power_supply_status (POWER_SUPPLY_STATUS_*). None: the link does not
+    # have them (yet).
+    battery_current_a: float | None = None
+    power_supply_status: int | None = None
     # When each input last arrived, on the same clock as t_ns, by name ("odom", "scan", "image",
     # ...): t_ns is the oldest of them, and a too-old observation can name the input that is
     # stale. An input the link expects that has not arrived yet is there with the time the link
@@ -107,6 +114,16 @@ class Observation:
     # Arbiter's reason, the episode's `missing_inputs`). Empty where a link has one stamp for
     # everything (the simulator).
     input_t_ns: dict[str, int] = field(default_factory=dict)
+
+
+# sensor_msgs/msg/BatteryState.power_supply_status, as every link reports it.
+POWER_SUPPLY_STATUS_UNKNOWN = 0
+POWER_SUPPLY_STATUS_CHARGING = 1
+POWER_SUPPLY_STATUS_DISCHARGING = 2
+POWER_SUPPLY_STATUS_NOT_CHARGING = 3
+POWER_SUPPLY_STATUS_FULL = 4
+POWER_SUPPLY_STATUS_NAMES = {0: "unknown", 1: "charging", 2: "discharging", 3: "not charging",
+                             4: "full"}
 
 
 class FieldState(enum.Enum):

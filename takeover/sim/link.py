@@ -247,6 +247,7 @@ class RealtimeSimLink(RobotLink):
                 image=image, scan_m=scan, battery_frac=float(state[5]),
                 docked=bool(flags & FLAG_DOCKED), estop=bool(flags & FLAG_ESTOP),
                 bumper=bool(flags & FLAG_BUMPER),
+                battery_current_a=float(state[6]), power_supply_status=int(state[7]),
             )
             self._cache, self._cache_seq = obs, seq
             return obs

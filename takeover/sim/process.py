@@ -29,7 +29,7 @@ from takeover.types import Command, Pose2D
 FLAG_DOCKED, FLAG_ESTOP, FLAG_BUMPER = 1, 2, 4
 
 _HEADER_BYTES = 8 * 4  # int64 [seq, t_ns, flags, frames]
-_STATE_BYTES = 8 * 6  # float64 [x, y, yaw, v, w, battery]
+_STATE_BYTES = 8 * 8  # float64 [x, y, yaw, v, w, battery, current_a, power_supply_status]
 _CMD_BYTES = 8 * 3  # float64 [seq, v, w]
 
 
@@ -123,7 +123,8 @@ def run_robot(conn: Connection, shared: SharedViews, seed: int, config: SimConfi
                      | (FLAG_BUMPER if o.bumper else 0))
         header[3] = frames
         od = o.odom
-        state[:] = (od.x_m, od.y_m, od.yaw_rad, od.v_mps, od.w_radps, o.battery_frac)
+        state[:] = (od.x_m, od.y_m, od.yaw_rad, od.v_mps, od.w_radps, o.battery_frac,
+                    o.battery_current_a, o.power_supply_status)
         header[0] += 1  # even: consistent
 
     publish(force=True)

@@ -36,6 +36,9 @@ class BaseState:
     estop: bool
     bumper: bool
     watchdog_stopped: bool
+    # BatteryState's current (A, positive while charging) and power_supply_status.
+    battery_current_a: float = 0.0
+    power_supply_status: int = 0
 
 
 class TelemetrySink(Protocol):
@@ -203,11 +206,13 @@ class RealTimeBase:
             state = scan = image = None
             if now >= self._next_state_ns:
                 self._next_state_ns = now + int(1e9 / self.state_rate_hz)
+                current_a, status = sim.battery_reading()
                 state = BaseState(
                     t_ns=now, odom=sim.odometry(), battery_frac=sim.battery,
                     docked=sim.outcome is SimOutcome.DOCKED, estop=sim.estop,
                     bumper=sim.outcome in (SimOutcome.COLLISION, SimOutcome.MISALIGNED),
                     watchdog_stopped=self._watchdog_stopped(),
+                    battery_current_a=current_a, power_supply_status=status,
                 )
             if now >= self._next_scan_ns:
                 self._next_scan_ns = now + int(1e9 / self.scan_rate_hz)

@@ -57,8 +57,6 @@ NODE_NAME = "takeover_sim"
 BATTERY_PERIOD_NS = 500_000_000
 FLAGS_PERIOD_NS = 100_000_000
 DOCK_POSE_PERIOD_NS = 1_000_000_000
-CHARGING_CURRENT_A = 1.5
-DISCHARGING_CURRENT_A = -0.8
 LATENCY_SAMPLES = 100_000
 OLD_WORLD_SLACK_NS = 20_000_000  # physics runs in real time: its clock never leads by this much
 
@@ -273,10 +271,9 @@ class SimRos2Server:
             battery.header.stamp = stamp
             battery.header.frame_id = "base_link"
             battery.voltage = 24.0 * (0.85 + 0.15 * state.battery_frac)
-            battery.current = CHARGING_CURRENT_A if state.docked else DISCHARGING_CURRENT_A
+            battery.current = float(state.battery_current_a)  # REP 145: positive = charging
             battery.percentage = float(state.battery_frac)
-            battery.power_supply_status = (battery.POWER_SUPPLY_STATUS_CHARGING if state.docked
-                                           else battery.POWER_SUPPLY_STATUS_DISCHARGING)
+            battery.power_supply_status = state.power_supply_status
             battery.present = True
             self._publish("battery", battery)
         if t >= self._next_dock_ns or t < self._next_dock_ns - DOCK_POSE_PERIOD_NS:

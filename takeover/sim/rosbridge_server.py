@@ -567,9 +567,10 @@ class SimRosbridgeServer:
             self._next_battery_ns = t + BATTERY_PERIOD_NS
             self._publish_threadsafe(BATTERY_TOPIC, {
                 "header": header(t, "base_link"), "voltage": 24.0 * (0.85 + 0.15 * state.battery_frac),
-                "temperature": None, "current": None, "charge": None, "capacity": None,
+                "temperature": None, "current": state.battery_current_a,  # + = charging
+                "charge": None, "capacity": None,
                 "design_capacity": None, "percentage": state.battery_frac,
-                "power_supply_status": 1 if state.docked else 2,  # CHARGING / DISCHARGING
+                "power_supply_status": state.power_supply_status,
                 "power_supply_health": 1, "power_supply_technology": 2, "present": True,
                 "cell_voltage": [], "cell_temperature": [], "location": "base",
                 "serial_number": "",

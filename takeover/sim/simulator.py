@@ -29,7 +29,15 @@ from takeover.sim.world import (
     generate_world,
     segment_distance,
 )
-from takeover.types import Command, Observation, Odometry, Pose2D
+from takeover.types import (
+    POWER_SUPPLY_STATUS_CHARGING,
+    POWER_SUPPLY_STATUS_DISCHARGING,
+    POWER_SUPPLY_STATUS_FULL,
+    Command,
+    Observation,
+    Odometry,
+    Pose2D,
+)
 
 
 class SimOutcome(enum.Enum):
@@ -67,6 +75,13 @@ class SimConfig:
     physics_dt_s: float = 0.005
     tolerance: DockingTolerance = field(default_factory=DockingTolerance)
     battery_drain_per_s: float = 1.0 / 7200
+    # The battery's current as a BatteryState reports it, REP 145's sign: positive while
+    # charging (on a good dock contact only), negative while discharging (the electronics,
+    # plus the motors in proportion to speed). Gaussian noise on every reading.
+    charge_current_a: float = 1.5
+    idle_current_a: float = -0.8
+    drive_current_a_per_mps: float = -2.0
+    current_noise_a: float = 0.05
     # Dynamic obstacles (sim/obstacles.py): none | box | person | walk-in, drawn per seed.
     obstacles: str = "none"
     # Perturbation families (sim/perturb.py), e.g. "lighting=0.5,lidar_dropout=1"; "" for none.
@@ -97,6 +112,9 @@ class Simulator:
         self.renderer = Renderer(self.world, cfg.camera, lidar_beams=cfg.lidar_beams)
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
         self._render_rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA3]))
+        # A stream of its own, so that the battery's readings leave every other draw (and so
+        # every seed's episode) as it was before the simulator had a current to report.
+        self._battery_rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBA7]))
         start = self.world.start
         self.x, self.y, self.yaw = start.x_m, start.y_m, start.yaw_rad
         self.v, self.w = 0.0, 0.0
@@ -267,6 +285,19 @@ class Simulator:
             w_radps=self.w + (float(self._rng.normal(0, 0.005)) if moving else 0.0),
         )
 
+    def battery_reading(self) -> tuple[float, int]:
+        """(current A, power_supply_status) as the base's BatteryState would report them now:
+        charging (FULL once the battery is) only while docked on a good contact; a misaligned
+        contact closes no circuit."""
+        cfg = self.config
+        noise = float(self._battery_rng.normal(0.0, cfg.current_noise_a))
+        if self.outcome is SimOutcome.DOCKED:
+            if self.battery >= 1.0:  # a full battery takes only a trickle
+                return 0.05 * cfg.charge_current_a + noise, POWER_SUPPLY_STATUS_FULL
+            return cfg.charge_current_a + noise, POWER_SUPPLY_STATUS_CHARGING
+        current = cfg.idle_current_a + cfg.drive_current_a_per_mps * abs(self.v)
+        return current + noise, POWER_SUPPLY_STATUS_DISCHARGING
+
     def observe(self, t_ns: int | None = None, with_image: bool = True,
                 with_scan: bool = True) -> Observation:
         """Sense the world now. t_ns stamps the observation (default: sim time)."""
@@ -275,6 +306,7 @@ class Simulator:
                                      extra) if with_image else None
         scan = self.renderer.scan(self.x, self.y, self.yaw, self._render_rng,
                                   extra) if with_scan else None
+        current_a, status = self.battery_reading()
         return Observation(
             t_ns=self.t_ns if t_ns is None else t_ns,
             odom=self.odometry(),
@@ -284,4 +316,6 @@ class Simulator:
             docked=self.outcome is SimOutcome.DOCKED,
             estop=self.estop,
             bumper=self.outcome in (SimOutcome.COLLISION, SimOutcome.MISALIGNED),
+            battery_current_a=current_a,
+            power_supply_status=status,
         )

@@ -307,6 +307,12 @@ def test_estop_battery_and_reset_against_the_server(sim_url: str) -> None:
         battery = link.battery()  # type: ignore[attr-defined]
         assert 0 <= battery.percentage <= 1 and battery.status_name == "discharging"
         assert battery.current_a < 0
+        # The observation carries the charging signals (control/docking_outcome.py reads them).
+        wait_for(lambda: link.latest().battery_current_a is not None,  # type: ignore[union-attr]
+                 5, "an observation with a current")
+        obs = link.latest()
+        assert obs is not None and obs.battery_current_a is not None
+        assert obs.battery_current_a < 0 and obs.power_supply_status == 2  # DISCHARGING
         link.reset(11)
         assert link.dock_pose() == dock  # the same seed, the same world
     finally:

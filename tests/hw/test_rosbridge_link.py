@@ -312,3 +312,47 @@ def test_random_messages_never_raise_out_of_the_link(raw_messages: list[str | by
         "twist": {"twist": {"linear": {"x": 0.0}, "angular": {"z": 0.0}}}}}))
     obs = link.latest()
     assert obs is not None and obs.odom.x_m == 3.0
+
+
+def test_battery_current_and_status_are_read_and_a_nan_current_is_unknown() -> None:
+    """BatteryState's current and power_supply_status reach the observation as the base sent
+    them; rosbridge writes a NaN current (not measured) as null: unknown, not zero."""
+    link = RosbridgeLink("ws://x:1", parse_rosbridge_url("ws://x:1?image=&scan="), LinkOptions())
+    odom = json.dumps({"op": "publish", "topic": "/odom", "msg": {
+        "pose": {"pose": {"position": {"x": 0.0, "y": 0.0, "z": 0.0},
+                          "orientation": {"x": 0, "y": 0, "z": 0, "w": 1}}},
+        "twist": {"twist": {"linear": {"x": 0.0}, "angular": {"z": 0.0}}}}})
+    seen = []
+    for current in (-1.7, None):
+        link._on_raw(json.dumps({"op": "publish", "topic": "/battery_state", "msg": {
+            "percentage": 0.5, "current": current, "power_supply_status": 1}}))
+        link._on_raw(odom)
+        obs = link.latest()
+        assert obs is not None
+        seen.append((obs.battery_current_a, obs.power_supply_status, obs.battery_frac))
+    assert seen == [(-1.7, 1, 0.5), (None, 1, 0.5)]
+
+
+def test_a_good_dock_contact_reports_a_charging_current_over_ws(
+        server: SimRosbridgeServer, link: RosbridgeLink) -> None:
+    from dock_support import place_at_dock
+
+    link.reset(4)
+    obs = link.latest()
+    assert obs is not None
+    wait_for(lambda: link.latest().battery_current_a is not None,  # type: ignore[union-attr]
+             5, "a BatteryState with a current")
+    assert link.latest().battery_current_a < 0  # type: ignore[union-attr,operator]
+    with server.base._lock:
+        place_at_dock(server.base.sim)
+
+    def creep() -> bool:
+        link.send(Command(0.08, 0.0))
+        time.sleep(0.02)
+        return link.latest().docked  # type: ignore[union-attr]
+
+    wait_for(creep, 10, "the robot docked")
+    wait_for(lambda: link.latest().power_supply_status == 1,  # type: ignore[union-attr]
+             5, "power_supply_status CHARGING")
+    current = link.latest().battery_current_a  # type: ignore[union-attr]
+    assert current is not None and current > 1.0

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from dock_support import place_at_dock
 
 from takeover.sim.expert import DockingExpert
 from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, SimOutcome, Simulator
-from takeover.sim.world import ROBOT_RADIUS_M, generate_world
-from takeover.types import Command
+from takeover.sim.world import generate_world
+from takeover.types import (
+    POWER_SUPPLY_STATUS_CHARGING,
+    POWER_SUPPLY_STATUS_DISCHARGING,
+    POWER_SUPPLY_STATUS_FULL,
+    Command,
+)
 
 
 def run_expert(seed: int, max_steps: int = 1200) -> Simulator:
@@ -96,15 +100,6 @@ def test_estop_latches_in_the_base() -> None:
         sim.command(Command(0.3, 0.0))
         sim.step(0.05)
     assert sim.v == 0.0 and sim.observe().estop
-
-
-def place_at_dock(sim: Simulator, lateral_m: float, heading_deg: float, gap_m: float = 0.01) -> None:
-    d = sim.dock_pose
-    n = np.array([math.cos(d.yaw_rad), math.sin(d.yaw_rad)])
-    t = np.array([-n[1], n[0]])
-    p = np.array([d.x_m, d.y_m]) + n * (ROBOT_RADIUS_M + gap_m) + t * lateral_m
-    sim.x, sim.y = float(p[0]), float(p[1])
-    sim.yaw = d.yaw_rad + math.pi + math.radians(heading_deg)
 
 
 @pytest.mark.parametrize(
@@ -192,3 +187,51 @@ def test_blind_replay_of_the_mean_expert_command_cannot_dock() -> None:
             sim.step(0.05)
         docked += sim.outcome is SimOutcome.DOCKED
     assert docked <= 1
+
+
+def _contact(lateral_m: float, seed: int = 2) -> Simulator:
+    sim = Simulator(seed, SimConfig(noise_v_mps=0, noise_w_radps=0, slip_frac=0.0))
+    place_at_dock(sim, lateral_m, 0.0)
+    for _ in range(40):
+        if sim.outcome is not SimOutcome.RUNNING:
+            break
+        sim.command(Command(0.08, 0.0))
+        sim.step(0.02)
+    return sim
+
+
+def test_the_battery_reports_a_charging_current_only_on_a_good_contact() -> None:
+    sim = Simulator(3)
+    before = sim.observe()
+    assert before.battery_current_a is not None and before.battery_current_a < 0
+    assert before.power_supply_status == POWER_SUPPLY_STATUS_DISCHARGING
+    docked = _contact(0.0)
+    assert docked.outcome is SimOutcome.DOCKED
+    readings = [docked.observe(with_image=False, with_scan=False) for _ in range(50)]
+    assert all(o.power_supply_status == POWER_SUPPLY_STATUS_CHARGING for o in readings)
+    currents = [o.battery_current_a for o in readings]
+    assert all(c is not None and 1.2 < c < 1.8 for c in currents)  # 1.5 A, 0.05 A noise
+    misaligned = _contact(0.03)  # 3 cm off the axis: the contacts do not mate
+    assert misaligned.outcome is SimOutcome.MISALIGNED
+    o = misaligned.observe(with_image=False, with_scan=False)
+    assert o.bumper and o.battery_current_a is not None and o.battery_current_a < 0
+    assert o.power_supply_status == POWER_SUPPLY_STATUS_DISCHARGING
+    docked.battery = 1.0
+    full = docked.observe(with_image=False, with_scan=False)
+    assert full.power_supply_status == POWER_SUPPLY_STATUS_FULL
+
+
+def test_battery_readings_are_seeded_and_leave_the_episode_unchanged() -> None:
+    """The readings draw from their own stream: the same seed gives the same currents, and an
+    episode's motion is the same whether or not anything reads the battery."""
+    a, b = Simulator(5), Simulator(5)
+    assert [a.battery_reading() for _ in range(5)] == [b.battery_reading() for _ in range(5)]
+    quiet, read = Simulator(8), Simulator(8)
+    for sim, reads in ((quiet, 0), (read, 3)):
+        expert = DockingExpert(sim.dock_pose)
+        for _ in range(200):
+            for _ in range(reads):
+                sim.battery_reading()
+            sim.command(expert.command(sim.odometry()))
+            sim.step(0.05)
+    assert (quiet.x, quiet.y, quiet.yaw) == (read.x, read.y, read.yaw)

@@ -30,6 +30,7 @@ apart: BatteryState comes at 1-2 Hz and is not a freshness input.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import threading
@@ -70,12 +71,13 @@ class BatteryReading:
     percentage: float
     current_a: float
     voltage_v: float
-    power_supply_status: int
+    power_supply_status: int | None  # None: not known since a simulator reset
     t_ns: int
 
     @property
     def status_name(self) -> str:
-        return convert.POWER_SUPPLY_STATUS.get(self.power_supply_status, "unknown")
+        status = self.power_supply_status
+        return "unknown" if status is None else convert.POWER_SUPPLY_STATUS.get(status, "unknown")
 
 
 def open_ros2_link(url: str, options: LinkOptions) -> Ros2Link:
@@ -322,6 +324,11 @@ class Ros2Link(RobotLink):
             self._latest = None
             self._odom = None
             self._scan = self._image = None
+            # The old world's charge is no evidence about the new one: unknown until the next
+            # BatteryState (the percentage stays, a battery does not change with the room).
+            if self._battery is not None:
+                self._battery = dataclasses.replace(self._battery, current_a=math.nan,
+                                                    power_supply_status=None)
             self._since_ns = time.monotonic_ns()
             self._hold_until_ns = self._since_ns + int(SERVICE_TIMEOUT_S * 1e9)
         self._wait_complete_observation(time.monotonic() + SERVICE_TIMEOUT_S)
@@ -624,6 +631,8 @@ class Ros2Link(RobotLink):
 
     def _on_battery(self, msg: Any) -> None:
         now = time.monotonic_ns()
+        if not self._stamp_ok(msg.header):
+            return  # charging in the old world says nothing about this one
         percentage = float(msg.percentage)
         self._battery = BatteryReading(
             percentage=percentage if math.isfinite(percentage) else math.nan,
@@ -666,6 +675,7 @@ class Ros2Link(RobotLink):
             inputs["image"] = image[0] if image is not None else since
         battery = self._battery
         frac = battery.percentage if battery is not None else math.nan
+        current = battery.current_a if battery is not None else math.nan
         observation = Observation(
             t_ns=min(inputs.values()),  # its oldest part, so freshness checks see the real age
             odom=odom,
@@ -675,6 +685,8 @@ class Ros2Link(RobotLink):
             docked=self._docked,
             estop=self._estop or self._estop_latched,
             bumper=self._bumper,
+            battery_current_a=current if math.isfinite(current) else None,  # NaN: unknown
+            power_supply_status=None if battery is None else battery.power_supply_status,
             input_t_ns=inputs,
         )
         with self._obs_cond:

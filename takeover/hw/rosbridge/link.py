@@ -312,6 +312,10 @@ class RosbridgeLink(RobotLink):
         self._scan: tuple[int, npt.NDArray[np.float32]] | None = None
         self._image: tuple[int, npt.NDArray[np.uint8]] | None = None
         self._battery = 1.0
+        # BatteryState's current (A, as the base reports it) and power_supply_status; None
+        # until a message has them (NaN current = unknown, as the message says).
+        self._battery_current: float | None = None
+        self._power_supply_status: int | None = None
         self._estop = False
         self._docked = False
         self._bumper = False
@@ -500,6 +504,9 @@ class RosbridgeLink(RobotLink):
             self._latest = None
             self._scan = self._image = None
             self._odom = None
+            # The old world's charge is no evidence about the new one: unknown until the
+            # next BatteryState.
+            self._battery_current = self._power_supply_status = None
             self._awaited_since_ns = time.monotonic_ns()
         self._wait_complete_observation(time.monotonic() + SERVICE_TIMEOUT_S)
 
@@ -842,6 +849,13 @@ class RosbridgeLink(RobotLink):
             percentage = msg.get("percentage")
             if isinstance(percentage, int | float) and math.isfinite(percentage):
                 self._battery = min(1.0, max(0.0, float(percentage)))
+            current = msg.get("current")
+            # rosbridge writes a NaN float as null: both mean the base does not measure it.
+            self._battery_current = float(current) if isinstance(current, int | float) \
+                and not isinstance(current, bool) and math.isfinite(current) else None
+            status = msg.get("power_supply_status")
+            self._power_supply_status = status if isinstance(status, int) \
+                and not isinstance(status, bool) else None
         elif topic == c.estop_topic:
             self._estop = _bool(msg)
         elif topic == c.docked_topic:
@@ -882,6 +896,8 @@ class RosbridgeLink(RobotLink):
             docked=self._docked,
             estop=self._estop or self._estop_latched,
             bumper=self._bumper,
+            battery_current_a=self._battery_current,
+            power_supply_status=self._power_supply_status,
             input_t_ns=stamps,
         )
         with self._obs_cond:

@@ -1,0 +1,22 @@
+"""Putting a simulated robot at its dock, for the tests of charge detection over every link."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from takeover.sim.simulator import Simulator
+from takeover.sim.world import ROBOT_RADIUS_M
+
+
+def place_at_dock(sim: Simulator, lateral_m: float = 0.0, heading_deg: float = 0.0,
+                  gap_m: float = 0.01) -> None:
+    """The robot `gap_m` in front of the dock face, facing it, `lateral_m` off its axis: a slow
+    drive forward then makes contact (docked within the tolerance, else misaligned)."""
+    d = sim.dock_pose
+    n = np.array([math.cos(d.yaw_rad), math.sin(d.yaw_rad)])
+    t = np.array([-n[1], n[0]])
+    p = np.array([d.x_m, d.y_m]) + n * (ROBOT_RADIUS_M + gap_m) + t * lateral_m
+    sim.x, sim.y = float(p[0]), float(p[1])
+    sim.yaw = d.yaw_rad + math.pi + math.radians(heading_deg)
