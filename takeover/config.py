@@ -233,6 +233,29 @@ class DemonstrationConfig:
             raise ConfigError("demonstration.tau_s must be between 0.05 and 10 seconds")
 
 
+#: Which sign of BatteryState.current means charging on a base ([docking] current_sign).
+CURRENT_SIGNS = ("positive", "negative")
+
+
+@dataclass(frozen=True)
+class DockingConfig:
+    """[docking]: how an attempt's outcome is detected from what a real base reports
+    (control/docking_outcome.py, docs/configuration.md). Nav2's opennav_docking conventions:
+    charging = the battery current above a threshold after sign normalisation."""
+
+    charging_current_a: float = 0.5  # charging: current (sign-normalised) above this
+    current_sign: str = "positive"  # positive (REP 145) | negative: the sign of charging here
+    charge_confirm_ms: float = 500.0  # charging (or the docked topic) held this long = docked
+    # After the attempt stops at a contact, how long to wait for charging to show (a
+    # BatteryState at 1-2 Hz lags the contact); opennav_docking's wait_charge_timeout.
+    charge_wait_s: float = 3.0
+    use_docked_topic: bool = False  # also count the base's docked flag (a /docked Bool topic)
+    stall_s: float = 8.0  # no progress this long: failure
+    stall_distance_m: float = 0.05  # progress: the robot moved this far since the last progress
+    stall_angle_deg: float = 5.0  # or turned this much
+    timeout_s: float = 60.0  # the attempt's limit: failure
+
+
 @dataclass(frozen=True)
 class Config:
     robot: RobotConfig = field(default_factory=RobotConfig)
@@ -244,6 +267,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
     demonstration: DemonstrationConfig = field(default_factory=DemonstrationConfig)
+    docking: DockingConfig = field(default_factory=DockingConfig)
 
 
 T = TypeVar("T")
@@ -347,6 +371,25 @@ def _validate(config: Config) -> None:
     if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
     config.demonstration.check()
+    _validate_docking(config.docking)
+
+
+def _validate_docking(d: DockingConfig) -> None:
+    if not 0.0 < d.charging_current_a <= 100.0:
+        raise ConfigError(f"docking.charging_current_a = {d.charging_current_a}: must be above 0 "
+                          "and at most 100 (amperes, after the sign is normalised)")
+    if d.current_sign not in CURRENT_SIGNS:
+        raise ConfigError(f"docking.current_sign = {d.current_sign!r}: use positive (charging "
+                          "current reported above zero, REP 145) or negative")
+    if not 0.0 <= d.charge_confirm_ms <= 60_000.0:
+        raise ConfigError("docking.charge_confirm_ms must be between 0 and 60000")
+    if not 0.0 <= d.charge_wait_s <= 120.0 or d.charge_wait_s * 1000 < d.charge_confirm_ms:
+        raise ConfigError("docking.charge_wait_s must be between 0 and 120 s and at least "
+                          "charge_confirm_ms (else a charge could never be confirmed in it)")
+    for name in ("stall_s", "timeout_s", "stall_distance_m", "stall_angle_deg"):
+        value = getattr(d, name)
+        if not 0.0 < value <= 3600.0:
+            raise ConfigError(f"docking.{name} = {value}: must be above 0 (and at most 3600)")
 
 
 def _validate_field(f: FieldConfig) -> None:

@@ -132,6 +132,18 @@ noise_v_mps = 0.0         # standard deviations; 0 is off
 noise_w_radps = 0.0       # e.g. 0.1
 tau_s = 0.5               # how long a push lasts (correlation time)
 
+[docking]
+# How an attempt's outcome is detected from what the base reports (docs/configuration.md).
+charging_current_a = 0.5  # charging: BatteryState current above this (sign-normalised)
+current_sign = "positive" # positive | negative: which sign means charging on this base
+charge_confirm_ms = 500.0 # charging held this long = docked
+charge_wait_s = 3.0       # after a contact, wait this long for charging to show
+use_docked_topic = false  # also count the base's docked flag
+stall_s = 8.0             # no progress this long: failure
+stall_distance_m = 0.05   # progress = moved this far
+stall_angle_deg = 5.0     # or turned this much
+timeout_s = 60.0          # the attempt's limit: failure
+
 [policy]
 # How the robot runs the ONNX policy.
 execution = "receding"    # receding | ensemble

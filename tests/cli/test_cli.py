@@ -71,6 +71,12 @@ def test_bad_robot_url_is_one_clear_line(url: str, needle: str) -> None:
         ("[train]\nepochs = 0\n", "train.epochs"),
         ("[train]\nwarm_lr = 0\n", "train.warm_lr = 0.0: must be above 0"),
         ("[tui]\ncamera = 'iterm'\n", "tui.camera = 'iterm': use auto, kitty, sixel, halfblock or off"),
+        ("[docking]\ncurrent_sign = 'up'\n", "docking.current_sign = 'up'"),
+        ("[docking]\ncharging_current_a = -0.5\n", "docking.charging_current_a = -0.5"),
+        ("[docking]\nstall_s = 0\n", "docking.stall_s = 0.0: must be above 0"),
+        ("[docking]\ncharge_wait_s = 0.2\n", "docking.charge_wait_s"),
+        ("[docking]\nuse_docked_topic = 'yes'\n", "docking.use_docked_topic: expected true"),
+        ("[docking]\ncharge_current_a = 1\n", "unknown key 'docking.charge_current_a'"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, toml: str, needle: str) -> None:
@@ -112,6 +118,6 @@ def test_documented_configuration_loads_and_shows_the_defaults() -> None:
     assert set(table) == {f.name for f in dataclasses.fields(Config)}
     documented = config_from_dict(table, "docs/configuration.md")
     for section in ("robot", "loop", "safety", "gamepad", "keyboard", "tui", "policy",
-                    "demonstration"):
+                    "demonstration", "docking"):
         assert getattr(documented, section) == getattr(Config(), section), section
     assert config_from_dict(tomllib.loads(CONFIG_TEMPLATE), "template") == Config()
