@@ -46,8 +46,9 @@ SIGNAL_BUMPER = "bumper"
 SIGNAL_STALL = "stall"
 SIGNAL_TIMEOUT = "timeout"
 SIGNAL_OPERATOR = "operator"
+SIGNAL_NO_CHARGE = "no_charge"  # the attempt stopped (e.g. at the dock) and no charge showed
 SIGNALS = (SIGNAL_CURRENT, SIGNAL_STATUS, SIGNAL_DOCKED_TOPIC, SIGNAL_BUMPER, SIGNAL_STALL,
-           SIGNAL_TIMEOUT, SIGNAL_OPERATOR)
+           SIGNAL_TIMEOUT, SIGNAL_OPERATOR, SIGNAL_NO_CHARGE)
 
 _CHARGING_STATUSES = (POWER_SUPPLY_STATUS_CHARGING, POWER_SUPPLY_STATUS_FULL)
 
@@ -149,17 +150,18 @@ class DockingOutcomeDetector:
 
     def conclude(self, t_ns: int, reason: str, aborted: bool) -> DetectedOutcome:
         """The verdict of an attempt that ended before the detector decided: aborted (the
-        operator stopped it, or a fault latched) or a failure (the host's own step limit ran
-        out first)."""
+        operator stopped it, or a fault latched), a timeout (reason "timeout": the host's own
+        step limit ran out first), else a failure for want of a charge (it stopped, at the dock
+        or anywhere, and no charge showed)."""
         if self.decided is not None:
             return self.decided
         if aborted:
             return self._decide(DetectedOutcome(Outcome.ABORTED, {
                 "signal": SIGNAL_OPERATOR, "t_ns": t_ns, "reason": reason}))
         elapsed = 0.0 if self._first_ns is None else (t_ns - self._first_ns) / 1e9
+        signal = SIGNAL_TIMEOUT if reason == "timeout" else SIGNAL_NO_CHARGE
         return self._decide(DetectedOutcome(Outcome.FAILURE, {
-            "signal": SIGNAL_TIMEOUT, "t_ns": t_ns, "elapsed_s": round(elapsed, 3),
-            "reason": reason}))
+            "signal": signal, "t_ns": t_ns, "elapsed_s": round(elapsed, 3), "reason": reason}))
 
     def _decide(self, decision: DetectedOutcome) -> DetectedOutcome:
         self.decided = decision

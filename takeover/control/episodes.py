@@ -5,6 +5,14 @@ across episodes; an episode ends when the base reports docked (success), its bum
 collision or misaligned contact), a latched e-stop or link loss (aborted), or after
 `max_steps` ticks (failure: timeout). Works with a lockstep simulator (ticks are driven from
 here) and with any real-time link (the loop's thread runs and records arrive on a queue).
+
+Given a `[docking]` config, the runner also runs the docking outcome detector
+(control/docking_outcome.py) beside those rules, on what a real base reports (charging, bumper,
+odometry): the episode still ends as above, and the detector's decision and evidence go into
+the result (`detected`). When the episode ended at a contact (or with a charge or contact still
+being confirmed), the robot is stopped and the detector is given up to `charge_wait_s` of
+further ticks to see the charge (a BatteryState at 1-2 Hz lags the contact), as opennav_docking
+waits for charge after docking; those ticks are not steps of the episode.
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from takeover.config import DockingConfig
 from takeover.control.arbiter import OperatorEvent
+from takeover.control.docking_outcome import DetectedOutcome, DockingOutcomeDetector
 from takeover.control.loop import ControlLoop, SinkQueue
 from takeover.types import CommandSource, FieldState, Mode, Outcome, StepRecord
 
@@ -35,9 +45,11 @@ class EpisodeResult:
     protective_stops: int = 0  # the protective field stopped the robot (runs of STOPPED)
     duration_s: float = 0.0
     records: list[StepRecord] = field(default_factory=list)
+    # The docking outcome detector's decision and evidence (None without a [docking] config).
+    detected: DetectedOutcome | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "seed": self.seed,
             "outcome": self.outcome,
             "detail": self.detail,
@@ -46,6 +58,10 @@ class EpisodeResult:
             "interventions": self.interventions,
             "protective_stops": self.protective_stops,
         }
+        if self.detected is not None:
+            out["outcome_detected"] = self.detected.outcome.value
+            out["outcome_evidence"] = self.detected.evidence
+        return out
 
 
 class EpisodeRunner:
@@ -54,11 +70,14 @@ class EpisodeRunner:
     def __init__(self, loop: ControlLoop, max_steps: int = 1200,
                  on_record: Callable[[StepRecord], None] | None = None,
                  keep_records: bool = False, acknowledge_faults: bool = True,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None,
+                 docking: DockingConfig | None = None) -> None:
         """acknowledge_faults: a latched e-stop or link loss left by the previous episode is
         acknowledged before the next one starts, as the operator running a batch would (the
-        Arbiter refuses it while the cause persists, and the episode then aborts)."""
+        Arbiter refuses it while the cause persists, and the episode then aborts).
+        docking: run the docking outcome detector beside the episode's own rules."""
         self.loop = loop
+        self.docking = docking
         self.acknowledge_faults = acknowledge_faults
         self.on_event = on_event
         self.max_steps = max_steps
@@ -92,6 +111,8 @@ class EpisodeRunner:
         loop.post(engage)
         want = Mode.MANUAL if engage is OperatorEvent.MANUAL else Mode.AUTO
         result = EpisodeResult(seed=seed, outcome=OUTCOME_FAILURE, detail="timeout")
+        detector = DockingOutcomeDetector(self.docking) if self.docking is not None else None
+        last_t_ns: int | None = None
         started = False
         prev_mode: Mode | None = None
         prev_stopped = False
@@ -119,6 +140,9 @@ class EpisodeRunner:
                 self.on_record(rec)
             if self.keep_records:
                 result.records.append(rec)
+            last_t_ns = rec.t_ns
+            if detector is not None:
+                detector.update(rec.observation, rec.t_ns)
             obs = rec.observation
             if obs is not None and obs.docked:
                 result.outcome, result.detail = OUTCOME_SUCCESS, "docked"
@@ -136,7 +160,29 @@ class EpisodeRunner:
                 break
         result.duration_s = time.perf_counter() - t0
         self._stop_and_wait()
+        if detector is not None:
+            result.detected = self._detect_end(detector, result, last_t_ns)
         return result
+
+    def _detect_end(self, detector: DockingOutcomeDetector, result: EpisodeResult,
+                    last_t_ns: int | None) -> DetectedOutcome:
+        """The detector's verdict once the episode has ended and the robot is stopped: after a
+        contact (or with one being confirmed) it watches up to `charge_wait_s` more ticks."""
+        assert self.docking is not None
+        contact = result.detail in ("docked", "bumper")
+        if detector.decided is None and last_t_ns is not None and (contact or detector.pending):
+            wait_ns = round(self.docking.charge_wait_s * 1e9)
+            # Bounded in ticks too, in case the link's records stop advancing their clock.
+            max_ticks = int(wait_ns / self.loop.period_ns) + 2
+            start_ns = last_t_ns
+            for n, rec in enumerate(self._records()):
+                last_t_ns = rec.t_ns
+                if detector.update(rec.observation, rec.t_ns) is not None:
+                    break
+                if rec.t_ns - start_ns >= wait_ns or n >= max_ticks:
+                    break
+        end_ns = last_t_ns if last_t_ns is not None else 0
+        return detector.conclude(end_ns, result.detail, aborted=result.outcome == OUTCOME_ABORTED)
 
     def _records(self) -> Iterator[StepRecord]:
         loop = self.loop

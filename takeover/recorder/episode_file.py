@@ -318,16 +318,21 @@ def write_start_attrs(
     a["image_compression"] = str(compression)
     # End attributes exist from the start with fixed types, so that they can be updated in
     # place in SWMR mode (which cannot add attributes).
-    for name, dtype in schema.END_ATTR_DTYPES.items():
+    for name, dtype in {**schema.END_ATTR_DTYPES, **schema.DETECTION_ATTR_DTYPES}.items():
         a.create(name, np.zeros((), dtype=dtype), dtype=dtype)
     a.modify("outcome", np.bytes_(schema.OUTCOME_RECORDING))
+    a.modify("outcome_evidence", np.bytes_(b"{}"))
 
 
 def set_end_attrs(
     f: h5py.File, *, outcome: str, end_reason: str, end_time_ns: int, num_steps: int,
     duration_s: float, counts: StepCounts, dropped_steps: int, recovered: bool,
+    detected_outcome: str = "", outcome_evidence: dict[str, Any] | None = None,
 ) -> None:
     a = f.attrs
+    if detected_outcome and "detected_outcome" in a:
+        a.modify("detected_outcome", np.bytes_(Outcome.parse(detected_outcome).value))
+        a.modify("outcome_evidence", np.bytes_(evidence_json(outcome_evidence or {})))
     a.modify("num_steps", np.int64(num_steps))
     a.modify("duration_s", np.float64(duration_s))
     a.modify("demo_steps", np.int64(counts.demo))
@@ -343,6 +348,16 @@ def set_end_attrs(
     a.modify("end_reason", np.bytes_(encode_text(end_reason, 64)))
     a.modify("outcome", np.bytes_(outcome))
     a.modify("summary", np.bytes_(summary_json(a)))  # last: the rest is set
+
+
+def evidence_json(evidence: dict[str, Any]) -> bytes:
+    """The detector's evidence as its fixed-size attribute holds it: whole JSON, or (were it
+    ever too long) only its signal and time, never a cut-off text."""
+    size = schema.DETECTION_ATTR_DTYPES["outcome_evidence"].itemsize
+    text = json.dumps(evidence, sort_keys=True, default=str).encode()
+    if len(text) > size:
+        text = json.dumps({k: evidence[k] for k in ("signal", "t_ns") if k in evidence}).encode()
+    return text
 
 
 def summary_json(attrs: h5py.AttributeManager) -> bytes:
@@ -580,8 +595,10 @@ class EpisodeFileWriter:
     def finalize(
         self, outcome: Outcome | str, *, end_reason: str = "", dropped_steps: int = 0,
         recovered: bool = False, end_time_ns: int | None = None,
+        detected_outcome: str = "", outcome_evidence: dict[str, Any] | None = None,
     ) -> Path:
-        """Write the end attributes, close, and move the file to its final name."""
+        """Write the end attributes, close, and move the file to its final name.
+        detected_outcome, outcome_evidence: the docking outcome detector's verdict and why."""
         if self._image is not None and self.frames != self.rows:
             raise ValueError(f"{self.frames} frames but {self.rows} steps at finalize")
         outcome_text = outcome.value if isinstance(outcome, Outcome) else Outcome.parse(outcome).value
@@ -592,6 +609,7 @@ class EpisodeFileWriter:
             num_steps=self.rows,
             duration_s=duration_of(self.t_first_ns, self.t_last_ns, self.meta.rate_hz),
             counts=self.counts, dropped_steps=dropped_steps, recovered=recovered,
+            detected_outcome=detected_outcome, outcome_evidence=outcome_evidence,
         )
         self._f.flush()
         self._f.close()

@@ -115,6 +115,10 @@ class EpisodeInfo:
     size_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
     protective_stops: int = 0  # the protective field stopped the robot (0 in version-1 files)
+    # The docking outcome detector's verdict and evidence ("" and {} when nothing ran it, and
+    # in files written before it existed).
+    detected_outcome: str = ""
+    outcome_evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -141,6 +145,9 @@ class EpisodeInfo:
                 check_schema(path, values)
                 if "extra" not in values:
                     values["extra"] = attr_text(attrs.get("extra", "{}"))
+                for name in ("detected_outcome", "outcome_evidence"):  # not in the summary
+                    if name in attrs:
+                        values[name] = attrs[name]
                 try:
                     return cls._from_values(path, values, size_bytes)
                 except (EpisodeError, TypeError, ValueError):
@@ -182,6 +189,8 @@ class EpisodeInfo:
                 size_bytes=size_bytes,
                 extra=extra if isinstance(extra, dict) else {},
                 protective_stops=int(attrs.get("protective_stops", 0)),
+                detected_outcome=attr_text(attrs.get("detected_outcome", "")),
+                outcome_evidence=_evidence(attrs.get("outcome_evidence", "{}")),
             )
         except KeyError as err:
             raise EpisodeError(f"{path}: attribute {err.args[0]!r} is missing") from None
@@ -194,6 +203,14 @@ class EpisodeInfo:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> EpisodeInfo:
         return cls(**{**d, "path": Path(d["path"])})
+
+
+def _evidence(value: Any) -> dict[str, Any]:
+    try:
+        evidence = json.loads(attr_text(value) or "{}")
+    except ValueError:
+        return {}
+    return evidence if isinstance(evidence, dict) else {}
 
 
 def read_info(path: Path | str) -> EpisodeInfo:

@@ -191,6 +191,18 @@ OPTIONAL_ATTR_TYPES: dict[str, type] = {
     # before the file was made -> how long the link had waited for it (s). "{}": none missing.
     # Such an input has no dataset in the episode.
     "missing_inputs": str,
+    # The docking outcome detector's verdict (control/docking_outcome.py), beside `outcome`:
+    # an Outcome value, "" when nothing ran the detector.
+    "detected_outcome": str,
+    # Its evidence, a JSON object: "signal" (battery_current, power_supply_status,
+    # docked_topic, bumper, stall, timeout, no_charge, operator), "t_ns" (the control loop's
+    # clock) and the signal's figures (value_a, held_ms, ...); "{}" when nothing ran it.
+    "outcome_evidence": str,
+}
+#: The detector's attributes, created with the file at fixed sizes (SWMR cannot add them later).
+DETECTION_ATTR_DTYPES: dict[str, np.dtype] = {
+    "detected_outcome": np.dtype("S16"),
+    "outcome_evidence": np.dtype("S1024"),
 }
 #: The schema version that introduced an attribute (older files lack it); others: 1.
 ATTR_SINCE: dict[str, int] = {"protective_stops": 2}

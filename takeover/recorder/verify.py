@@ -119,7 +119,25 @@ def _check(path: Path, f: h5py.File, deep: bool) -> list[str]:
             problems.append(f"obs/image chunks {img.chunks} are not one frame per chunk")
     if problems:
         return problems
-    return _check_values(f, n, deep) + _missing_input_problems(a)
+    return _check_values(f, n, deep) + _missing_input_problems(a) + _detection_problems(a)
+
+
+def _detection_problems(a: h5py.AttributeManager) -> list[str]:
+    """The docking outcome detector's verdict, where the file has one: an outcome, and its
+    evidence a JSON object naming the signal that decided."""
+    if "detected_outcome" not in a:
+        return []  # written before the attributes existed
+    problems = []
+    detected = attr_text(a["detected_outcome"])
+    if detected and detected not in {o.value for o in Outcome}:
+        problems.append(f"detected_outcome {detected!r} is not an outcome")
+    try:
+        evidence = json.loads(attr_text(a.get("outcome_evidence", "{}")) or "{}")
+        if not isinstance(evidence, dict) or (detected and "signal" not in evidence):
+            raise ValueError("no signal")
+    except (TypeError, ValueError):
+        problems.append("attribute outcome_evidence is not a JSON object naming its signal")
+    return problems
 
 
 def _missing_input_problems(a: h5py.AttributeManager) -> list[str]:

@@ -104,6 +104,8 @@ class _End:
     end_reason: str
     future: Future[Path | None]
     generation: int
+    detected_outcome: str = ""
+    outcome_evidence: dict[str, Any] | None = None
 
 
 @dataclass
@@ -287,14 +289,20 @@ class EpisodeWriter(threading.Thread):
         self._inbox.put_control(_Begin(meta, self._generation))
         self._open = True
 
-    def end_episode(self, outcome: Outcome | str, end_reason: str = "operator"
-                    ) -> Future[Path | None]:
+    def end_episode(self, outcome: Outcome | str, end_reason: str = "operator", *,
+                    detected_outcome: Outcome | str = "",
+                    outcome_evidence: dict[str, Any] | None = None) -> Future[Path | None]:
         """End the open episode. Never blocks; the Future gives the final path once the file
-        is complete (None if nothing was recorded or recording had failed)."""
+        is complete (None if nothing was recorded or recording had failed).
+        detected_outcome, outcome_evidence: the docking outcome detector's verdict and why
+        (control/docking_outcome.py), stored beside `outcome`."""
         result: Future[Path | None] = Future()
         oc = outcome if isinstance(outcome, Outcome) else Outcome.parse(outcome)
+        detected = detected_outcome.value if isinstance(detected_outcome, Outcome) else (
+            Outcome.parse(detected_outcome).value if detected_outcome else "")
         self._open = False
-        self._inbox.put_control(_End(oc, end_reason, result, self._generation))
+        self._inbox.put_control(_End(oc, end_reason, result, self._generation, detected,
+                                     outcome_evidence))
         return result
 
     @property
@@ -409,7 +417,8 @@ class EpisodeWriter(threading.Thread):
                 # Recording already stopped it (full disk): report the file it was saved as.
                 item.future.set_result(self._auto_finished[1])
             else:
-                self._finish(item.outcome, item.end_reason, item.future)
+                self._finish(item.outcome, item.end_reason, item.future,
+                             item.detected_outcome, item.outcome_evidence)
         elif isinstance(item, _Sync):
             try:
                 if self._episode is not None:
@@ -515,7 +524,8 @@ class EpisodeWriter(threading.Thread):
                         f"saved with {steps} steps (outcome interrupted); free space and begin "
                         "a new episode")
 
-    def _finish(self, outcome: Outcome, end_reason: str, future: Future[Path | None] | None
+    def _finish(self, outcome: Outcome, end_reason: str, future: Future[Path | None] | None,
+                detected_outcome: str = "", outcome_evidence: dict[str, Any] | None = None
                 ) -> None:
         ep, self._episode = self._episode, None
         self._state = "idle"
@@ -530,7 +540,9 @@ class EpisodeWriter(threading.Thread):
                 if ep.file is not None:
                     self._append(ep)
                     dropped = self._inbox.dropped - ep.dropped_at_start
-                    path = ep.file.finalize(outcome, end_reason=end_reason, dropped_steps=dropped)
+                    path = ep.file.finalize(outcome, end_reason=end_reason, dropped_steps=dropped,
+                                            detected_outcome=detected_outcome,
+                                            outcome_evidence=outcome_evidence)
                     self._episodes_saved += 1
                     self._last_saved = path
                     self._alert("info", "episode_saved",

@@ -172,8 +172,11 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         note(f"{link.url} is not a simulator: no world reset, the episode starts where the "
              "robot stands")
     meter = EpisodeMeter(link, rate_hz) if request.measure else None
+    # The docking outcome detector runs beside the episode's own rules ([docking]): its verdict
+    # and evidence go into the episode file and the JSON.
     runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
-                           on_record=None if meter is None else meter.on_record)
+                           on_record=None if meter is None else meter.on_record,
+                           docking=config.docking)
     measured: list[dict[str, Any]] = []
     if not link.lockstep:
         loop.start()
@@ -207,15 +210,22 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                 measured.append(meter.summary(result.outcome == OUTCOME_SUCCESS, result.steps))
             path_note = ""
             if writer is not None:
-                path = writer.end_episode(result.outcome, end_reason=result.detail).result()
+                detected = result.detected
+                path = writer.end_episode(
+                    result.outcome, end_reason=result.detail,
+                    detected_outcome=detected.outcome if detected is not None else "",
+                    outcome_evidence=detected.evidence if detected is not None else None,
+                ).result()
                 if path is not None:
                     saved.append(str(path))
                     path_note = f" -> {path}"
             if progress is not None:
                 n_ok = sum(r.outcome == OUTCOME_SUCCESS for r in results)
+                seen = "" if result.detected is None else (
+                    f", detected {result.detected.outcome.value} by {result.detected.signal}")
                 print(f"episode {i + 1}/{request.episodes} seed {seed}: {result.outcome} "
-                      f"({result.detail}) in {result.steps} steps; {n_ok}/{len(results)} docked"
-                      f"{path_note}", file=progress, flush=True)
+                      f"({result.detail}{seen}) in {result.steps} steps; {n_ok}/{len(results)} "
+                      f"docked{path_note}", file=progress, flush=True)
     finally:
         loop.stop()
         if writer is not None:
@@ -234,10 +244,18 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             "model": str(policy.runtime.path), "model_id": model_id,
             "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
             **policy.latency_summary()}}),
-        "per_episode": [{**r.as_json(), **(measured[i] if measured else {})}
-                        for i, r in enumerate(results)],
+        "per_episode": [{**r.as_json(), **(measured[i] if measured else {}),
+                         **_truth(r, link)} for i, r in enumerate(results)],
         "recorded": saved,
     }
+
+
+def _truth(result: EpisodeResult, link: RobotLink) -> dict[str, str]:
+    """On a simulator, `outcome_truth`: the simulator's own verdict. Its docked flag is its
+    ground truth (a contact within the docking tolerance) and its bumper a collision or a
+    misaligned contact, which is what an episode ends on (`outcome`); the detector
+    (`outcome_detected`) reads only what a real base has: charging, bumper, odometry."""
+    return {"outcome_truth": result.outcome} if link.supports_sim_control else {}
 
 
 def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,

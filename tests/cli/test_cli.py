@@ -29,6 +29,9 @@ def test_drive_expert_fast_json_contract() -> None:
         assert set(e) >= {"seed", "outcome", "steps", "human_steps", "interventions"}
         assert e["outcome"] == "success" and e["human_steps"] == e["steps"] > 50
         assert e["interventions"] == 0
+        # The docking outcome detector beside it ([docking]), and the simulator's own verdict.
+        assert e["outcome_detected"] == e["outcome_truth"] == "success"
+        assert e["outcome_evidence"]["signal"] == "battery_current"
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from takeover.control.docking_outcome import (
     SIGNAL_BUMPER,
     SIGNAL_CURRENT,
     SIGNAL_DOCKED_TOPIC,
+    SIGNAL_NO_CHARGE,
     SIGNAL_OPERATOR,
     SIGNAL_STALL,
     SIGNAL_STATUS,
@@ -148,6 +149,11 @@ def test_timeout_and_conclude() -> None:
     run(d, [obs(i) for i in range(10)])
     ended = d.conclude(9 * TICK_NS, "timeout", aborted=False)
     assert ended.outcome is Outcome.FAILURE and ended.evidence["elapsed_s"] == 0.45
+    assert ended.signal == SIGNAL_TIMEOUT
+    d.reset()
+    d.update(obs(0), 0)
+    uncharged = d.conclude(TICK_NS, "docked", aborted=False)
+    assert uncharged.outcome is Outcome.FAILURE and uncharged.signal == SIGNAL_NO_CHARGE
 
 
 def test_pending_while_a_charge_or_a_contact_is_being_confirmed() -> None:

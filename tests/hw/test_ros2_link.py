@@ -283,6 +283,10 @@ def test_expert_docks_through_drive(sim_url: str, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["episodes"] == 2 and result["successes"] == 2, result["per_episode"]
+    # The charge came over DDS too (BatteryState at 2 Hz): the detector saw it, held.
+    for episode in result["per_episode"]:
+        assert episode["outcome_detected"] == episode["outcome_truth"] == "success", episode
+        assert episode["outcome_evidence"]["signal"] == "battery_current"
 
 
 def test_estop_battery_and_reset_against_the_server(sim_url: str) -> None:
