@@ -1,4 +1,4 @@
-/* takeover serial protocol v1: portable C99 codec. See takeover_proto.h. */
+/* takeover serial protocol v2: portable C99 codec. See takeover_proto.h. */
 #include "takeover_proto.h"
 
 #include <string.h>
@@ -379,7 +379,7 @@ bool tp_unpack_hello_ack(const uint8_t *p, size_t len, tp_hello_ack_t *m)
     return true;
 }
 
-size_t tp_pack_state(const tp_state_t *m, uint8_t *out)
+size_t tp_pack_state_v1(const tp_state_t *m, uint8_t *out)
 {
     uint8_t *p = out;
     put_u32(&p, m->t_ms);
@@ -394,9 +394,17 @@ size_t tp_pack_state(const tp_state_t *m, uint8_t *out)
     return (size_t)(p - out);
 }
 
+size_t tp_pack_state(const tp_state_t *m, uint8_t *out)
+{
+    uint8_t *p = out + tp_pack_state_v1(m, out);
+    put_i32(&p, m->current_ma);
+    put_u8(&p, m->power_supply_status);
+    return (size_t)(p - out);
+}
+
 bool tp_unpack_state(const uint8_t *p, size_t len, tp_state_t *m)
 {
-    if (len != 26) {
+    if (len != TP_STATE_SIZE && len != TP_STATE_V1_SIZE) {
         return false;
     }
     m->t_ms = get_u32(&p);
@@ -408,6 +416,13 @@ bool tp_unpack_state(const uint8_t *p, size_t len, tp_state_t *m)
     m->battery_permille = get_u16(&p);
     m->flags = get_u16(&p);
     m->last_cmd_seq = get_u16(&p);
+    if (len == TP_STATE_V1_SIZE) { /* a version-1 base: it does not say */
+        m->current_ma = TP_CURRENT_UNKNOWN_MA;
+        m->power_supply_status = TP_POWER_SUPPLY_UNKNOWN;
+        return true;
+    }
+    m->current_ma = get_i32(&p);
+    m->power_supply_status = get_u8(&p);
     return true;
 }
 

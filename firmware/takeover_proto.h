@@ -1,5 +1,7 @@
 /*
- * takeover serial protocol, version 1: portable C99 codec for robot-base firmware.
+ * takeover serial protocol, version 2: portable C99 codec for robot-base firmware.
+ * (Version 2 adds the battery current and power_supply_status to STATE; a base may still speak
+ * version 1 to a host that asks for it: tp_pack_state_v1.)
  *
  * Framing, CRC and message pack/unpack only: no hardware calls, no malloc, no globals, no
  * floating point. The specification is docs/serial-protocol.md; the Python implementation is
@@ -38,7 +40,7 @@
 extern "C" {
 #endif
 
-#define TP_PROTOCOL_VERSION 1u
+#define TP_PROTOCOL_VERSION 2u
 
 #define TP_MAX_PAYLOAD 1024u
 #define TP_HEADER_SIZE 3u /* msg_id:u8, seq:u16 */
@@ -185,7 +187,22 @@ typedef struct {
     uint16_t battery_permille;
     uint16_t flags;
     uint16_t last_cmd_seq;
+    /* version 2: the battery current as measured, BatteryState's sign (REP 145: positive while
+     * charging), or TP_CURRENT_UNKNOWN_MA; and sensor_msgs/BatteryState.power_supply_status
+     * (TP_POWER_SUPPLY_*). A version-1 STATE decodes with these unknown. */
+    int32_t current_ma;
+    uint8_t power_supply_status;
 } tp_state_t;
+#define TP_STATE_SIZE 31u    /* version 2 */
+#define TP_STATE_V1_SIZE 26u /* version 1: without current_ma and power_supply_status */
+#define TP_CURRENT_UNKNOWN_MA INT32_MIN
+enum {
+    TP_POWER_SUPPLY_UNKNOWN = 0,
+    TP_POWER_SUPPLY_CHARGING = 1,
+    TP_POWER_SUPPLY_DISCHARGING = 2,
+    TP_POWER_SUPPLY_NOT_CHARGING = 3,
+    TP_POWER_SUPPLY_FULL = 4
+};
 typedef struct {
     uint16_t scan_id;
     uint16_t total;
@@ -228,6 +245,9 @@ bool tp_unpack_sim_reset(const uint8_t *p, size_t len, tp_sim_reset_t *m);
 size_t tp_pack_hello_ack(const tp_hello_ack_t *m, uint8_t *out);
 bool tp_unpack_hello_ack(const uint8_t *p, size_t len, tp_hello_ack_t *m);
 size_t tp_pack_state(const tp_state_t *m, uint8_t *out);
+/* STATE in version 1's layout (26 bytes), for a host that asked for version 1. */
+size_t tp_pack_state_v1(const tp_state_t *m, uint8_t *out);
+/* Either layout: 31 bytes (version 2) or 26 (version 1: current and status unknown). */
 bool tp_unpack_state(const uint8_t *p, size_t len, tp_state_t *m);
 size_t tp_pack_scan(const tp_scan_t *m, uint8_t *out);
 bool tp_unpack_scan(const uint8_t *p, size_t len, tp_scan_t *m);

@@ -91,6 +91,16 @@ WRAP(error)
 WRAP(sim_dock_pose)
 WRAP(sim_image)
 
+/* STATE in version 1's layout (a version-1 base, or a host that asked for version 1). */
+static size_t pack_state_v1(const any_msg_t *m, uint8_t *out)
+{
+    return tp_pack_state_v1(&m->state, out);
+}
+static bool unpack_state_v1(const uint8_t *p, size_t len, any_msg_t *m)
+{
+    return len == TP_STATE_V1_SIZE && tp_unpack_state(p, len, &m->state);
+}
+
 static size_t pack_sim_get_dock_pose(const any_msg_t *m, uint8_t *out)
 {
     (void)m;
@@ -122,7 +132,8 @@ static const field_t state_fields[] = {
     FLD(tp_state_t, y_mm, F_I32),           FLD(tp_state_t, yaw_urad, F_I32),
     FLD(tp_state_t, v_mmps, F_I16),         FLD(tp_state_t, w_mradps, F_I16),
     FLD(tp_state_t, battery_permille, F_U16), FLD(tp_state_t, flags, F_U16),
-    FLD(tp_state_t, last_cmd_seq, F_U16)};
+    FLD(tp_state_t, last_cmd_seq, F_U16),   FLD(tp_state_t, current_ma, F_I32),
+    FLD(tp_state_t, power_supply_status, F_U8)};
 static const field_t scan_fields[] = {
     FLD(tp_scan_t, scan_id, F_U16), FLD(tp_scan_t, total, F_U16), FLD(tp_scan_t, first, F_U16),
     FLD(tp_scan_t, ranges_mm, F_RANGES)};
@@ -152,6 +163,8 @@ static const msg_desc_t messages[] = {
      unpack_sim_get_dock_pose},
     DESC("HELLO_ACK", TP_MSG_HELLO_ACK, hello_ack),
     DESC("STATE", TP_MSG_STATE, state),
+    {"STATE_V1", TP_MSG_STATE, state_fields, N(state_fields) - 2, pack_state_v1,
+     unpack_state_v1},
     DESC("SCAN", TP_MSG_SCAN, scan),
     DESC("HEARTBEAT_ACK", TP_MSG_HEARTBEAT_ACK, heartbeat_ack),
     DESC("ERROR", TP_MSG_ERROR, error),

@@ -124,11 +124,13 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
         from takeover.sim.serial_server import SimSerialServer
 
         version = args.protocol_version or PROTOCOL_VERSION
+        # --protocol-version N (hidden, for tests): a base that speaks only version N.
+        oldest = args.protocol_version or 1
         if args.serial_tcp:
             host, port = parse_host_port(args.serial_tcp, "--serial-tcp")
             try:
                 server = SimSerialServer("tcp", host=host, port=port, seed=args.seed,
-                                         version=version)
+                                         version=version, oldest_version=oldest)
             except OSError as exc:
                 raise UsageError(
                     f"--serial-tcp {args.serial_tcp}: cannot listen: {exc.strerror}"
@@ -136,7 +138,7 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             where = server.url
         else:
             server = SimSerialServer("pty", seed=args.seed, link_path=args.pty_link,
-                                     version=version)
+                                     version=version, oldest_version=oldest)
             where = server.url  # the pty's path (or the --pty-link symlink to it)
     print(where, flush=True)
 

@@ -1,7 +1,8 @@
 """The simulator exposed as robot-base firmware speaking the serial protocol, over a pty or TCP.
 
 `SimFirmware` is the base side of docs/serial-protocol.md, written the way real firmware is: it
-obeys CMD_VEL only after a HELLO handshake of the right version, stops when its host hangs up,
+obeys CMD_VEL only after a HELLO handshake of a version it speaks (2, or 1 for an older host:
+then STATE goes out without the battery current), stops when its host hangs up,
 goes silent for a second or stops commanding for 250 ms (the simulator's own watchdog), keeps
 its e-stop latched until SET_ESTOP 0, answers heartbeats, and streams STATE (50 Hz), SCAN
 (10 Hz) and, for hosts that ask, the simulator-only SIM_IMAGE frames (20 Hz).
@@ -47,9 +48,14 @@ class SimFirmware:
     the physics thread through the TelemetrySink methods.
     """
 
-    def __init__(self, base: RealTimeBase, version: int = sp.PROTOCOL_VERSION) -> None:
+    def __init__(self, base: RealTimeBase, version: int = sp.PROTOCOL_VERSION,
+                 oldest_version: int = 1) -> None:
+        """version: the newest protocol version this base speaks; it also speaks every one
+        down to oldest_version (the one the host asks for, as the protocol allows)."""
         self.base = base
         self.version = version
+        self.oldest_version = oldest_version
+        self._session_version = version
         self._decoder = sp.FrameDecoder()
         self._rx_seq = sp.SequenceCounter()
         self._lock = threading.Lock()
@@ -168,16 +174,19 @@ class SimFirmware:
             self._error(sp.ErrorCode.UNKNOWN_MESSAGE, frame.msg_id, "not accepted by a base")
 
     def _hello(self, hello: sp.Hello) -> None:
-        ok = hello.version == self.version
+        ok = self.oldest_version <= hello.version <= self.version
         with self._lock:
             # The host starts a new session: its sequence numbers restart, the base's go on.
             self._rx_seq.reset()
             self._ready = ok
+            if ok:
+                self._session_version = hello.version
             self._want_images = ok and bool(hello.flags & sp.HelloFlags.WANT_SIM_IMAGES)
             self._images.clear()
         self._queue(
             sp.HelloAck(
-                version=self.version, nonce=hello.nonce, capabilities=int(SIM_CAPABILITIES),
+                version=hello.version if ok else self.version, nonce=hello.nonce,
+                capabilities=int(SIM_CAPABILITIES),
                 watchdog_ms=self.base.watchdog_timeout_ms,
                 state_rate_hz=round(self.base.state_rate_hz),
                 scan_rate_hz=round(self.base.scan_rate_hz), name=FIRMWARE_NAME,
@@ -214,16 +223,17 @@ class SimFirmware:
         if state.watchdog_stopped:
             flags |= sp.StateFlags.WATCHDOG_STOPPED
         odom = state.odom
-        self._queue(
-            sp.State(
-                t_ms=(state.t_ns // 1_000_000) & 0xFFFFFFFF,
-                x_mm=sp.to_i32(odom.x_m, 1000), y_mm=sp.to_i32(odom.y_m, 1000),
-                yaw_urad=sp.to_i32(odom.yaw_rad, 1e6),
-                v_mmps=sp.to_i16(odom.v_mps, 1000), w_mradps=sp.to_i16(odom.w_radps, 1000),
-                battery_permille=max(0, min(1000, round(state.battery_frac * 1000))),
-                flags=int(flags), last_cmd_seq=self._last_cmd_seq,
-            )
+        message = sp.State(
+            t_ms=(state.t_ns // 1_000_000) & 0xFFFFFFFF,
+            x_mm=sp.to_i32(odom.x_m, 1000), y_mm=sp.to_i32(odom.y_m, 1000),
+            yaw_urad=sp.to_i32(odom.yaw_rad, 1e6),
+            v_mmps=sp.to_i16(odom.v_mps, 1000), w_mradps=sp.to_i16(odom.w_radps, 1000),
+            battery_permille=max(0, min(1000, round(state.battery_frac * 1000))),
+            flags=int(flags), last_cmd_seq=self._last_cmd_seq,
+            current_ma=sp.to_i32(state.battery_current_a, 1000),
+            power_supply_status=state.power_supply_status,
         )
+        self._queue(message if self._session_version >= 2 else message.v1())
 
     def on_scan(self, t_ns: int, ranges_m: npt.NDArray[np.float32]) -> None:
         if not self._ready:
@@ -504,9 +514,10 @@ class SimSerialServer:
         link_path: str | None = None,
         version: int = sp.PROTOCOL_VERSION,
         base: RealTimeBase | None = None,
+        oldest_version: int = 1,
     ) -> None:
         self.base = base or RealTimeBase(seed)
-        self.firmware = SimFirmware(self.base, version=version)
+        self.firmware = SimFirmware(self.base, version=version, oldest_version=oldest_version)
         self.transport: TcpServer | PtyServer
         if transport == "tcp":
             self.transport = TcpServer(self.firmware, host, port)

@@ -48,7 +48,7 @@ ALL_MESSAGES: list[sp.Message] = [
     sp.Hello(1, 1, 0xDEADBEEF), sp.CmdVel(-350, 1200), sp.Heartbeat(7), sp.SetEstop(1),
     sp.SimReset(42), sp.SimGetDockPose(),
     sp.HelloAck(1, 9, 0x93, 250, 50, 10, b"base"),
-    sp.State(1, -2, 3, -4, 5, -6, 700, 0x13, 9),
+    sp.State(1, -2, 3, -4, 5, -6, 700, 0x13, 9, 1480, 1), sp.StateV1(1, -2, 3, -4, 5, -6, 700, 0x13, 9),
     sp.Scan(1, 600, 508, tuple(range(92))), sp.HeartbeatAck(1, 2),
     sp.Error(3, 2, b"send HELLO first"), sp.SimDockPose(3, 6804, 2238, 3141593),
     sp.SimImage(1, 2, 4, 1, 2, 0, bytes(range(12))),
@@ -62,6 +62,18 @@ def test_every_message_round_trips_through_a_frame(message: sp.Message) -> None:
     frames = list(sp.FrameDecoder().feed(wire))
     assert len(frames) == 1 and frames[0].seq == 513 and frames[0].msg_id == message.MSG_ID
     assert sp.parse_message(frames[0]) == message
+
+
+def test_a_version_1_state_still_decodes_and_a_version_2_one_carries_the_charge() -> None:
+    """Version 2 appended the battery's current and power_supply_status to STATE; a base that
+    speaks version 1 (or a version-2 base answering a version-1 host) sends the old layout."""
+    v2 = sp.State(1, -2, 3, -4, 5, -6, 700, 0x13, 9, -812, 2)
+    assert len(v2.pack()) == 31 and len(v2.v1().pack()) == 26
+    assert v2.pack()[:26] == v2.v1().pack()  # appended: the old fields where they were
+    (old,) = sp.FrameDecoder().feed(sp.encode_message(v2.v1(), 3))
+    assert sp.parse_message(old) == sp.StateV1(1, -2, 3, -4, 5, -6, 700, 0x13, 9)
+    assert sp.State().current_ma == sp.CURRENT_UNKNOWN_MA
+    assert sp.to_i32(-1e12, 1000) > sp.CURRENT_UNKNOWN_MA  # a measured current never reads unknown
 
 
 def test_every_message_id_has_a_class_and_sim_only_ids_are_marked() -> None:

@@ -171,6 +171,7 @@ class SerialLink(RobotLink):
         self._fatal: LinkError | None = None
         self._hello_nonce = 0
         self._hello_ack: sp.HelloAck | None = None
+        self._session_version = sp.PROTOCOL_VERSION  # what the base agreed to speak
         self._capabilities = 0
         self._base_name = ""
         self._detail = "not connected"
@@ -546,24 +547,36 @@ class SerialLink(RobotLink):
             else sp.HelloFlags(0)
         deadline = time.monotonic() + HANDSHAKE_ATTEMPT_S
         echoes = 0
-        while self._hello_ack is None:
-            now = time.monotonic()
-            if now > deadline:
-                hint = " (our own frames came back: a loopback without a base?)" if echoes else ""
-                raise TimeoutError(f"no HELLO_ACK from the base{hint}")
-            with contextlib.suppress(Exception):
-                port.write(b"\x00")  # end any partial frame the base may hold
-            self._queue_control(sp.Hello(sp.PROTOCOL_VERSION, int(flags), self._hello_nonce))
-            retry = min(deadline, now + HANDSHAKE_RETRY_S)
-            while self._hello_ack is None and time.monotonic() < retry:
-                echoes += self._pump(port, 0.02, handshake=True)
-        ack = self._hello_ack
-        if ack.version != sp.PROTOCOL_VERSION:
+        version = sp.PROTOCOL_VERSION
+        while True:
+            while self._hello_ack is None:
+                now = time.monotonic()
+                if now > deadline:
+                    hint = " (our own frames came back: a loopback without a base?)" \
+                        if echoes else ""
+                    raise TimeoutError(f"no HELLO_ACK from the base{hint}")
+                with contextlib.suppress(Exception):
+                    port.write(b"\x00")  # end any partial frame the base may hold
+                self._queue_control(sp.Hello(version, int(flags), self._hello_nonce))
+                retry = min(deadline, now + HANDSHAKE_RETRY_S)
+                while self._hello_ack is None and time.monotonic() < retry:
+                    echoes += self._pump(port, 0.02, handshake=True)
+            ack = self._hello_ack
+            if ack.version == version:
+                break
+            if ack.version in sp.SUPPORTED_VERSIONS and ack.version < version:
+                # An older base answers with its own version and waits, not READY, for a HELLO
+                # of that version: speak it (a version-1 STATE has no battery current).
+                version = ack.version
+                self._hello_ack = None
+                continue
             self._close_port()
+            spoken = " or ".join(f"v{v}" for v in sp.SUPPORTED_VERSIONS)
             raise _VersionMismatch(
                 f"{self.url}: the base speaks serial protocol v{ack.version} but this takeover "
-                f"speaks v{sp.PROTOCOL_VERSION}; update the base firmware or takeover so they match"
+                f"speaks {spoken}; update the base firmware or takeover so they match"
             )
+        self._session_version = version
         self._capabilities = ack.capabilities
         self._base_name = ack.name.decode("ascii", "replace")
         self._rx_seq.reset()
@@ -627,7 +640,7 @@ class SerialLink(RobotLink):
                 self._rx_seq.reset()
             return
         self._rx_seq.observe(frame.seq)
-        if isinstance(message, sp.State):
+        if isinstance(message, sp.State | sp.StateV1):
             self._on_state(message)
         elif isinstance(message, sp.Scan):
             self._on_scan(message)
@@ -656,7 +669,7 @@ class SerialLink(RobotLink):
         else:
             self._counts["unknown_messages"] += 1  # a host -> base message from the base
 
-    def _on_state(self, state: sp.State) -> None:
+    def _on_state(self, state: sp.State | sp.StateV1) -> None:
         now = time.monotonic_ns()
         flags = sp.StateFlags(state.flags & 0x1F)
         image = self._image
@@ -681,6 +694,11 @@ class SerialLink(RobotLink):
             docked=bool(flags & sp.StateFlags.DOCKED),
             estop=bool(flags & sp.StateFlags.ESTOP_LATCHED) or self._estop_latched,
             bumper=bool(flags & sp.StateFlags.BUMPER),
+            # Version 2's battery current and status; a version-1 base does not say.
+            battery_current_a=None if not isinstance(state, sp.State)
+            or state.current_ma == sp.CURRENT_UNKNOWN_MA else state.current_ma / 1000.0,
+            power_supply_status=state.power_supply_status if isinstance(state, sp.State)
+            else None,
         )
         with self._obs_cond:
             self._latest = observation

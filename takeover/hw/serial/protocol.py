@@ -1,4 +1,8 @@
-"""The takeover serial protocol, version 1: framing, CRC and messages (see docs/serial-protocol.md).
+"""The takeover serial protocol, version 2: framing, CRC and messages (see docs/serial-protocol.md).
+
+Version 2 adds the battery's current and power_supply_status to STATE (charge detection,
+control/docking_outcome.py); a version-1 STATE (`StateV1`) still decodes, and a base may speak
+version 1 to a host that asks for it.
 
 Wire format of one frame::
 
@@ -28,7 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+#: The versions this host speaks, newest first: it asks for the newest and falls back.
+SUPPORTED_VERSIONS = (2, 1)
+#: STATE's current_ma when the base does not measure its battery current.
+CURRENT_UNKNOWN_MA = -(2**31)
 
 MAX_PAYLOAD = 1024
 HEADER_SIZE = 3  # msg_id:u8 + seq:u16
@@ -453,11 +461,52 @@ class HelloAck(Message):
 
 @dataclass(frozen=True, slots=True)
 class State(Message):
-    """Base -> host at state_rate_hz (50 Hz): odometry, battery, flags.
+    """Base -> host at state_rate_hz (50 Hz): odometry, battery, flags (version 2).
 
     x_mm, y_mm, yaw_urad: pose in the odometry frame; v_mmps, w_mradps: measured velocities;
-    last_cmd_seq: sequence number of the last CMD_VEL the base applied.
+    last_cmd_seq: sequence number of the last CMD_VEL the base applied. current_ma: the
+    battery's current as the base measures it (BatteryState's sign convention, REP 145: positive
+    while charging; CURRENT_UNKNOWN_MA when it does not measure it); power_supply_status:
+    sensor_msgs/BatteryState's constant (0 unknown, 1 charging, 2 discharging, 3 not
+    charging, 4 full).
     """
+
+    MSG_ID: ClassVar[MsgId] = MsgId.STATE
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<IiiihhHHHiB")
+    t_ms: int = 0
+    x_mm: int = 0
+    y_mm: int = 0
+    yaw_urad: int = 0
+    v_mmps: int = 0
+    w_mradps: int = 0
+    battery_permille: int = 0
+    flags: int = 0
+    last_cmd_seq: int = 0
+    current_ma: int = CURRENT_UNKNOWN_MA
+    power_supply_status: int = 0
+
+    def pack(self) -> bytes:
+        return self.FORMAT.pack(
+            self.t_ms, self.x_mm, self.y_mm, self.yaw_urad, self.v_mmps, self.w_mradps,
+            self.battery_permille, self.flags, self.last_cmd_seq, self.current_ma,
+            self.power_supply_status,
+        )
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> State:
+        cls._check_fixed(payload)
+        return cls(*cls.FORMAT.unpack(payload))
+
+    def v1(self) -> StateV1:
+        """The same state in version 1's layout, for a host that speaks version 1."""
+        return StateV1(self.t_ms, self.x_mm, self.y_mm, self.yaw_urad, self.v_mmps,
+                       self.w_mradps, self.battery_permille, self.flags, self.last_cmd_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class StateV1(Message):
+    """STATE as version 1 lays it out (26 bytes, no battery current or status): what a
+    version-1 base sends, and what a base sends to a host that asked for version 1."""
 
     MSG_ID: ClassVar[MsgId] = MsgId.STATE
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<IiiihhHHH")
@@ -478,7 +527,7 @@ class State(Message):
         )
 
     @classmethod
-    def unpack(cls, payload: bytes) -> State:
+    def unpack(cls, payload: bytes) -> StateV1:
         cls._check_fixed(payload)
         return cls(*cls.FORMAT.unpack(payload))
 
@@ -640,8 +689,18 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
 }
 
 
+#: Layouts of earlier protocol versions a receiver still decodes, by (id, payload size).
+OLD_LAYOUTS: dict[tuple[int, int], type[Message]] = {
+    (MsgId.STATE, StateV1.FORMAT.size): StateV1,
+}
+
+
 def parse_message(frame: Frame) -> Message:
-    """The message in a frame; raises ProtocolError for an unknown id or a bad payload."""
+    """The message in a frame; raises ProtocolError for an unknown id or a bad payload. A
+    payload in an earlier version's layout decodes as that layout's class (StateV1)."""
+    old = OLD_LAYOUTS.get((frame.msg_id, len(frame.payload)))
+    if old is not None:
+        return old.unpack(frame.payload)
     cls = MESSAGE_TYPES.get(frame.msg_id)
     if cls is None:
         raise ProtocolError(f"unknown message id 0x{frame.msg_id:02X}")
