@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tui_support import ConstantPolicy, fake_train_command, wait_for
+from tui_support import SCREEN_TEST_SAFETY, ConstantPolicy, fake_train_command, wait_for
 
 from takeover.config import Config
 from takeover.hw.base import open_link
@@ -282,7 +282,8 @@ async def test_demonstration_noise_is_shown_and_pushes_only_the_sent_command(
     from takeover.config import DemonstrationConfig, KeyboardConfig
 
     config = Config(keyboard=KeyboardConfig(initial_hold_ms=1500.0, repeat_hold_ms=1000.0),
-                    demonstration=DemonstrationConfig(noise_w_radps=0.3))
+                    demonstration=DemonstrationConfig(noise_w_radps=0.3),
+                    safety=SCREEN_TEST_SAFETY)
     app = build(config, workspace)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot, app)

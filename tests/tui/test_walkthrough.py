@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from textual.widgets import DataTable, ProgressBar, Static
-from tui_support import wait_for
+from tui_support import SCREEN_TEST_SAFETY, wait_for
 
 from takeover.config import Config, KeyboardConfig
 from takeover.hw.base import open_link
@@ -87,7 +87,8 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         f.write(TRAIN_SECTION)
     # Pilot key presses on this loaded 2-core machine came up to 2 s apart in AUTO (other work
     # on the cores): a key holds for 3 s, so the deadman stays held between presses.
-    config = Config(keyboard=KeyboardConfig(initial_hold_ms=3000.0, repeat_hold_ms=3000.0))
+    config = Config(keyboard=KeyboardConfig(initial_hold_ms=3000.0, repeat_hold_ms=3000.0),
+                    safety=SCREEN_TEST_SAFETY)
     app = make_app(config, open_link("sim://?seed=3"), None, ws, use_gamepad=False)
     async with app.run_test(size=SIZE) as pilot:
         session = app.session
