@@ -44,6 +44,9 @@ def test_drive_realtime_one_episode() -> None:
     # The rate itself is a timing figure: `takeover bench loop` measures it.
     assert out["loop"]["scheduling"] != "lockstep" and out["loop"]["late_ms_p99"] is not None
     assert out["loop"]["ticks"] >= out["per_episode"][0]["steps"] > 100
+    # The simulator process's battery reaches the detector through shared memory too.
+    assert out["per_episode"][0]["outcome_detected"] == "success"
+    assert out["per_episode"][0]["outcome_evidence"]["signal"] == "battery_current"
 
 
 @pytest.mark.parametrize(
