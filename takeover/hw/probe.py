@@ -28,6 +28,7 @@ from typing import Any
 
 from takeover.errors import TakeoverError
 from takeover.hw.base import LinkOptions, open_link
+from takeover.types import POWER_SUPPLY_STATUS_NAMES, POWER_SUPPLY_STATUS_UNKNOWN
 
 READY = "ready"
 WARNINGS = "usable, with warnings"
@@ -194,7 +195,17 @@ def _observations(report: ProbeReport, seen: list[tuple[int, Any]], health: Any,
         report.expects.append(Expectation("scan", "scan", "LaserScan", False,
                                           "the robot sends no LiDAR scan"))
         report.warnings.append("no LiDAR scan: the protective field cannot see obstacles")
-    report.offers.append(Offer("battery", "fraction", None, detail=f"{obs.battery_frac:.2f}"))
+    current, status = obs.battery_current_a, obs.power_supply_status
+    charge = (f", current {current:+.2f} A" if current is not None else ", no current") + (
+        f", {POWER_SUPPLY_STATUS_NAMES.get(status, str(status))}" if status is not None
+        else ", no power_supply_status")
+    report.offers.append(Offer("battery", "fraction, current, power_supply_status", None,
+                               detail=f"{obs.battery_frac:.2f}{charge}"))
+    if current is None and status in (None, POWER_SUPPLY_STATUS_UNKNOWN):
+        # What the docking outcome detector ([docking]) tells a dock by.
+        report.warnings.append("the base reports neither a battery current nor a "
+                               "power_supply_status: a dock cannot be detected by charging "
+                               "(only by a docked flag, [docking] use_docked_topic = true)")
     report.offers.append(Offer("flags", "estop/docked/bumper", None,
                                detail=f"estop={obs.estop} docked={obs.docked} "
                                       f"bumper={obs.bumper}"))

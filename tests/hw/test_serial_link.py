@@ -487,3 +487,17 @@ def test_serial_link_receive_never_raises_and_keeps_working(chunks: list[bytes])
     assert obs is not None and obs.odom.x_m == pytest.approx(1.234)
     if obs.image is not None:
         assert obs.image.ndim == 3 and obs.image.dtype == np.uint8
+
+
+def test_probe_names_the_charging_signals_and_warns_when_a_base_has_none() -> None:
+    from takeover.hw.probe import probe
+
+    with SimSerialServer("tcp", seed=4) as server:
+        report = probe(server.url, window_s=0.5)
+    (battery,) = [o for o in report.offers if o.name == "battery"]
+    assert "current" in battery.detail and "discharging" in battery.detail
+    assert not any("battery current" in w for w in report.warnings)
+    with SimSerialServer("tcp", seed=4, version=1, oldest_version=1) as old:
+        report = probe(old.url, window_s=0.5)
+    assert any("neither a battery current nor a power_supply_status" in w
+               for w in report.warnings), report.warnings
