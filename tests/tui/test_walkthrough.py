@@ -154,9 +154,18 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
         assert (ws / "models" / "current").resolve().name == "r001"
         assert read_history(ws)["events"][-1]["action"] == "promote"
 
-        # 5. AUTO with the deployed model driving, then a takeover with an arrow key.
+        # 5. AUTO with the deployed model driving, then a takeover with an arrow key. A new
+        # attempt first ("n": a fresh start pose): the demonstrations, keys held seconds on a
+        # loaded machine, can leave the robot facing a wall, where the protective field rightly
+        # holds the policy: the likely cause of a 60 s stall (source NONE, the policy proposing)
+        # in a series under a CPU hog. The failure message now names the field's verdict.
         await pilot.press("1")
         assert isinstance(app.screen, DriveScreen)
+        link = session.link  # type: ignore[attr-defined]
+        seed_before = link.seed
+        await pilot.press("n")
+        await wait_for(pilot, lambda: link.seed != seed_before and session.loop.latest is not None,
+                       what="a new start pose")
         await pilot.press("r")
         await wait_for(pilot, lambda: session.episode.recording, what="recording in round r001")
         await pilot.press("p")
@@ -173,7 +182,7 @@ async def test_walkthrough_with_the_real_trainer(tmp_path: Path) -> None:
                     break
             assert time.monotonic() < deadline, (
                 f"the policy is not driving: {rec.source} {rec.command} proposal "
-                f"{rec.policy_action} ({session.loop.arbiter.reason})")
+                f"{rec.policy_action} ({session.loop.arbiter.reason}; field {rec.field})")
         await pilot.press("down")  # a deflection: TAKEOVER
         await wait_for(pilot, lambda: mode(app) is Mode.TAKEOVER, what="TAKEOVER")
         steps = session.episode.steps
