@@ -335,7 +335,7 @@ def test_battery_current_and_status_are_read_and_a_nan_current_is_unknown() -> N
 
 def test_a_good_dock_contact_reports_a_charging_current_over_ws(
         server: SimRosbridgeServer, link: RosbridgeLink) -> None:
-    from dock_support import place_at_dock
+    from dock_support import creep_until_docked, place_at_dock
 
     link.reset(4)
     obs = link.latest()
@@ -346,12 +346,7 @@ def test_a_good_dock_contact_reports_a_charging_current_over_ws(
     with server.base._lock:
         place_at_dock(server.base.sim)
 
-    def creep() -> bool:
-        link.send(Command(0.08, 0.0))
-        time.sleep(0.02)
-        return link.latest().docked  # type: ignore[union-attr]
-
-    wait_for(creep, 10, "the robot docked")
+    creep_until_docked(link)
     wait_for(lambda: link.latest().power_supply_status == 1,  # type: ignore[union-attr]
              5, "power_supply_status CHARGING")
     current = link.latest().battery_current_a  # type: ignore[union-attr]

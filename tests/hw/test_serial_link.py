@@ -111,7 +111,7 @@ def test_the_state_carries_the_charge_and_a_version_1_base_still_works() -> None
     """Version 2's STATE brings the battery current (mA) and power_supply_status; a base that
     speaks only version 1 answers the host's HELLO v2 with v1, and the host falls back to it:
     odometry and flags as before, the charging signals unknown (None)."""
-    from dock_support import place_at_dock
+    from dock_support import creep_until_docked, place_at_dock
 
     with SimSerialServer("tcp", seed=4) as server:
         link = open_link(server.url)
@@ -124,12 +124,7 @@ def test_the_state_carries_the_charge_and_a_version_1_base_still_works() -> None
             with server.base._lock:
                 place_at_dock(server.base.sim)
 
-            def creep() -> bool:
-                link.send(Command(0.08, 0.0))
-                time.sleep(0.02)
-                return link.latest().docked  # type: ignore[union-attr]
-
-            wait_for(creep, 10.0, "the robot docked")
+            creep_until_docked(link)
             wait_for(lambda: link.latest().power_supply_status == 1,  # type: ignore[union-attr]
                      5.0, "power_supply_status CHARGING")
             current = link.latest().battery_current_a  # type: ignore[union-attr]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
+import pytest
 
+from takeover.hw.base import RobotLink
 from takeover.sim.simulator import Simulator
 from takeover.sim.world import ROBOT_RADIUS_M
+from takeover.types import Command
 
 
 def place_at_dock(sim: Simulator, lateral_m: float = 0.0, heading_deg: float = 0.0,
@@ -20,3 +24,17 @@ def place_at_dock(sim: Simulator, lateral_m: float = 0.0, heading_deg: float = 0
     p = np.array([d.x_m, d.y_m]) + n * (ROBOT_RADIUS_M + gap_m) + t * lateral_m
     sim.x, sim.y = float(p[0]), float(p[1])
     sim.yaw = d.yaw_rad + math.pi + math.radians(heading_deg)
+
+
+def creep_until_docked(link: RobotLink, timeout_s: float = 10.0) -> None:
+    """Creep forward at 8 cm/s over the link until the base reports docked (a robot placed
+    just in front of the dock with `place_at_dock`); a bounded wait, never a timed assert."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        link.send(Command(0.08, 0.0))
+        time.sleep(0.02)
+        obs = link.latest()
+        if obs is not None and obs.docked:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for the robot to dock")
