@@ -7,7 +7,6 @@ two processes, so the averaged gradients, and after two epochs the weights, must
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.slow  # `make test-fast` leaves it out; `make test` run
 CHILD = Path(__file__).with_name("ddp_child.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_two_gloo_processes_match_one(expert_workspace: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     env.pop("WORLD_SIZE", None)
@@ -36,8 +29,9 @@ def test_two_gloo_processes_match_one(expert_workspace: Path, tmp_path: Path) ->
     subprocess.run([sys.executable, str(CHILD), str(expert_workspace), str(one), "2"],
                    check=True, env=env, timeout=240, capture_output=True)
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        # --standalone: the launcher picks its own free port and rendezvous store, so no
+        # port picked here can be taken by another process before the launcher binds it.
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(CHILD), str(expert_workspace), str(two), "1"],
         env=env, timeout=240, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
