@@ -5,6 +5,10 @@
     takeover sim serve --rosbridge HOST:PORT [--seed S]   a rosbridge v2 server (ws://HOST:PORT)
     takeover sim serve --ros2 [NAMESPACE] [--seed S]      a ROS 2 robot (ros2://NAMESPACE)
 
+With `--reset drive [--truth-log PATH]` the simulator plays a real base: contacts release when
+it drives away, the docked flag stays clear, and it offers no reset and no dock pose (no SIM
+capability, no /sim services); the ground truth goes to PATH, for evaluation only.
+
 It prints one line on stdout saying where to connect (for --serial-pty, the pty path alone,
 so scripts can read it), then serves until interrupted (Ctrl-C or SIGTERM).
 """
@@ -23,6 +27,7 @@ from takeover.errors import UsageError
 
 if TYPE_CHECKING:
     from takeover.sim.camera_feed import CameraFeed
+    from takeover.sim.realtime import RealTimeBase
     from takeover.sim.ros2_server import SimRos2Server
     from takeover.sim.rosbridge_server import SimRosbridgeServer
     from takeover.sim.serial_server import SimSerialServer
@@ -79,6 +84,13 @@ def add_sim_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
                             "640x480@30 (default: the simulator's 96x96 at 20 Hz)")
     serve.add_argument("--pty-link", metavar="PATH",
                        help="with --serial-pty: also make PATH a symlink to the pty")
+    serve.add_argument("--reset", choices=("teleport", "drive"), default="teleport",
+                       help="teleport (default): a simulator the host resets with a seed; "
+                            "drive: it plays a real base (no reset, no dock pose, no docked "
+                            "flag; contacts release when it drives away)")
+    serve.add_argument("--truth-log", metavar="PATH",
+                       help="append the simulator's ground truth (contacts, releases) to PATH "
+                            "as JSON lines, for evaluation (docs/simulator.md)")
     serve.add_argument("--protocol-version", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=run_serve)
 
@@ -96,6 +108,7 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
         if args.ros2 is None and not args.rosbridge:
             raise UsageError("--camera works with --ros2 or --rosbridge")
         camera = parse_camera(args.camera)
+    base = _make_base(args)
     if args.ros2 is not None:
         from takeover.sim.ros2_server import SimRos2Server
 
@@ -104,14 +117,15 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             raise UsageError(f"--domain {domain}: a ROS_DOMAIN_ID is 0-232")
         server = SimRos2Server(namespace=args.ros2, seed=args.seed, domain_id=domain,
                                twist_stamped=getattr(args, "twist", "stamped") == "stamped",
-                               sim_time=getattr(args, "sim_time", False), camera=camera)
+                               sim_time=getattr(args, "sim_time", False), camera=camera,
+                               base=base)
         where = server.url + (f"?domain={domain}" if domain is not None else "")
     elif args.rosbridge:
         from takeover.sim.rosbridge_server import SimRosbridgeServer
 
         host, port = parse_host_port(args.rosbridge, "--rosbridge")
         try:
-            server = SimRosbridgeServer(host=host, port=port, seed=args.seed)
+            server = SimRosbridgeServer(host=host, port=port, seed=args.seed, base=base)
         except OSError as exc:
             raise UsageError(f"--rosbridge {args.rosbridge}: cannot listen: {exc.strerror}") from None
         if camera is not None:
@@ -130,7 +144,7 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             host, port = parse_host_port(args.serial_tcp, "--serial-tcp")
             try:
                 server = SimSerialServer("tcp", host=host, port=port, seed=args.seed,
-                                         version=version, oldest_version=oldest)
+                                         version=version, oldest_version=oldest, base=base)
             except OSError as exc:
                 raise UsageError(
                     f"--serial-tcp {args.serial_tcp}: cannot listen: {exc.strerror}"
@@ -138,7 +152,7 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             where = server.url
         else:
             server = SimSerialServer("pty", seed=args.seed, link_path=args.pty_link,
-                                     version=version, oldest_version=oldest)
+                                     version=version, oldest_version=oldest, base=base)
             where = server.url  # the pty's path (or the --pty-link symlink to it)
     print(where, flush=True)
 
@@ -156,6 +170,18 @@ def run_serve(args: argparse.Namespace, stop: threading.Event | None = None) -> 
             feed.close()
         server.close()
     return 0
+
+
+def _make_base(args: argparse.Namespace) -> RealTimeBase:
+    """The simulated base the server wraps: teleport-reset (the default) or, with --reset
+    drive, one that plays a real base; --truth-log names its ground-truth file."""
+    from takeover.sim.realtime import RealTimeBase
+    from takeover.sim.simulator import SimConfig
+
+    truth_log = getattr(args, "truth_log", None) or ""
+    config = SimConfig(real_base=getattr(args, "reset", "teleport") == "drive",
+                       truth_log=os.path.abspath(truth_log) if truth_log else "")
+    return RealTimeBase(args.seed, config)
 
 
 def _raise_priority(priority: int) -> None:

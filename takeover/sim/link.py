@@ -13,7 +13,15 @@ Two ways to run:
 
 URL options: `sim://?seed=7&fast=1&width=96&height=96&obstacles=walk-in` (dynamic obstacles,
 sim/obstacles.py: none, box, person or walk-in), `perturb=lighting=0.5,lidar_dropout=1`
-(perturbation families, sim/perturb.py; `:` may stand for `=`).
+(perturbation families, sim/perturb.py; `:` may stand for `=`), `reset=teleport|drive` and
+`truth_log=PATH`.
+
+`reset=teleport` (the default): the simulator's own reset between attempts (`reset(seed)`
+places a new world; `supports_sim_control`). `reset=drive`: the simulator plays a real base
+(`SimConfig.real_base`): the world is placed once, at the URL's seed's start pose, and the robot
+stays wherever the attempts leave it; contacts release when it drives away; the docked flag is
+always clear; `reset` and `dock_pose` refuse as on a real robot. `truth_log=PATH` appends the
+simulator's ground truth (sim/truth_log.py) to PATH, for evaluation only.
 """
 
 from __future__ import annotations
@@ -44,9 +52,14 @@ from takeover.sim.render import CameraModel
 from takeover.sim.simulator import SimConfig, Simulator
 from takeover.types import Command, Observation, Odometry, Pose2D
 
+RESET_MODES = ("teleport", "drive")  # sim://?reset=...
+
 
 def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
-    opts = UrlOptions(url, ("seed", "fast", "width", "height", "obstacles", "perturb"), "sim://")
+    """Build (not connect) the simulator link a sim:// URL asks for; bad options are one-line
+    UsageErrors."""
+    opts = UrlOptions(url, ("seed", "fast", "width", "height", "obstacles", "perturb", "reset",
+                            "truth_log"), "sim://")
     opts.check_unknown()
     fast = opts.flag("fast", options.fast) or options.fast
     camera = CameraModel(
@@ -58,7 +71,13 @@ def open_sim_link(url: str, options: LinkOptions) -> RobotLink:
     seed = opts.integer("seed", options.seed)
     obstacles = opts.choice("obstacles", OBSTACLE_FAMILIES, "none")
     perturb = str(parse_perturb(opts.text("perturb", ""), f"robot URL {url!r}: perturb"))
-    config = SimConfig(camera=camera, obstacles=obstacles, perturb=perturb)
+    real_base = opts.choice("reset", RESET_MODES, "teleport") == "drive"
+    truth_log = opts.text("truth_log", "")
+    if opts.has("truth_log") and not truth_log:
+        raise UsageError(f"robot URL {url!r}: truth_log needs a file path")
+    # Absolute: the real-time simulator's process writes it, whatever its working directory.
+    config = SimConfig(camera=camera, obstacles=obstacles, perturb=perturb, real_base=real_base,
+                       truth_log=os.path.abspath(truth_log) if truth_log else "")
     if fast:
         return SimLink(url, seed=seed, config=config)
     return RealtimeSimLink(url, seed=seed, config=config)
@@ -69,7 +88,8 @@ class SimLink(RobotLink):
 
     @property
     def supports_sim_control(self) -> bool:
-        return True
+        """True, unless the simulator plays a real base (`reset=drive`)."""
+        return not self.sim.config.real_base
 
     @property
     def lockstep(self) -> bool:
@@ -126,11 +146,15 @@ class SimLink(RobotLink):
         return self.sim.t_ns
 
     def reset(self, seed: int) -> None:
+        if not self.supports_sim_control:
+            super().reset(seed)  # refuses, as on a real robot
         with self._lock:
             self.sim.reset(seed)
             self._publish()
 
     def dock_pose(self) -> Pose2D:
+        if not self.supports_sim_control:
+            return super().dock_pose()  # refuses, as on a real robot
         return self.sim.dock_pose
 
     def advance(self, dt_s: float) -> None:
@@ -158,7 +182,8 @@ class RealtimeSimLink(RobotLink):
 
     @property
     def supports_sim_control(self) -> bool:
-        return True
+        """True, unless the simulator plays a real base (`reset=drive`)."""
+        return not self.config.real_base
 
     def __init__(self, url: str = "sim://", seed: int = 0, config: SimConfig | None = None,
                  physics_rate_hz: float = 100.0, camera_rate_hz: float = 20.0,
@@ -283,17 +308,25 @@ class RealtimeSimLink(RobotLink):
         self._rpc("estop", False)
 
     def reset(self, seed: int) -> None:
+        if not self.supports_sim_control:
+            super().reset(seed)  # refuses, as on a real robot
         self.seed = seed
         reply = self._rpc("reset", seed)
         self._dock = Pose2D(*reply[1])
 
     def dock_pose(self) -> Pose2D:
+        if not self.supports_sim_control:
+            return super().dock_pose()  # refuses, as on a real robot
         if self._dock is None:
             raise LinkError(f"{self.url}: not connected")
         return self._dock
 
     def sim_outcome(self) -> tuple[str, dict[str, float]]:
-        """The simulator's own verdict (running, docked, collision, misaligned) and contact."""
+        """The simulator's own verdict (running, docked, collision, misaligned) and contact.
+        With reset=drive the verdict is evaluation-only ground truth: read the truth log."""
+        if not self.supports_sim_control:
+            raise UsageError(f"{self.url}: the simulator plays a real base (reset=drive); its "
+                             "ground truth is in the truth log (sim://?truth_log=PATH)")
         reply = self._rpc("outcome")
         return reply[1], reply[2]
 

@@ -8,6 +8,9 @@ servers only queue what they will send.
 
 Commands arrive from the servers' I/O threads through a lock-free queue and reach the base at
 its next physics tick, as they would reach a motor controller.
+
+With `SimConfig.real_base` (`takeover sim serve --reset drive`) the servers present the base as
+a real robot: no simulator capability, reset or dock pose, and a docked flag that stays clear.
 """
 
 from __future__ import annotations
@@ -171,6 +174,12 @@ class RealTimeBase:
         return self.sim.seed
 
     @property
+    def real_base(self) -> bool:
+        """The simulator plays a real base (`SimConfig.real_base`, `sim serve --reset drive`):
+        the servers then offer no simulator control and no dock pose, as a real robot's."""
+        return self.sim.config.real_base
+
+    @property
     def outcome(self) -> SimOutcome:
         return self.sim.outcome
 
@@ -209,7 +218,7 @@ class RealTimeBase:
                 current_a, status = sim.battery_reading()
                 state = BaseState(
                     t_ns=now, odom=sim.odometry(), battery_frac=sim.battery,
-                    docked=sim.outcome is SimOutcome.DOCKED, estop=sim.estop,
+                    docked=sim.docked_flag(), estop=sim.estop,
                     bumper=sim.outcome in (SimOutcome.COLLISION, SimOutcome.MISALIGNED),
                     watchdog_stopped=self._watchdog_stopped(),
                     battery_current_a=current_a, power_supply_status=status,

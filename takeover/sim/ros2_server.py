@@ -23,6 +23,10 @@ What another node sees (names relative to the namespace; docs/ros2.md has the de
     parameter  takeover_sim seed           setting it resets the world with that seed
                                            (`ros2 param set /takeover_sim seed 7`)
 
+With `--reset drive` (a base whose simulator plays a real one, `RealTimeBase.real_base`) there
+is no dock_pose topic, no sim/ service and no seed parameter (a client's probe sees a real
+robot), and docked is published and always false: the battery tells a dock.
+
 The world's control uses standard interfaces only (a parameter and Trigger services), so no
 package of custom interfaces has to be built or installed on either side.
 
@@ -121,18 +125,23 @@ class SimRos2Server:
             "estop": node.create_publisher(Bool, "estop", reliable_qos()),
             "docked": node.create_publisher(Bool, "docked", reliable_qos()),
             "bumper": node.create_publisher(Bool, "bumper", reliable_qos()),
-            "dock_pose": node.create_publisher(PoseStamped, "dock_pose", reliable_qos()),
         }
+        # A simulator playing a real base (base.real_base, `sim serve --ros2 --reset drive`)
+        # offers none of the simulator's privileges: no dock pose, no sim services, no seed.
+        if not self.base.real_base:
+            self._pub["dock_pose"] = node.create_publisher(PoseStamped, "dock_pose",
+                                                           reliable_qos())
         if sim_time:
             self._pub["clock"] = node.create_publisher(Clock, "/clock", reliable_qos())
         node.create_subscription(
             TwistStamped if twist_stamped else Twist, "cmd_vel", self._on_cmd_vel,
             reliable_qos(), event_callbacks=SubscriptionEventCallbacks(matched=self._on_matched))
         node.create_service(SetBool, "estop/set", self._on_estop_set)
-        node.create_service(Trigger, "sim/get_dock_pose", self._on_get_dock_pose)
-        node.create_service(Trigger, "sim/command_latency", self._on_command_latency)
-        node.declare_parameter("seed", int(self.base.seed))
-        node.add_on_set_parameters_callback(self._on_set_parameters)
+        if not self.base.real_base:
+            node.create_service(Trigger, "sim/get_dock_pose", self._on_get_dock_pose)
+            node.create_service(Trigger, "sim/command_latency", self._on_command_latency)
+            node.declare_parameter("seed", int(self.base.seed))
+            node.add_on_set_parameters_callback(self._on_set_parameters)
         self._feed: CameraFeed | None = None
         self.base.set_sink(self)
         if camera is not None:
@@ -276,7 +285,8 @@ class SimRos2Server:
             battery.power_supply_status = state.power_supply_status
             battery.present = True
             self._publish("battery", battery)
-        if t >= self._next_dock_ns or t < self._next_dock_ns - DOCK_POSE_PERIOD_NS:
+        if "dock_pose" in self._pub and (t >= self._next_dock_ns
+                                         or t < self._next_dock_ns - DOCK_POSE_PERIOD_NS):
             self._next_dock_ns = t + DOCK_POSE_PERIOD_NS
             dock = self.base.sim.dock_pose
             pose = m["PoseStamped"]()

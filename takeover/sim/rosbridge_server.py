@@ -32,6 +32,9 @@ a test turns on (docs/rosbridge.md):
 - A real robot (`real_robot=True`): no /sim services, no e-stop topic and no e-stop service;
   `rosapi=False`: no rosapi either. A call to a service that does not exist is answered as
   rosbridge does (status error, `result: false`) and logged as an ERROR (`errors_logged`).
+- A simulator playing a real base (`base.real_base`, `takeover sim serve --reset drive`): no
+  /sim services and no /dock_pose (a client's probe sees a real robot); /docked is published
+  and always false (the battery's current and power_supply_status tell a dock).
 """
 
 from __future__ import annotations
@@ -277,6 +280,8 @@ class SimRosbridgeServer:
 
     def _published_topics(self) -> set[str]:
         topics = set(TOPIC_TYPES) - {CMD_VEL_TOPIC}
+        if self.base.real_base:  # the simulator plays a real base: no privileged dock pose
+            topics.discard(DOCK_POSE_TOPIC)
         return topics & set(ROBOT_TOPICS) if self.real_robot else topics
 
     async def _became_known(self, topics: set[str]) -> None:
@@ -517,6 +522,8 @@ class SimRosbridgeServer:
         services = [s for s in SERVICE_TYPES if self.rosapi or s not in ROSAPI_SERVICES]
         if self.real_robot:
             services = [s for s in services if s in ROSAPI_SERVICES]
+        if self.base.real_base:  # the simulator plays a real base: no simulator control
+            services = [s for s in services if not s.startswith("/sim/")]
         return services
 
     def _service(self, service: str, args: dict[str, Any]) -> Any:

@@ -5,7 +5,10 @@ obeys CMD_VEL only after a HELLO handshake of a version it speaks (2, or 1 for a
 then STATE goes out without the battery current), stops when its host hangs up,
 goes silent for a second or stops commanding for 250 ms (the simulator's own watchdog), keeps
 its e-stop latched until SET_ESTOP 0, answers heartbeats, and streams STATE (50 Hz), SCAN
-(10 Hz) and, for hosts that ask, the simulator-only SIM_IMAGE frames (20 Hz).
+(10 Hz) and, for hosts that ask, the simulator-only SIM_IMAGE frames (20 Hz). A base whose
+simulator plays a real one (`RealTimeBase.real_base`) leaves SIM and DOCK_CONTACT out of its
+capabilities and refuses the SIM_* requests as a real base does (it still streams SIM_IMAGE to
+a host that asks: the camera a real robot would have).
 
 Transports: `PtyServer` (a pseudo-terminal, as a USB-CDC port would appear: the host opens the
 printed /dev/pts/N path) and `TcpServer` (one host at a time on HOST:PORT, reached with the host
@@ -36,6 +39,9 @@ SIM_CAPABILITIES = (
     sp.Capability.LIDAR | sp.Capability.BATTERY | sp.Capability.BUMPER
     | sp.Capability.DOCK_CONTACT | sp.Capability.ESTOP | sp.Capability.SIM
 )
+# A simulator playing a real base (`--reset drive`): no SIM (no reset, no dock pose) and no
+# DOCK_CONTACT (its DOCKED flag is never set: the battery's current tells a dock).
+REAL_BASE_CAPABILITIES = SIM_CAPABILITIES & ~(sp.Capability.SIM | sp.Capability.DOCK_CONTACT)
 HOST_SILENCE_TIMEOUT_S = 1.0  # no frame from the host this long: it is gone, stop and unready
 FIRMWARE_NAME = b"takeover-sim"
 
@@ -163,6 +169,8 @@ class SimFirmware:
             self._last_cmd_seq = frame.seq
             self.commands_received += 1
             self.base.command(Command(message.v_mmps / 1000.0, message.w_mradps / 1000.0))
+        elif isinstance(message, sp.SimReset | sp.SimGetDockPose) and self.base.real_base:
+            self._error(sp.ErrorCode.UNKNOWN_MESSAGE, frame.msg_id, "sim-only message")
         elif isinstance(message, sp.SimReset):
             with self._lock:
                 self._images.clear()  # rows of the old world's frames
@@ -186,7 +194,8 @@ class SimFirmware:
         self._queue(
             sp.HelloAck(
                 version=hello.version if ok else self.version, nonce=hello.nonce,
-                capabilities=int(SIM_CAPABILITIES),
+                capabilities=int(REAL_BASE_CAPABILITIES if self.base.real_base
+                                 else SIM_CAPABILITIES),
                 watchdog_ms=self.base.watchdog_timeout_ms,
                 state_rate_hz=round(self.base.state_rate_hz),
                 scan_rate_hz=round(self.base.scan_rate_hz), name=FIRMWARE_NAME,

@@ -6,6 +6,12 @@ limits and noise, checks collisions and docking contact, and produces observatio
 LiDAR, odometry). It is deterministic for a given seed and sequence of commands and time steps.
 It has no clock of its own: callers step it (`step(dt_s)`); `SimLink` runs it in real time or in
 lockstep, and the serial and rosbridge servers wrap it the same way.
+
+By default a contact ends the episode: the robot is frozen where it touched until the next
+`reset` (a teleport). With `SimConfig.real_base` it behaves like a real base instead: a contact
+stops the robot but a motion away from what it touches is allowed, the contact releases once the
+body is clear, and the observation carries no ground-truth docked flag; the truth goes to the
+truth log (`truth_events`, sim/truth_log.py) for evaluation only.
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ import numpy as np
 from takeover.sim.obstacles import DynamicObstacles
 from takeover.sim.perturb import attach_perturbation
 from takeover.sim.render import CameraModel, Renderer
+from takeover.sim.truth_log import (
+    EVENT_CONTACT,
+    EVENT_RELEASE,
+    EVENT_START,
+    append_truth_event,
+    truth_event,
+)
 from takeover.sim.world import (
     DOCK_WIDTH_M,
     KIND_CLUTTER,
@@ -86,6 +99,16 @@ class SimConfig:
     obstacles: str = "none"
     # Perturbation families (sim/perturb.py), e.g. "lighting=0.5,lidar_dropout=1"; "" for none.
     perturb: str = ""
+    # Behave like a real base (`sim://?reset=drive`): a contact stops the robot without freezing
+    # it (motion away from what it touches is allowed, motion into it is blocked), the contact
+    # releases once the body is release_margin_m clear, and the observation's docked flag is
+    # always False (the host must tell a dock from the battery, as on a real base). Off: a
+    # contact freezes the robot until the next reset, and every seed's episode is as before.
+    real_base: bool = False
+    release_margin_m: float = 0.005
+    # Append every ground-truth outcome change to this JSON-lines file (sim/truth_log.py);
+    # "" keeps them in memory only (Simulator.truth_events).
+    truth_log: str = ""
 
 
 def _clamp(x: float, limit: float) -> float:
@@ -101,6 +124,8 @@ class Simulator:
 
     def __init__(self, seed: int = 0, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
+        # Ground truth for evaluation (sim/truth_log.py): kept across resets, like the file.
+        self.truth_events: list[dict[str, object]] = []
         self.reset(seed)
 
     # --- world -------------------------------------------------------------------------------
@@ -129,11 +154,13 @@ class Simulator:
         self.battery = float(self._rng.uniform(0.2, 0.6))
         self.contact_report: dict[str, float] = {}
         self.collided_with = ""  # after a collision: wall | clutter | box | person
+        self._touching = ""  # real_base: what the robot is in contact with (dock|solid|obstacle)
         self.obstacles = DynamicObstacles(cfg.obstacles, seed, (self.world.dock.x_m,
                                           self.world.dock.y_m), ROBOT_RADIUS_M)
         self._dock_segments = np.flatnonzero(self.world.seg_kind == KIND_DOCK)
         self._solid_segments = np.flatnonzero(self.world.seg_kind != KIND_DOCK)
         self.perturbation = attach_perturbation(self)  # None unless config.perturb asks
+        self._log_truth(EVENT_START, "", seed=seed)
 
     @property
     def dock_pose(self) -> Pose2D:
@@ -174,7 +201,9 @@ class Simulator:
         check_every_substep = self._world_clearance_m() <= reach
         for _ in range(n):
             self._substep(h, check_every_substep)
-        if not check_every_substep:
+        # Far from every wall (the only case that skips the per-substep checks) a robot that
+        # is in contact touches a dynamic obstacle, which this check does not see anyway.
+        if not check_every_substep and self.outcome is SimOutcome.RUNNING:
             self._check_contacts()
 
     def clearance_m(self) -> float:
@@ -194,8 +223,27 @@ class Simulator:
         self.battery = min(1.0, self.battery + h / 1800) if self.outcome is SimOutcome.DOCKED \
             else max(0.0, self.battery - h * cfg.battery_drain_per_s)
         if self.outcome is not SimOutcome.RUNNING:
-            self.v = self.w = 0.0
+            if cfg.real_base:
+                self._substep_in_contact(h)
+            else:
+                self.v = self.w = 0.0
             return
+        self._update_speeds(h)
+        self._integrate(h)
+        if self.obstacles.plan is not None:
+            self.obstacles.step(self.t_ns / 1e9, h, self.x, self.y, self.yaw, self.v, self.w)
+            if self.obstacles.distance_m(self.x, self.y) <= ROBOT_RADIUS_M:
+                self.collided_with = self.obstacles.kind
+                self.contact_report = {"speed_mps": abs(self.v)}
+                self._contact(SimOutcome.COLLISION, "obstacle", self.collided_with)
+                self.v = self.w = 0.0
+                return
+        if check_contacts:
+            self._check_contacts()
+
+    def _update_speeds(self, h: float) -> None:
+        """Commands due now reach the wheels (watchdog, e-stop, speed and acceleration limits)."""
+        cfg = self.config
         while self._pending and self._pending[0][0] <= self.t_ns:
             self._target = self._pending.popleft()[1]
         watchdog_expired = (
@@ -207,6 +255,10 @@ class Simulator:
         w_t = _clamp(target.w_radps, cfg.max_w_radps)
         self.v += _clamp(v_t - self.v, cfg.accel_v_mps2 * h)
         self.w += _clamp(w_t - self.w, cfg.accel_w_radps2 * h)
+
+    def _integrate(self, h: float) -> None:
+        """Move the body over one sub-step at the wheels' speeds (slip and noise included)."""
+        cfg = self.config
         moving = abs(self.v) > 1e-4 or abs(self.w) > 1e-4
         v_act = self.v * self.slip + (self._rng.normal(0, cfg.noise_v_mps) if moving else 0.0)
         w_act = self.w * self.slip + (self._rng.normal(0, cfg.noise_w_radps) if moving else 0.0)
@@ -220,16 +272,67 @@ class Simulator:
             self.x += r * (math.sin(new_yaw) - math.sin(self.yaw))
             self.y -= r * (math.cos(new_yaw) - math.cos(self.yaw))
             self.yaw = wrap_angle(new_yaw)
-        if self.obstacles.plan is not None:
+
+    def _substep_in_contact(self, h: float) -> None:
+        """real_base: one sub-step while touching something. The step is integrated tentatively
+        and kept only if it takes the body no closer to what it touches (nor into anything
+        else); otherwise the base is held where it is, as a bumper or a dock's end stop holds a
+        real one. Clear of it by release_margin_m, the contact releases."""
+        self._update_speeds(h)
+        before = self._distances()
+        saved = (self.x, self.y, self.yaw)
+        self._integrate(h)
+        after = self._distances()
+        touching = self._touching
+        eps = 1e-12
+        blocked = after[touching] < before[touching] - eps or any(
+            after[k] <= ROBOT_RADIUS_M and after[k] < before[k] - eps
+            for k in after if k != touching)
+        if blocked:
+            self.x, self.y, self.yaw = saved
+            self.v = self.w = 0.0
+        if self.obstacles.plan is not None:  # the world goes on (a person waits, a box goes)
             self.obstacles.step(self.t_ns / 1e9, h, self.x, self.y, self.yaw, self.v, self.w)
-            if self.obstacles.distance_m(self.x, self.y) <= ROBOT_RADIUS_M:
-                self.outcome = SimOutcome.COLLISION
-                self.collided_with = self.obstacles.kind
-                self.contact_report = {"speed_mps": abs(self.v)}
-                self.v = self.w = 0.0
-                return
-        if check_contacts:
-            self._check_contacts()
+            after["obstacle"] = self.obstacles.distance_m(self.x, self.y)
+        if after[touching] > ROBOT_RADIUS_M + self.config.release_margin_m:
+            self._release()
+
+    def _distances(self) -> dict[str, float]:
+        """From the robot's centre to the dock, to the solid world (walls, clutter) and to the
+        dynamic obstacle: what a contact can be with."""
+        w = self.world
+        p = np.array([self.x, self.y])
+        dock, solid = self._dock_segments, self._solid_segments
+        return {
+            "dock": float(segment_distance(p, w.seg_a[dock], w.seg_b[dock]).min()),
+            "solid": float(segment_distance(p, w.seg_a[solid], w.seg_b[solid]).min()),
+            "obstacle": self.obstacles.distance_m(self.x, self.y),
+        }
+
+    # --- ground truth ----------------------------------------------------------------------------
+
+    def _contact(self, outcome: SimOutcome, touching: str, with_: str) -> None:
+        """The robot touched something (touching: dock | solid | obstacle; with_: the truth
+        log's name for it)."""
+        self.outcome = outcome
+        self._touching = touching
+        self._log_truth(EVENT_CONTACT, with_)
+
+    def _release(self) -> None:
+        """real_base: the body is clear of what it touched; the bumper (or the charging
+        contacts) open again."""
+        with_ = "dock" if self._touching == "dock" else self.collided_with
+        self.outcome = SimOutcome.RUNNING
+        self._touching = ""
+        self.collided_with = ""
+        self.contact_report = {}
+        self._log_truth(EVENT_RELEASE, with_)
+
+    def _log_truth(self, event: str, with_: str, **extra: object) -> None:
+        record = truth_event(event, self.outcome.value, with_, self.t_ns, **extra)
+        self.truth_events.append(record)
+        if self.config.truth_log:
+            append_truth_event(self.config.truth_log, record)
 
     def _check_contacts(self) -> None:
         w = self.world
@@ -240,10 +343,10 @@ class Simulator:
             return
         d_solid = segment_distance(p, w.seg_a[self._solid_segments], w.seg_b[self._solid_segments])
         if d_solid.min() <= ROBOT_RADIUS_M:
-            self.outcome = SimOutcome.COLLISION
             kind = w.seg_kind[self._solid_segments[int(np.argmin(d_solid))]]
             self.collided_with = "clutter" if kind == KIND_CLUTTER else "wall"
             self.contact_report = {"speed_mps": abs(self.v)}
+            self._contact(SimOutcome.COLLISION, "solid", self.collided_with)
             self.v = self.w = 0.0
 
     def dock_errors(self) -> tuple[float, float]:
@@ -269,7 +372,7 @@ class Simulator:
             and speed < tol.contact_speed_mps
             and abs(lateral) < DOCK_WIDTH_M / 2
         )
-        self.outcome = SimOutcome.DOCKED if ok else SimOutcome.MISALIGNED
+        self._contact(SimOutcome.DOCKED if ok else SimOutcome.MISALIGNED, "dock", "dock")
         self.v = self.w = 0.0
 
     # --- sensors ------------------------------------------------------------------------------
@@ -284,6 +387,11 @@ class Simulator:
             v_mps=self.v + (float(self._rng.normal(0, 0.003)) if moving else 0.0),
             w_radps=self.w + (float(self._rng.normal(0, 0.005)) if moving else 0.0),
         )
+
+    def docked_flag(self) -> bool:
+        """The docked flag the base reports: the ground truth, except on a real base
+        (`real_base`), which has no such flag (the battery's current tells a dock there)."""
+        return self.outcome is SimOutcome.DOCKED and not self.config.real_base
 
     def battery_reading(self) -> tuple[float, int]:
         """(current A, power_supply_status) as the base's BatteryState would report them now:
@@ -313,7 +421,7 @@ class Simulator:
             image=image,
             scan_m=scan,
             battery_frac=self.battery,
-            docked=self.outcome is SimOutcome.DOCKED,
+            docked=self.docked_flag(),
             estop=self.estop,
             bumper=self.outcome in (SimOutcome.COLLISION, SimOutcome.MISALIGNED),
             battery_current_a=current_a,
