@@ -178,3 +178,16 @@ def test_the_truth_log_file_gets_a_line_per_event(tmp_path: Path) -> None:
     # Append mode: a second simulator on the same file adds to it.
     Simulator(5, SimConfig(real_base=True, truth_log=str(path)))
     assert [e["event"] for e in read_truth_log(path)] == ["start", "contact", "release", "start"]
+
+
+def test_a_box_in_the_way_blocks_and_releases_like_a_wall() -> None:
+    sim = Simulator(0, SimConfig(obstacles="box", real_base=True))
+    assert drive(sim, 0.4, 0.0, 5.0, until=SimOutcome.COLLISION)
+    assert sim.collided_with == "box"
+    touch = sim.obstacles.distance_m(sim.x, sim.y)
+    drive(sim, 0.3, 0.0, 1.0)
+    assert sim.outcome is SimOutcome.COLLISION
+    assert sim.obstacles.distance_m(sim.x, sim.y) >= touch - 1e-9
+    assert drive(sim, -0.1, 0.0, 2.0, until=SimOutcome.RUNNING)
+    assert [(e["event"], e["with"]) for e in sim.truth_events[1:]] == [
+        ("contact", "box"), ("release", "box")]
