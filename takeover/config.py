@@ -237,6 +237,40 @@ class DemonstrationConfig:
 CURRENT_SIGNS = ("positive", "negative")
 
 
+#: Where resets take the dock pose from ([docking.reset] dock).
+RESET_DOCK_SOURCES = ("anchor", "config")
+
+
+@dataclass(frozen=True)
+class ResetConfig:
+    """[docking.reset]: undocking and driving back to a start pose between attempts
+    (control/reset_driver.py, docs/docking.md). Poses are in the odometry frame; the start
+    region is relative to the docked pose (where the robot stood when its charge was
+    confirmed), like the simulator's start distribution: out along the dock's axis, within a
+    bearing of it, facing the dock within a heading error."""
+
+    # anchor: the odometry pose at each confirmed dock (x_m.. below until the first one);
+    # config: always x_m, y_m, yaw_rad.
+    dock: str = "anchor"
+    x_m: float | None = None  # the docked pose: the robot's centre and heading when docked
+    y_m: float | None = None
+    yaw_rad: float | None = None
+    undock_m: float = 0.35  # back out straight along the dock's axis this far first
+    undock_mps: float = 0.10
+    staging_m: float = 0.6  # retries start here: straight out from the docked pose
+    distance_min_m: float = 1.1  # start poses: this far out from the docked pose...
+    distance_max_m: float = 2.0
+    bearing_deg: float = 30.0  # ...within this bearing of the dock's axis...
+    heading_deg: float = 20.0  # ...facing the dock within this
+    clearance_m: float = 0.45  # ...and this far from every LiDAR return (the robot's centre)
+    cruise_mps: float = 0.25  # driving to the start pose (the Arbiter's AUTO limits apply too)
+    turn_radps: float = 0.8
+    position_tolerance_m: float = 0.08
+    heading_tolerance_deg: float = 4.0
+    timeout_s: float = 60.0  # a reset not done by then stops (not reached)
+    seed: int = 0  # start poses are drawn from this seed, one per reset
+
+
 @dataclass(frozen=True)
 class DockingConfig:
     """[docking]: how an attempt's outcome is detected from what a real base reports
@@ -254,6 +288,11 @@ class DockingConfig:
     stall_distance_m: float = 0.05  # progress: the robot moved this far since the last progress
     stall_angle_deg: float = 5.0  # or turned this much
     timeout_s: float = 60.0  # the attempt's limit: failure
+    # After each attempt, undock and drive to a new start pose without being asked (the TUI;
+    # `takeover drive --reset drive` always does).
+    auto_reset: bool = False
+    max_retries: int = 0  # after a failed attempt, back to staging and try again this often
+    reset: ResetConfig = field(default_factory=ResetConfig)
 
 
 @dataclass(frozen=True)
@@ -390,6 +429,40 @@ def _validate_docking(d: DockingConfig) -> None:
         value = getattr(d, name)
         if not 0.0 < value <= 3600.0:
             raise ConfigError(f"docking.{name} = {value}: must be above 0 (and at most 3600)")
+    if not 0 <= d.max_retries <= 100:
+        raise ConfigError(f"docking.max_retries = {d.max_retries}: must be between 0 and 100")
+    _validate_reset(d.reset)
+
+
+def _validate_reset(r: ResetConfig) -> None:
+    if r.dock not in RESET_DOCK_SOURCES:
+        raise ConfigError(f"docking.reset.dock = {r.dock!r}: use anchor (the pose at each "
+                          "confirmed dock) or config (x_m, y_m, yaw_rad)")
+    given = [name for name in ("x_m", "y_m", "yaw_rad") if getattr(r, name) is not None]
+    if given and len(given) != 3:
+        missing = sorted({"x_m", "y_m", "yaw_rad"} - set(given))
+        raise ConfigError(f"docking.reset: {', '.join(given)} given without {', '.join(missing)} "
+                          "(the docked pose needs all three)")
+    if r.dock == "config" and not given:
+        raise ConfigError("docking.reset.dock = \"config\" needs x_m, y_m and yaw_rad (the "
+                          "docked pose in the odometry frame)")
+    for name in ("undock_m", "undock_mps", "staging_m", "distance_min_m", "distance_max_m",
+                 "cruise_mps", "turn_radps", "position_tolerance_m", "heading_tolerance_deg",
+                 "timeout_s", "clearance_m"):
+        value = getattr(r, name)
+        if not 0.0 < value <= 3600.0:
+            raise ConfigError(f"docking.reset.{name} = {value}: must be above 0 (and at most "
+                              "3600)")
+    if r.distance_min_m > r.distance_max_m:
+        raise ConfigError(f"docking.reset.distance_min_m = {r.distance_min_m} is above "
+                          f"distance_max_m = {r.distance_max_m}")
+    if r.undock_m > r.staging_m or r.staging_m > r.distance_max_m:
+        raise ConfigError("docking.reset: undock_m <= staging_m <= distance_max_m, please "
+                          f"(now {r.undock_m}, {r.staging_m}, {r.distance_max_m})")
+    for name, top in (("bearing_deg", 90.0), ("heading_deg", 90.0)):
+        value = getattr(r, name)
+        if not 0.0 <= value <= top:
+            raise ConfigError(f"docking.reset.{name} = {value}: must be between 0 and {top:g}")
 
 
 def _validate_field(f: FieldConfig) -> None:

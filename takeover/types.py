@@ -24,6 +24,9 @@ class Mode(enum.Enum):
     TAKEOVER = "TAKEOVER"  # the operator overrides the policy: a correction
     ESTOP = "ESTOP"  # latched; the operator must acknowledge
     LINK_LOST = "LINK_LOST"  # latched; the operator must acknowledge
+    # Undocking and driving back to a start pose between attempts (control/reset_driver.py):
+    # never a demonstration, its steps are unlabeled.
+    RESET = "RESET"
 
     @property
     def latched(self) -> bool:
@@ -36,6 +39,7 @@ class CommandSource(enum.Enum):
     NONE = "none"  # zero command: idle, deadman released, or a safety stop
     HUMAN = "human"  # the operator's input (gamepad, keyboard, or a simulated operator)
     POLICY = "policy"  # the learned policy
+    RESET = "reset"  # the reset driver: undock and drive to a start pose between attempts
 
 
 # Sirius convention for per-step `action_mode`.

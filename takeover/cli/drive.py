@@ -35,6 +35,13 @@ def add_drive_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="demonstrations: push the robot with turn-rate noise of this standard "
                    "deviation (rad/s) while the expert drives, recording the expert's own "
                    "command (DART; default: config [demonstration], off)")
+    p.add_argument("--reset", choices=["teleport", "drive"], default="teleport",
+                   help="between episodes: teleport (the simulator's world reset per seed; "
+                   "default) or drive (undock and drive to a new start pose, outcomes from "
+                   "the docking detector, as on a real base: sim://?reset=drive or a robot)")
+    p.add_argument("--truth-log", type=Path, default=None, metavar="PATH",
+                   help="with --reset drive on the simulator run as a real base: its truth log "
+                   "(sim://?truth_log=PATH, `sim serve --truth-log PATH`), for outcome_truth")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd_drive)
 
@@ -58,6 +65,8 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         rate_hz=args.rate_hz,
         demo_noise_w_radps=args.demo_noise,
+        reset=args.reset,
+        truth_log=args.truth_log,
     )
     progress = sys.stderr if args.json else sys.stdout
     summary = run_drive(request, progress=progress)

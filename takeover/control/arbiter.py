@@ -17,6 +17,10 @@ Rules (docs/safety.md):
 - Then the LiDAR protective field (control/field.py): in each driving mode it limits, only
   warns, or is off ([safety.field]); where it limits, it slows the command so the robot can
   stop before the protective distance, stops it inside it, and stops it without a fresh scan.
+- RESET (undocking and driving back to a start pose between attempts, control/reset_driver.py)
+  drives under AUTO's speed limits and deadman rule with the field always limiting, and any
+  stop ends it in IDLE: the deadman released, a stick moved, a protective stop, a bad command.
+  Only the operator starts it again.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class OperatorEvent(enum.Enum):
     STOP = "stop"  # back to IDLE
     ESTOP = "estop"  # latch the e-stop
     ACKNOWLEDGE = "acknowledge"  # clear a latched ESTOP / LINK_LOST (lands in IDLE)
+    RESET = "reset"  # undock and drive to a start pose (the loop's reset driver)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class Arbiter:
     def __init__(self, safety: SafetyConfig, policy_available: bool = False) -> None:
         self.safety = safety
         self.policy_available = policy_available
+        self.reset_available = False  # the loop has a reset driver with a target
         self.mode = Mode.IDLE
         self.reason = ""
         self._last = ZERO_COMMAND
@@ -148,8 +154,18 @@ class Arbiter:
                 self.reason = "no policy loaded: cannot engage AUTO"
                 return
             self._enter(Mode.AUTO, "policy driving")
+        elif event is OperatorEvent.RESET:
+            if not self.reset_available:
+                self.reason = "no reset target: cannot reset"
+                return
+            self._enter(Mode.RESET, "resetting: undocking and driving to a start pose")
         elif event is OperatorEvent.TAKEOVER and mode is Mode.AUTO:
             self._start_takeover("takeover button")
+
+    def reset_finished(self, reason: str) -> None:
+        """The reset driver reached its target: RESET ends in IDLE (the loop calls this)."""
+        if self.mode is Mode.RESET:
+            self._enter(Mode.IDLE, reason)
 
     def _enter(self, mode: Mode, reason: str) -> None:
         self.mode = mode
@@ -202,7 +218,7 @@ class Arbiter:
                     self.handle(event)
 
         operator_in_control = self.mode in _OPERATOR_MODES or (
-            self.mode is Mode.AUTO and s.deadman_in_auto
+            self.mode in (Mode.AUTO, Mode.RESET) and s.deadman_in_auto
         )
         if operator_in_control and not operator.connected:
             self._enter(Mode.IDLE, "input device lost: robot stopped")
@@ -210,6 +226,8 @@ class Arbiter:
         drop = False
         if self.mode is Mode.AUTO and (operator.deflection > s.takeover_deflection):
             self._start_takeover("sticks moved: takeover")
+        if self.mode is Mode.RESET and (operator.deflection > s.takeover_deflection):
+            self._enter(Mode.IDLE, "reset stopped: sticks moved (drive by hand, or reset again)")
         if self._drop_queue:
             drop, self._drop_queue = True, False
 
@@ -224,6 +242,8 @@ class Arbiter:
         if mode is Mode.AUTO:
             return self._out(self._policy_command(operator, proposal, dt_s), ACTION_MODE_ROBOT,
                              drop, s.field.auto, obs, now_ns)
+        if mode is Mode.RESET:
+            return self._reset_out(operator, proposal, dt_s, obs, now_ns)
         self._last = ZERO_COMMAND
         self._field_stopped = False
         return Decision(ZERO_COMMAND, CommandSource.NONE, mode, None, self.reason, drop)
@@ -239,6 +259,30 @@ class Arbiter:
         command, source, why = chosen
         return Decision(command, source, mode, action_mode if driving else None,
                         why or self.reason, drop, status)
+
+    def _reset_out(self, operator: OperatorInput, proposal: Command | None, dt_s: float,
+                   obs: Observation | None, now_ns: int) -> Decision:
+        """RESET: the reset driver's proposal under AUTO's limits and deadman, the field always
+        limiting (a reset needs the LiDAR: without a scan it cannot start). Any stop ends the
+        reset in IDLE, so nothing resumes without the operator; its steps are never labels."""
+        s = self.safety
+        if s.deadman_in_auto and not operator.deadman:
+            return self._end_reset("reset stopped: deadman released")
+        if proposal is None or not proposal.is_finite or (
+                abs(proposal.v_mps) > s.policy_abs_max_v_mps
+                or abs(proposal.w_radps) > s.policy_abs_max_w_radps):
+            return self._end_reset(f"reset stopped: bad reset command {proposal}")
+        chosen = (self._limit(proposal, s.auto, dt_s), CommandSource.RESET, "")
+        (command, source, why), status = self._protective_field(chosen, "limit", obs, now_ns)
+        if status.state in (FieldState.STOPPED, FieldState.BLIND) and not proposal.is_zero:
+            return self._end_reset(f"reset stopped: {status.reason or status.state.value}", status)
+        return Decision(command, source, Mode.RESET, None, why or self.reason, False, status)
+
+    def _end_reset(self, reason: str, status: FieldStatus | None = None) -> Decision:
+        self._enter(Mode.IDLE, reason)
+        self._last = ZERO_COMMAND
+        self._field_stopped = False
+        return Decision(ZERO_COMMAND, CommandSource.NONE, Mode.IDLE, None, reason, False, status)
 
     def _protective_field(self, chosen: tuple[Command, CommandSource, str], behaviour: str,
                           obs: Observation | None, now_ns: int

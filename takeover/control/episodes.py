@@ -13,6 +13,11 @@ the result (`detected`). When the episode ended at a contact (or with a charge o
 being confirmed), the robot is stopped and the detector is given up to `charge_wait_s` of
 further ticks to see the charge (a BatteryState at 1-2 Hz lags the contact), as opennav_docking
 waits for charge after docking; those ticks are not steps of the episode.
+
+With `end_on_detection` (a real base, or the simulator as one: `sim://?reset=drive`) the
+detector alone ends the attempt: no ground-truth docked flag is trusted, and a bumper contact
+is judged by the detector (charging within `charge_confirm_ms` is a dock). `reset` then drives
+the robot back out to a start pose between attempts (RESET mode, control/reset_driver.py).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from takeover.config import DockingConfig
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.docking_outcome import DetectedOutcome, DockingOutcomeDetector
 from takeover.control.loop import ControlLoop, SinkQueue
-from takeover.types import CommandSource, FieldState, Mode, Outcome, StepRecord
+from takeover.types import CommandSource, FieldState, Mode, Odometry, Outcome, Pose2D, StepRecord
 
 # The outcome vocabulary is takeover.types.Outcome; these are its values as an EpisodeResult
 # stores them (a str, as in the JSON of `takeover drive`).
@@ -47,6 +52,9 @@ class EpisodeResult:
     records: list[StepRecord] = field(default_factory=list)
     # The docking outcome detector's decision and evidence (None without a [docking] config).
     detected: DetectedOutcome | None = None
+    end_odom: Odometry | None = None  # where the attempt ended (end_on_detection): the anchor
+    wall_start_ns: int = 0  # time.time_ns() at the start and the end: joins a truth log
+    wall_end_ns: int = 0
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -64,6 +72,28 @@ class EpisodeResult:
         return out
 
 
+@dataclass
+class ResetResult:
+    """How a reset between attempts went (`takeover drive --reset drive`)."""
+
+    reached: bool
+    reason: str  # "reset done: ..." or why it stopped
+    duration_s: float  # wall clock
+    steps: int
+    target: Pose2D
+    kind: str  # start | staging (a retry)
+    bumps: int = 0  # bumper contacts the base reported during the reset
+    wall_start_ns: int = 0  # time.time_ns() at its start and end, to join a simulator's truth log
+    wall_end_ns: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "reached": self.reached, "reason": self.reason,
+                "duration_s": round(self.duration_s, 3), "steps": self.steps,
+                "bumps": self.bumps,
+                "target": [round(self.target.x_m, 3), round(self.target.y_m, 3),
+                           round(self.target.yaw_rad, 3)]}
+
+
 class EpisodeRunner:
     """Runs episodes on one loop. `on_record` sees every record of the episode."""
 
@@ -71,13 +101,18 @@ class EpisodeRunner:
                  on_record: Callable[[StepRecord], None] | None = None,
                  keep_records: bool = False, acknowledge_faults: bool = True,
                  on_event: Callable[[str], None] | None = None,
-                 docking: DockingConfig | None = None) -> None:
+                 docking: DockingConfig | None = None, end_on_detection: bool = False) -> None:
         """acknowledge_faults: a latched e-stop or link loss left by the previous episode is
         acknowledged before the next one starts, as the operator running a batch would (the
         Arbiter refuses it while the cause persists, and the episode then aborts).
-        docking: run the docking outcome detector beside the episode's own rules."""
+        docking: run the docking outcome detector beside the episode's own rules.
+        end_on_detection: the detector's decision ends the attempt and is its outcome (needs
+        `docking`); the base's docked flag and bumper are left to the detector."""
+        if end_on_detection and docking is None:
+            raise ValueError("end_on_detection needs a [docking] config")
         self.loop = loop
         self.docking = docking
+        self.end_on_detection = end_on_detection
         self.acknowledge_faults = acknowledge_faults
         self.on_event = on_event
         self.max_steps = max_steps
@@ -111,6 +146,7 @@ class EpisodeRunner:
         loop.post(engage)
         want = Mode.MANUAL if engage is OperatorEvent.MANUAL else Mode.AUTO
         result = EpisodeResult(seed=seed, outcome=OUTCOME_FAILURE, detail="timeout")
+        result.wall_start_ns = time.time_ns()
         detector = DockingOutcomeDetector(self.docking) if self.docking is not None else None
         last_t_ns: int | None = None
         started = False
@@ -141,13 +177,25 @@ class EpisodeRunner:
             if self.keep_records:
                 result.records.append(rec)
             last_t_ns = rec.t_ns
-            if detector is not None:
-                detector.update(rec.observation, rec.t_ns)
+            decided = detector.update(rec.observation, rec.t_ns) if detector is not None else None
             obs = rec.observation
-            if obs is not None and obs.docked:
+            if self.end_on_detection:
+                if obs is not None:
+                    result.end_odom = obs.odom
+                if decided is not None:
+                    result.outcome, result.detail = decided.outcome.value, decided.signal
+                    break
+                if detector is not None and detector.pending:
+                    # A contact or a charge starts being confirmed: stop driving and let the
+                    # detector watch the stopped robot (as opennav_docking stops at the dock
+                    # and waits for charge): a policy that never saw what comes after contact
+                    # must not back off the charger while the charge is confirmed.
+                    result.detail = "contact"
+                    break
+            elif obs is not None and obs.docked:
                 result.outcome, result.detail = OUTCOME_SUCCESS, "docked"
                 break
-            if obs is not None and obs.bumper:
+            elif obs is not None and obs.bumper:
                 result.outcome, result.detail = OUTCOME_FAILURE, "bumper"
                 break
             if rec.mode.latched:
@@ -159,17 +207,68 @@ class EpisodeRunner:
             if result.steps >= self.max_steps:
                 break
         result.duration_s = time.perf_counter() - t0
+        result.wall_end_ns = time.time_ns()
         self._stop_and_wait()
         if detector is not None:
             result.detected = self._detect_end(detector, result, last_t_ns)
+            if self.end_on_detection and result.outcome != OUTCOME_ABORTED:
+                # The host's step limit ran out before the detector's own timeout.
+                result.outcome = result.detected.outcome.value
+                result.detail = result.detected.signal
         return result
+
+    def reset(self, target: Pose2D, undock: bool = True, kind: str = "start",
+              timeout_s: float = 60.0) -> ResetResult:
+        """Drive to `target` in RESET (backing out straight first if `undock`) and wait until
+        the reset is done, stopped (the Arbiter left RESET: a fault, the deadman, an obstacle)
+        or `timeout_s` of ticks ran out (then stopped here)."""
+        loop = self.loop
+        if loop.reset_driver is None:
+            raise RuntimeError("EpisodeRunner.reset needs loop.set_reset_driver(...)")
+        self._stop_and_wait()
+        if self.acknowledge_faults and loop.arbiter.mode.latched:
+            loop.post(OperatorEvent.ACKNOWLEDGE)
+        self._drain()
+        loop.request_reset(target, undock)
+        out = ResetResult(reached=False, reason="timeout", duration_s=0.0, steps=0,
+                          target=target, kind=kind, wall_start_ns=time.time_ns())
+        max_ticks = int(timeout_s * 1e9 / loop.period_ns) + 1
+        started, bumped = False, False
+        t0 = time.perf_counter()
+        ticks = 0
+        for rec in self._records():
+            ticks += 1
+            if not started:
+                if rec.mode is Mode.RESET:
+                    started = True
+                elif rec.mode.latched or ticks > 5 * 20:
+                    out.reason = rec.reason or f"reset refused ({rec.mode.value})"
+                    break
+                else:
+                    continue
+            if rec.mode is not Mode.RESET:
+                out.reached = loop.reset_driver.done
+                out.reason = rec.reason or rec.mode.value
+                break
+            out.steps += 1
+            bump = rec.observation is not None and rec.observation.bumper
+            if bump and not bumped and out.steps > 1:
+                out.bumps += 1  # a new contact: the one the attempt ended on is not the reset's
+            bumped = bump
+            if out.steps >= max_ticks:
+                out.reason = f"reset timed out after {timeout_s:g} s"
+                break
+        out.duration_s = time.perf_counter() - t0
+        out.wall_end_ns = time.time_ns()
+        self._stop_and_wait()
+        return out
 
     def _detect_end(self, detector: DockingOutcomeDetector, result: EpisodeResult,
                     last_t_ns: int | None) -> DetectedOutcome:
         """The detector's verdict once the episode has ended and the robot is stopped: after a
         contact (or with one being confirmed) it watches up to `charge_wait_s` more ticks."""
         assert self.docking is not None
-        contact = result.detail in ("docked", "bumper")
+        contact = result.detail in ("docked", "bumper", "contact")
         if detector.decided is None and last_t_ns is not None and (contact or detector.pending):
             wait_ns = round(self.docking.charge_wait_s * 1e9)
             # Bounded in ticks too, in case the link's records stop advancing their clock.
@@ -177,6 +276,8 @@ class EpisodeRunner:
             start_ns = last_t_ns
             for n, rec in enumerate(self._records()):
                 last_t_ns = rec.t_ns
+                if rec.observation is not None:
+                    result.end_odom = rec.observation.odom
                 if detector.update(rec.observation, rec.t_ns) is not None:
                     break
                 if rec.t_ns - start_ns >= wait_ns or n >= max_ticks:

@@ -8,6 +8,9 @@ counts as an overrun and the schedule skips ahead rather than bursting.
 
 In lockstep (a simulator stepped by the caller, `link.lockstep`), `tick()` is called directly
 and advances the world by one period after sending the command.
+
+In RESET (undocking and driving back to a start pose, control/reset_driver.py) the reset
+driver proposes instead of the policy; `request_reset` gives it a target from any thread.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import numpy as np
 
 from takeover.control.arbiter import NO_INPUT, Arbiter, OperatorEvent, OperatorInput
 from takeover.control.perturbation import CommandPerturbation
+from takeover.control.reset_driver import ResetDriver
 from takeover.errors import LinkError, UsageError
 from takeover.hw.base import RobotLink
-from takeover.types import Command, Mode, Observation, StepRecord, StepSink
+from takeover.types import Command, Mode, Observation, Pose2D, StepRecord, StepSink
 
 # Python hands the GIL between threads every 5 ms by default: a busy UI or renderer thread
 # could then delay the loop's wake-up by up to 5 ms. A shorter interval bounds that wait.
@@ -206,6 +210,9 @@ class ControlLoop:
         self._thread: threading.Thread | None = None
         self._prev_start_ns: int | None = None
         self.loop_error: Exception | None = None  # set if a tick raised; the robot is stopped
+        # Between attempts: undock and drive to a start pose (set_reset_driver, request_reset).
+        self.reset_driver: ResetDriver | None = None
+        self._reset_request: tuple[Pose2D, bool] | None = None
 
     # --- from any thread ----------------------------------------------------------------------
 
@@ -221,14 +228,35 @@ class ControlLoop:
         """Tell the Arbiter where the dock is, for the protective field's docking corridor:
         the link's dock pose where it offers one (a simulator), else none. Call it after
         connecting and after every world reset, from the caller's thread: asking the link may
-        wait for it. [safety.field.dock] decides whether this pose is used."""
-        pose = None
-        if self.link.supports_sim_control:
-            try:
-                pose = self.link.dock_pose()
-            except (LinkError, UsageError):
-                pose = None
+        wait for it. [safety.field.dock] decides whether this pose is used. A link that tells
+        none (a real base) keeps the pose the docking lifecycle anchored (`anchor_dock`)."""
+        if not self.link.supports_sim_control:
+            return
+        try:
+            pose = self.link.dock_pose()
+        except (LinkError, UsageError):
+            pose = None
         self.arbiter.link_dock = pose  # one reference, read by the loop thread
+
+    def anchor_dock(self, face: Pose2D | None) -> None:
+        """The dock face as the docking lifecycle knows it (anchored at a confirmed dock, or
+        configured: control/reset_planner.py), for the field's corridor on a base whose link
+        tells no dock pose. [safety.field.dock] source = "link" uses it."""
+        if not self.link.supports_sim_control:
+            self.arbiter.link_dock = face
+
+    def set_reset_driver(self, driver: ResetDriver | None) -> None:
+        """Give the loop its reset driver (before start, or with the robot stopped)."""
+        self.reset_driver = driver
+
+    def request_reset(self, target: Pose2D, undock: bool = True) -> None:
+        """From any thread: drive to `target` (backing out straight first if `undock`) in
+        RESET, from the next tick. The target is handed over as one reference, which the loop
+        thread takes before it handles the RESET event posted here."""
+        if self.reset_driver is None:
+            raise RuntimeError("request_reset needs a reset driver (set_reset_driver)")
+        self._reset_request = (target, undock)
+        self.post(OperatorEvent.RESET)
 
     def set_policy(self, policy: PolicyDriver | None) -> None:
         """Swap the policy (deploy). The caller makes sure the robot is stopped."""
@@ -240,6 +268,11 @@ class ControlLoop:
     def tick(self, late_ns: int = 0) -> StepRecord:
         """One control cycle. Returns the record that went to the sinks."""
         link, arbiter = self.link, self.arbiter
+        reset = self.reset_driver
+        request, self._reset_request = self._reset_request, None
+        if reset is not None and request is not None:
+            reset.start(request[0], undock=request[1])
+        arbiter.reset_available = reset is not None and reset.active
         while True:
             try:
                 arbiter.handle(self._events.get_nowait())
@@ -250,7 +283,12 @@ class ControlLoop:
         operator = self.operator.read(obs, now_ns)
         proposal: Command | None = None
         policy_latency_ns = 0
-        if self.policy is not None and obs is not None:
+        if arbiter.mode is Mode.RESET and reset is not None:
+            if obs is not None:
+                proposal = reset.propose(obs)
+                if reset.done:
+                    arbiter.reset_finished("reset done: at the start pose")
+        elif self.policy is not None and obs is not None:
             t0 = time.perf_counter_ns()
             proposal = self.policy.propose(obs)
             policy_latency_ns = time.perf_counter_ns() - t0

@@ -52,11 +52,13 @@ MODE_CODES: dict[Mode, int] = {
     Mode.TAKEOVER: 3,
     Mode.ESTOP: 4,
     Mode.LINK_LOST: 5,
+    Mode.RESET: 6,
 }
 SOURCE_CODES: dict[CommandSource, int] = {
     CommandSource.NONE: 0,
     CommandSource.HUMAN: 1,
     CommandSource.POLICY: 2,
+    CommandSource.RESET: 3,
 }
 #: `field/state`: 0 also on ticks outside a driving mode and in files without a field.
 FIELD_STATE_CODES: dict[FieldState, int] = {

@@ -30,6 +30,7 @@ from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
+from takeover.session.drive_resets import run_drive_resets
 from takeover.session.episode_meter import EpisodeMeter
 from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
 from takeover.sim.expert import DockingExpert
@@ -56,6 +57,12 @@ class DriveRequest:
     demo_noise_w_radps: float | None = None  # overrides [demonstration] noise_w_radps
     # Add time to dock, path, jerk and clearance to each episode (session/episode_meter.py).
     measure: bool = False
+    # Between episodes: "teleport" (the simulator's world reset per seed) or "drive" (undock
+    # and drive to a new start pose, as on a real base; outcomes from the docking detector).
+    reset: str = "teleport"
+    # The simulator's truth log (`sim://?reset=drive&truth_log=..`, `sim serve --truth-log`):
+    # each attempt's `outcome_truth`, and the collisions during resets.
+    truth_log: Path | None = None
 
 
 def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
@@ -77,6 +84,9 @@ def _config_for(request: DriveRequest) -> Config:
     return Config()
 
 
+#: How the robot gets back to a start between episodes (`takeover drive --reset`).
+RESET_MODES = ("teleport", "drive")
+
 # The drivers that steer by the simulator's privileged state, and what they need of it.
 SIM_ONLY_DRIVERS = {
     "expert": "the dock pose and a world reset per seed",
@@ -89,6 +99,15 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
     config = _config_for(request)
     if request.driver not in ("expert", "policy", "operator-sim"):
         raise UsageError(f"unknown --driver {request.driver}; use expert, policy or operator-sim")
+    if request.reset not in RESET_MODES:
+        raise UsageError(f"unknown --reset {request.reset}; use {' or '.join(RESET_MODES)}")
+    if request.reset == "drive" and request.driver != "policy":
+        raise UsageError(
+            f"--reset drive runs on what a real base reports, and --driver {request.driver} "
+            "steers by the simulator's privileged state; use --driver policy")
+    if request.truth_log is not None and request.reset != "drive":
+        raise UsageError("--truth-log goes with --reset drive (a simulator run as a real base "
+                         "keeps its truth there); with teleport resets the truth is in the JSON")
     policy = _load_policy(request, config) if request.driver != "expert" else None
     if request.record and request.workspace is None:
         raise UsageError("--record needs --workspace DIR (episodes go to DIR/rounds/rNNN/)")
@@ -106,6 +125,9 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
     link.connect()  # a link knows whether it reaches a simulator once it is connected
     try:
         _check_robot_for(request, link, url)
+        if request.reset == "drive":
+            assert policy is not None
+            return run_drive_resets(link, config, request, rate_hz, progress, policy)
         return _run_episodes(link, config, request, rate_hz, progress, policy)
     finally:
         link.close()
@@ -114,6 +136,13 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
 def _check_robot_for(request: DriveRequest, link: RobotLink, url: str) -> None:
     """Refuse, in one line, what this robot cannot do: a driver that needs the simulator's
     privileged state, or several episodes on a robot that nothing puts back between them."""
+    if request.reset == "drive":
+        if link.supports_sim_control:
+            raise UsageError(
+                f"--reset drive needs a robot that stays where its attempt left it, and {url} "
+                "is a simulator that teleports: run it as a real base (sim://?reset=drive, "
+                "`takeover sim serve --reset drive`), or leave out --reset drive")
+        return
     if link.supports_sim_control:
         return
     needs = SIM_ONLY_DRIVERS.get(request.driver)

@@ -204,7 +204,8 @@ class MiniMap(Widget):
 # --- banner, charts ---------------------------------------------------------------------
 
 MODE_LABEL = {Mode.IDLE: "IDLE", Mode.MANUAL: "MANUAL", Mode.AUTO: "AUTO",
-              Mode.TAKEOVER: "TAKEOVER", Mode.ESTOP: "E-STOP", Mode.LINK_LOST: "LINK LOST"}
+              Mode.TAKEOVER: "TAKEOVER", Mode.ESTOP: "E-STOP", Mode.LINK_LOST: "LINK LOST",
+              Mode.RESET: "RESET"}
 
 
 class ModeBanner(Static):

@@ -1,0 +1,184 @@
+"""`takeover drive --reset drive`: attempts back to back on a base that nothing teleports.
+
+Each attempt runs the policy in AUTO until the docking outcome detector decides (charging
+confirmed, a contact without charge, a stall, the timeout: control/docking_outcome.py); its
+outcome is the detector's, since a real base has no ground-truth docked flag. Between attempts
+the robot undocks and drives to a new start pose (or to the staging pose for a retry) in RESET
+(control/reset_driver.py, control/reset_planner.py), under the Arbiter like any motion. Reset
+motion is never recorded: with `--record` only the attempts become episodes.
+
+On the simulator run as a real base (`sim://?reset=drive`, `takeover sim serve --reset drive`)
+its truth log (`--truth-log`) gives each attempt's `outcome_truth` and counts the collisions
+during resets; the host never reads it while driving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, TextIO
+
+from takeover.config import Config
+from takeover.control.arbiter import OperatorEvent
+from takeover.control.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner, ResetResult
+from takeover.control.reset_driver import ResetDriver, scan_points
+from takeover.control.reset_planner import ResetPlanner
+from takeover.errors import UsageError
+from takeover.hw.base import RobotLink
+from takeover.inputs.scripted import DeadmanHolder
+from takeover.recorder.episode_file import EpisodeMeta
+from takeover.recorder.writer import EpisodeWriter
+from takeover.session.stack import build_control_loop, start_recorder
+from takeover.sim.truth_log import contacts_between, read_truth_log, truth_at
+from takeover.types import Outcome
+from takeover.workspace.layout import round_for_model
+
+if TYPE_CHECKING:
+    from takeover.policy.runtime import ChunkPolicy
+    from takeover.session.drive import DriveRequest
+
+#: Resets that fail one after another before the run stops: the robot needs a person.
+MAX_FAILED_RESETS_IN_A_ROW = 3
+
+
+def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
+                     progress: TextIO | None, policy: ChunkPolicy) -> dict[str, Any]:
+    """Run the attempts and resets; the `--json` summary (drive's fields plus `reset`)."""
+    def note(text: str) -> None:
+        if progress is not None:
+            print(text, file=progress, flush=True)
+
+    loop = build_control_loop(config, link, DeadmanHolder(), policy, rate_hz=rate_hz)
+    driver = ResetDriver(config.docking.reset)
+    loop.set_reset_driver(driver)
+    planner = ResetPlanner(config.docking)
+    radius_m = config.safety.field.footprint_radius_m
+
+    def anchor_corridor() -> None:
+        # The field's docking corridor follows the docked pose the planner knows.
+        if planner.frame is not None:
+            loop.anchor_dock(planner.frame.face(radius_m))
+
+    anchor_corridor()
+    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
+                           docking=config.docking, end_on_detection=True)
+    writer = _writer(request, rate_hz, link.lockstep, note)
+    if writer is not None:
+        loop.sinks.append(writer)
+    model_id = policy.runtime.model_id
+    period_s = 1.0 / rate_hz
+    results: list[EpisodeResult] = []
+    resets: list[ResetResult | None] = []
+    saved: list[str] = []
+    failed_resets = 0
+    if not link.lockstep:
+        loop.start()
+    try:
+        for i in range(request.episodes):
+            latest = link.latest()
+            planner.attempt_started(latest.odom if latest is not None else None)
+
+            def prepare(i: int = i) -> None:
+                if writer is not None:
+                    writer.begin_episode(EpisodeMeta(
+                        round=round_for_model(model_id), rate_hz=rate_hz, model_id=model_id,
+                        operator="deadman-holder", robot_url=link.url,
+                        config=dataclasses.asdict(config),
+                        extra={"attempt": i, "retry": planner.retries}, origin="takeover drive"))
+
+            result = runner.run(request.seed + i, OperatorEvent.AUTO, prepare=prepare)
+            results.append(result)
+            if writer is not None:
+                detected = result.detected
+                path = writer.end_episode(
+                    result.outcome, end_reason=result.detail,
+                    detected_outcome=detected.outcome if detected is not None else "",
+                    outcome_evidence=detected.evidence if detected is not None else None,
+                ).result()
+                if path is not None:
+                    saved.append(str(path))
+            note(f"attempt {i + 1}/{request.episodes}: {result.outcome} ({result.detail}) in "
+                 f"{result.steps} steps")
+            if i + 1 == request.episodes:
+                resets.append(None)  # the last attempt leaves the robot where it is (charging)
+                break
+            seen = link.latest()
+            obstacles = None if seen is None or seen.scan_m is None else scan_points(
+                seen.odom, seen.scan_m)
+            plan = planner.attempt_ended(Outcome(result.outcome), result.end_odom, obstacles)
+            anchor_corridor()
+            if plan is None:
+                raise UsageError("no docked pose and no start pose known: set [docking.reset] "
+                                 "x_m, y_m, yaw_rad (the docked pose in the odometry frame)")
+            done = runner.reset(plan.target, undock=True, kind=plan.kind,
+                                timeout_s=config.docking.reset.timeout_s)
+            resets.append(done)
+            note(f"reset {len(resets)} ({plan.kind}): "
+                 f"{'reached' if done.reached else 'not reached'} ({done.reason}) in "
+                 f"{done.steps * period_s:.1f} s")
+            failed_resets = 0 if done.reached else failed_resets + 1
+            if failed_resets >= MAX_FAILED_RESETS_IN_A_ROW:
+                note(f"{failed_resets} resets in a row failed: stopping, the robot needs a person")
+                break
+    finally:
+        loop.stop()
+        if writer is not None:
+            writer.stop()
+    truth = read_truth_log(request.truth_log) if request.truth_log is not None else None
+    return _summary(link, request, policy, loop.timing().as_json(), results, resets, saved,
+                    period_s, truth)
+
+
+def _writer(request: DriveRequest, rate_hz: float, lockstep: bool,
+            note: Any) -> EpisodeWriter | None:
+    if not request.record:
+        return None
+    assert request.workspace is not None
+    return start_recorder(request.workspace, rate_hz, lockstep=lockstep,
+                          on_alert=lambda a: note(f"recorder: {a.message}"))
+
+
+def _summary(link: RobotLink, request: DriveRequest, policy: ChunkPolicy,
+             loop_json: dict[str, Any], results: list[EpisodeResult],
+             resets: list[ResetResult | None], saved: list[str], period_s: float,
+             truth: list[dict[str, Any]] | None) -> dict[str, Any]:
+    per_episode = []
+    for result, reset in zip(results, resets, strict=False):
+        row: dict[str, Any] = result.as_json()
+        if truth is not None:
+            state = truth_at(truth, result.wall_end_ns)
+            row["outcome_truth"] = OUTCOME_SUCCESS if state == "docked" else "failure"
+        if reset is not None:
+            row["reset"] = reset.as_json()
+            if truth is not None:
+                row["reset"]["collisions_truth"] = contacts_between(
+                    truth, reset.wall_start_ns, reset.wall_end_ns)
+        per_episode.append(row)
+    done = [r for r in resets if r is not None]
+    robot_s = sum(r.steps for r in results) * period_s + sum(r.steps for r in done) * period_s
+    successes = sum(r.outcome == OUTCOME_SUCCESS for r in results)
+    reset_json: dict[str, Any] = {
+        "count": len(done),
+        "reached": sum(r.reached for r in done),
+        "collisions": sum(r.bumps for r in done),
+        "mean_s": round(sum(r.steps for r in done) * period_s / len(done), 3) if done else None,
+        "attempts_per_hour": round(len(results) / (robot_s / 3600.0), 1) if robot_s else None,
+    }
+    if truth is not None:
+        reset_json["collisions_truth"] = sum(row["reset"]["collisions_truth"]
+                                             for row in per_episode if "reset" in row)
+    return {
+        "episodes": len(results),
+        "successes": successes,
+        "success_rate": successes / len(results) if results else 0.0,
+        "robot": link.url,
+        "driver": request.driver,
+        "fast": link.lockstep,
+        "reset_mode": "drive",
+        "loop": loop_json,
+        "policy": {"model": str(policy.runtime.path), "model_id": policy.runtime.model_id,
+                   "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
+                   **policy.latency_summary()},
+        "per_episode": per_episode,
+        "reset": reset_json,
+        "recorded": saved,
+    }

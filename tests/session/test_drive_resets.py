@@ -1,0 +1,68 @@
+"""`takeover drive --reset drive`: attempts back to back on the simulator run as a real base,
+through the CLI's request path (a tiny real ONNX policy, the lockstep simulator)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from tui_support import tiny_onnx_model
+
+from takeover.errors import TakeoverError
+from takeover.session.drive import DriveRequest, run_drive
+from takeover.sim.truth_log import read_truth_log
+from takeover.sim.world import ROBOT_RADIUS_M, generate_world
+
+SEED = 21
+
+
+def config_with_docked_pose(tmp_path: Path, seed: int = SEED) -> Path:
+    """A takeover.toml with the docked pose measured once ([docking.reset] x_m..), short
+    attempts (a tiny untrained policy does not dock: its attempts stall or run out)."""
+    dock = generate_world(seed).dock
+    x = dock.x_m + ROBOT_RADIUS_M * math.cos(dock.yaw_rad)
+    y = dock.y_m + ROBOT_RADIUS_M * math.sin(dock.yaw_rad)
+    path = tmp_path / "takeover.toml"
+    path.write_text(f"[docking]\nstall_s = 2.0\ntimeout_s = 6.0\n\n[docking.reset]\n"
+                    f"x_m = {x}\ny_m = {y}\nyaw_rad = {dock.yaw_rad + math.pi}\n")
+    return path
+
+
+def test_attempts_reset_by_driving_and_report_detected_outcomes_with_the_truth(
+        tmp_path: Path) -> None:
+    model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx")
+    truth_log = tmp_path / "truth.jsonl"
+    summary = run_drive(DriveRequest(
+        robot_url=f"sim://?fast=1&reset=drive&seed={SEED}&truth_log={truth_log}",
+        driver="policy", policy=model, episodes=3, max_steps=400, reset="drive",
+        truth_log=truth_log, config_path=config_with_docked_pose(tmp_path)))
+    assert summary["episodes"] == 3 and summary["reset_mode"] == "drive"
+    reset = summary["reset"]
+    assert reset["count"] == 2  # between attempts: the last one stays where it ended
+    assert 0 <= reset["reached"] <= 2 and reset["mean_s"] > 0 and reset["attempts_per_hour"] > 0
+    assert reset["collisions_truth"] == 0 and reset["collisions"] == 0
+    for i, row in enumerate(summary["per_episode"]):
+        # The outcome is the detector's: no ground-truth flag is read while driving.
+        assert row["outcome"] == row["outcome_detected"]
+        assert row["outcome_evidence"]["signal"] == row["detail"]
+        assert row["outcome_truth"] == row["outcome"], row
+        assert ("reset" in row) == (i < 2)
+    events = read_truth_log(truth_log)
+    assert [e["event"] for e in events].count("start") == 1  # placed once, never teleported
+
+
+@pytest.mark.parametrize("url, driver, extra, says", [
+    ("sim://?fast=1", "policy", {}, "teleports"),
+    ("sim://?fast=1&reset=drive", "expert", {}, "--driver expert"),
+    ("sim://?fast=1", "policy", {"reset": "teleport", "truth_log": Path("t.jsonl")},
+     "--truth-log goes with --reset drive"),
+])
+def test_what_a_drive_reset_cannot_do_is_one_line(tmp_path: Path, url: str, driver: str,
+                                                  extra: dict[str, object], says: str) -> None:
+    model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx")
+    kwargs: dict[str, object] = {"reset": "drive", **extra}
+    with pytest.raises(TakeoverError) as caught:
+        run_drive(DriveRequest(robot_url=url, driver=driver, policy=model,
+                               **kwargs))  # type: ignore[arg-type]
+    assert says in str(caught.value) and "\n" not in str(caught.value)
