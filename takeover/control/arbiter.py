@@ -19,8 +19,8 @@ Rules (docs/safety.md):
   stop before the protective distance, stops it inside it, and stops it without a fresh scan.
 - RESET (undocking and driving back to a start pose between attempts, control/reset_driver.py)
   drives under AUTO's speed limits and deadman rule with the field always limiting, and any
-  stop ends it in IDLE: the deadman released, a stick moved, a protective stop, a bad command.
-  Only the operator starts it again.
+  stop ends it in IDLE: the deadman released, a stick moved, a protective stop, a LiDAR blind
+  for RESET_BLIND_GRACE_MS, a bad command. Only the operator starts it again.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ _OPERATOR_MODES = (Mode.MANUAL, Mode.TAKEOVER)
 # a refusal (the base's own e-stop still engaged) reaches the operator within a second.
 ESTOP_RELEASE_WAIT_MS = 1000.0
 
+# How long the protective field may stay blind (no fresh scan) in RESET before the reset ends:
+# the robot holds still meanwhile, as in AUTO. Five scan periods of a 10 Hz LiDAR.
+RESET_BLIND_GRACE_MS = 500.0
+
 
 class Arbiter:
     """Owned by the control loop's thread; other threads reach it through loop events."""
@@ -102,6 +106,7 @@ class Arbiter:
         self.safety = safety
         self.policy_available = policy_available
         self.reset_available = False  # the loop has a reset driver with a target
+        self._reset_blind_since_ns: int | None = None  # RESET: since when the field is blind
         self.mode = Mode.IDLE
         self.reason = ""
         self._last = ZERO_COMMAND
@@ -274,11 +279,22 @@ class Arbiter:
             return self._end_reset(f"reset stopped: bad reset command {proposal}")
         chosen = (self._limit(proposal, s.auto, dt_s), CommandSource.RESET, "")
         (command, source, why), status = self._protective_field(chosen, "limit", obs, now_ns)
-        if status.state in (FieldState.STOPPED, FieldState.BLIND) and not proposal.is_zero:
+        if status.state is FieldState.STOPPED and not proposal.is_zero:
             return self._end_reset(f"reset stopped: {status.reason or status.state.value}", status)
+        if status.state is FieldState.BLIND:
+            # A scan a few ms late (10 Hz over a loaded link) stops this tick's motion, as in
+            # AUTO; a LiDAR that stays blind ends the reset.
+            if self._reset_blind_since_ns is None:
+                self._reset_blind_since_ns = now_ns
+            if now_ns - self._reset_blind_since_ns >= RESET_BLIND_GRACE_MS * 1e6:
+                return self._end_reset(f"reset stopped: {status.reason or 'LiDAR blind'}",
+                                       status)
+        else:
+            self._reset_blind_since_ns = None
         return Decision(command, source, Mode.RESET, None, why or self.reason, False, status)
 
     def _end_reset(self, reason: str, status: FieldStatus | None = None) -> Decision:
+        self._reset_blind_since_ns = None
         self._enter(Mode.IDLE, reason)
         self._last = ZERO_COMMAND
         self._field_stopped = False
