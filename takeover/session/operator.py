@@ -8,7 +8,11 @@ of its own (`takeover run`), so the UI's garbage collector never stalls the cont
 
 Episodes land in the workspace's current round: `rounds/r000` while no model is deployed, else
 the round of the deployed model (`round_for_model`). An episode ends with an outcome chosen by
-the operator, or by itself as a success when the base reports docked (the robot is then stopped).
+the operator, or by itself when the docking outcome detector decides from what the base reports
+(charging, a contact, a stall, a timeout: session/docking_lifecycle.py); the robot is then
+stopped, and the detected outcome and its evidence are stored in the episode. Between attempts a
+base that does not teleport drives back to a start pose in RESET ("n", or by itself with
+`[docking] auto_reset`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Protocol
 
 from takeover.config import Config
 from takeover.control.arbiter import OperatorEvent
+from takeover.control.docking_outcome import DetectedOutcome
 from takeover.control.gc_pacing import GcPacer
 from takeover.control.loop import LoopTiming, PolicyDriver, SinkQueue
 from takeover.errors import TakeoverError
@@ -35,6 +40,7 @@ from takeover.inputs.keyboard import KeyboardInput
 from takeover.recorder.edit import annotate_episode
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert, WriterStats
+from takeover.session.docking_lifecycle import DockingLifecycle, DockingStatus
 from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
 from takeover.session.training import TrainingJob, default_train_command
 from takeover.types import Command, CommandSource, Mode, Pose2D, StepRecord
@@ -110,6 +116,8 @@ class SessionSnapshot:
     plan: list[Command] = field(default_factory=list)  # the policy's queued chunk, if exposed
     recording_enabled: bool = False  # a workspace (and so a recorder) is open
     keyboard_active: bool = False  # a driving or hold key is held
+    # Attempts, the last detected outcome and its evidence, the reset (docking_lifecycle.py).
+    docking: DockingStatus = field(default_factory=DockingStatus)
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,7 @@ class OperatorSession:
         self.loop = build_control_loop(config, link, self.operator, policy,
                                        noise_seed=time.monotonic_ns())
         self.loop.sinks.append(self.ui_queue)
+        self.docking = DockingLifecycle(config, self.loop)
         self.gc_pacer = GcPacer() if pace_gc else None
         if self.gc_pacer is not None:
             self.loop.sinks.append(self.gc_pacer)
@@ -255,16 +264,19 @@ class OperatorSession:
         return self.link.dock_pose() if self.link.supports_sim_control else None
 
     def start(self) -> None:
-        """Connect nothing (the caller connected the link); start recorder, gamepad, loop."""
+        """Connect nothing (the caller connected the link); start recorder, gamepad, loop.
+        A lockstep link (`sim://?fast=1`) is stepped by the caller instead: `loop.tick()`, then
+        `poll()` (tests and tools; `takeover run` refuses one)."""
         if self._started:
             return
         self._started = True
         self.loop.refresh_dock_pose()  # the protective field's docking corridor
         if self.workspace is not None:
             self.writer = start_recorder(self.workspace, self.config.loop.rate_hz,
-                                         on_alert=self._on_alert)
+                                         lockstep=self.link.lockstep, on_alert=self._on_alert)
             self.loop.sinks.append(self.writer)
-        self.loop.start()
+        if not self.link.lockstep:
+            self.loop.start()
         if self.gc_pacer is not None:
             self.gc_pacer.start()
         if self.gamepad is not None:
@@ -353,6 +365,7 @@ class OperatorSession:
                 robot_url=self.link.url, config=dataclasses.asdict(self.config),
                 origin="takeover run")
             self.writer.begin_episode(meta)
+            self.docking.arm()
             latest = self.loop.latest
             self._start_step = latest.step + 1 if latest is not None else 0
             self.episode = EpisodeState(recording=True, round=self.round,
@@ -361,12 +374,20 @@ class OperatorSession:
                                         last_outcome=self.episode.last_outcome)
             return self._say(f"recording an episode in round r{self.round:03d}")
 
-    def end_episode(self, outcome: str, reason: str = "operator") -> str:
-        """End the recording episode with an outcome (success, failure, aborted)."""
+    def end_episode(self, outcome: str, reason: str = "operator",
+                    detected: DetectedOutcome | None = None) -> str:
+        """End the recording episode with an outcome (success, failure, aborted). `detected`:
+        the docking outcome detector's verdict; without one, an attempt still being watched is
+        concluded as ended by the operator. Both are stored beside `outcome`."""
         with self._lock:
             if self.writer is None or not self.episode.recording:
                 return self._say("no episode is recording")
-            future = self.writer.end_episode(outcome, end_reason=reason)
+            if detected is None:
+                detected = self.docking.disarm(f"operator: {reason}")
+            future = self.writer.end_episode(
+                outcome, end_reason=reason,
+                detected_outcome=detected.outcome if detected is not None else "",
+                outcome_evidence=detected.evidence if detected is not None else None)
             notes = self.episode.notes
             self.episode.recording = False
             self.episode.last_outcome = outcome
@@ -426,15 +447,17 @@ class OperatorSession:
     # --- world, policy --------------------------------------------------------------------
 
     def reset_world(self, seed: int) -> str:
-        """Simulators only, robot stopped: a new start pose (blocks on the simulator's RPC; call
-        it from a worker thread)."""
-        if not self.link.supports_sim_control:
-            return self._say("reset needs a simulator (sim://)")
+        """A new start pose, robot stopped, no episode open ("n"). A simulator that teleports
+        is reset to `seed` (blocks on its RPC: call it from a worker thread); any other robot
+        drives there in RESET (undock, drive, align: session/docking_lifecycle.py), or resumes a
+        reset that was stopped half way."""
         if not self.stopped:
-            return self._say("stop the robot before resetting the world")
+            return self._say("stop the robot before resetting")
         with self._lock:
             if self.episode.recording:
-                return self._say("end the episode before resetting the world")
+                return self._say("end the episode before resetting")
+            if not self.link.supports_sim_control:
+                return self._say(self.docking.start_reset())
         self.link.reset(seed)
         self.loop.refresh_dock_pose()
         if self.loop.policy is not None:
@@ -480,9 +503,8 @@ class OperatorSession:
     # --- telemetry (UI thread, polled) ------------------------------------------------------
 
     def poll(self) -> SessionSnapshot:
-        """Drain the loop's records (episode counters, trail, auto-success) and return what
-        the screen shows."""
-        docked_now = False
+        """Drain the loop's records (episode counters, trail, the docking lifecycle) and return
+        what the screen shows."""
         while True:
             rec = self.ui_queue.get(timeout_s=0)
             if rec is None:
@@ -490,7 +512,6 @@ class OperatorSession:
             obs = rec.observation
             if obs is not None:
                 self._trail.append((obs.odom.x_m, obs.odom.y_m))
-                docked_now = docked_now or obs.docked
             with self._lock:
                 ep = self.episode
                 if ep.recording and self._start_step is not None and rec.step >= self._start_step:
@@ -499,12 +520,11 @@ class OperatorSession:
                         ep.human_steps += 1
                     if rec.mode is Mode.TAKEOVER and self._prev_mode is not Mode.TAKEOVER:
                         ep.interventions += 1
+                decided = self.docking.feed(rec)
+                if decided is not None:
+                    self._detected(decided)
             self._prev_mode = rec.mode
         with self._lock:
-            if docked_now and self.episode.recording and self.episode.steps > 0:
-                self.post(OperatorEvent.STOP)
-                self.end_episode("success", reason="docked")
-                self._say("docked: episode saved as success, robot stopped")
             if self.writer is not None:
                 stats = self.writer.stats()
                 if self.episode.recording and stats.episode:
@@ -522,7 +542,16 @@ class OperatorSession:
             gamepad=self.gamepad.status() if self.gamepad is not None else None,
             input_device=self.operator.last_device, policy_loaded=self.loop.policy is not None,
             plan=self._plan(), recording_enabled=self.writer is not None,
-            keyboard_active=self.keyboard.active())
+            keyboard_active=self.keyboard.active(), docking=self.docking.status())
+
+    def _detected(self, decided: DetectedOutcome) -> None:
+        """The detector decided the attempt (the lifecycle has stopped the robot): end the
+        episode with its verdict and evidence, then reset by itself if so configured."""
+        if self.episode.recording:
+            self.end_episode(decided.outcome.value, reason=decided.signal, detected=decided)
+        line = self.docking.status().outcome_line()
+        after = self.docking.maybe_auto_reset()
+        self._say(f"{line} · robot stopped" + (f" · {after}" if after else ""))
 
     def _plan(self) -> list[Command]:
         """The policy's queued chunk where the runtime exposes it (`planned_actions()`)."""

@@ -270,7 +270,9 @@ def help_text(config: Config) -> Text:
         ("r", "record an episode / end it (asks the outcome)"),
         ("s / f / b", "end as success / failure / abort, or relabel the last episode"),
         ("o", "note for the episode"),
-        ("n", "new start pose (simulator, robot stopped)"),
+        ("n", "new start pose, robot stopped: a simulator teleports; a real base (or "
+              "sim://?reset=drive) drives back in RESET while the deadman is held, or resumes "
+              "a reset that stopped"),
         ("1 / 2 / 3", "drive · episodes · rounds"),
         ("ctrl+q", "quit (stops the robot, saves an open episode as aborted)"),
     ]

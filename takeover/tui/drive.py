@@ -1,4 +1,5 @@
-"""The drive screen: camera, mini-map, mode banner, telemetry, episode and round status."""
+"""The drive screen: camera, mini-map, mode banner, telemetry, episode and round status, and
+the docking lifecycle (attempts, the detected outcome and its evidence, the reset)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from textual.widgets import Footer, Static
 
 from takeover.control.arbiter import OperatorEvent
 from takeover.inputs.keyboard import DRIVE_KEYS, HOLD_KEY
+from takeover.session.docking_lifecycle import RESET_DONE, RESET_IDLE, RESET_STOPPED, DockingStatus
 from takeover.session.operator import SessionSnapshot
 from takeover.tui.camera import CameraView
 from takeover.tui.widgets import MiniMap, ModeBanner, bar, field_path, rollout
@@ -44,7 +46,8 @@ class DriveScreen(Screen[None]):
         Binding("f", "label('failure')", "Failure"),
         Binding("b", "label('aborted')", "Abort"),
         Binding("o", "note", "Note"),
-        Binding("n", "new_world", "New start (sim)"),
+        # A teleporting simulator jumps to a new start pose; any other robot drives there.
+        Binding("n", "new_world", "New start / reset"),
     ]
 
     def __init__(self) -> None:
@@ -133,12 +136,18 @@ class DriveScreen(Screen[None]):
             alarm = app.connect_error
         if app.core_lost:
             alarm = app.core_lost
-        hint = {Mode.IDLE: "m: drive by hand · p: run the policy",
+        idle = "m: drive by hand · p: run the policy"
+        if snap.docking.drives_resets:
+            idle += " · n: reset (drive to a start pose)"
+        hint = {Mode.IDLE: idle,
                 Mode.ESTOP: "a: acknowledge (robot stays stopped)",
                 Mode.LINK_LOST: "a: acknowledge once the link is back",
                 Mode.MANUAL: "hold the deadman (LB) or an arrow key to move",
                 Mode.AUTO: "hold the deadman (LB or Enter) to let it drive · move a stick to take over",
-                Mode.TAKEOVER: "you drive · p: hand back to the policy"}.get(snap.mode, "")
+                Mode.TAKEOVER: "you drive · p: hand back to the policy",
+                Mode.RESET: "hold the deadman (LB or Enter) while it drives back · "
+                            "release it, a stick or x stops the reset (n resumes it)",
+                }.get(snap.mode, "")
         mode = snap.mode if rec is not None or not app.connect_error else Mode.LINK_LOST
         field = rec.field if rec is not None and app.connected else None
         self.query_one(ModeBanner).show(mode if app.connected else None, snap.reason, hint, alarm,
@@ -274,7 +283,8 @@ class DriveScreen(Screen[None]):
         w = snap.writer
         if w is not None:
             t.append(f"record  {w.state}  queue {w.queue_depth}/{w.queue_capacity}"
-                     f"  saved {w.episodes_saved}")
+                     f"  saved {w.episodes_saved}\n")
+        docking_lines(t, snap.docking)
         self.query_one("#system", Static).update(t)
 
     def show_round(self, text: Text) -> None:
@@ -282,3 +292,43 @@ class DriveScreen(Screen[None]):
 
     def say(self, message: str) -> None:
         self.query_one("#message", Static).update(message)
+
+
+OUTCOME_STYLE = {"success": "bold green", "failure": "bold red", "aborted": "yellow"}
+
+
+def docking_lines(t: Text, d: DockingStatus) -> None:
+    """Two lines: the attempt counter with the last detected outcome and its evidence, then the
+    reset (its phase and progress) and whether auto-reset is on."""
+    t.append("dock    ")
+    if d.attempt == 0:
+        t.append("no attempt yet (r records one)", style="dim")
+    else:
+        t.append(f"{d.successes}/{d.attempt} docked  ")
+        if d.attempting:
+            t.append(f"attempt {d.attempt} ")
+            t.append("confirming contact..." if d.confirming else "running",
+                     style="bold yellow" if d.confirming else "")
+        elif d.outcome:
+            t.append(d.outcome_line(), style=OUTCOME_STYLE.get(d.outcome, ""))
+    t.append("\n")
+    t.append("reset   ")
+    if not d.drives_resets:
+        t.append("teleports (n: new start pose)", style="dim")
+    elif d.reset == RESET_IDLE:
+        t.append("idle (n: reset)", style="dim")
+    elif d.reset == RESET_STOPPED:
+        t.append(f"stopped {d.reset_progress * 100:3.0f}%  {d.reset_reason}  (n: resume)",
+                 style="bold yellow")
+    else:
+        cells = 10
+        filled = round(max(0.0, min(1.0, d.reset_progress)) * cells)
+        t.append(f"{d.reset:<6} ")
+        t.append("█" * filled + "·" * (cells - filled),
+                 style="green" if d.reset == RESET_DONE else "cyan")
+        t.append(f" {d.reset_progress * 100:3.0f}%")
+        if d.reset_kind:
+            t.append(f" to {d.reset_kind}")
+    if d.drives_resets:
+        t.append("  auto-reset " + ("on" if d.auto_reset else "off"),
+                 style="bold" if d.auto_reset else "dim")
