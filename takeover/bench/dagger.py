@@ -36,6 +36,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from takeover.bench.workspaces import ProgressLog, bench_workspace, link_or_copy
 from takeover.dagger.compare import paired_result
 from takeover.dagger.evaluate import evaluate_model
 from takeover.dagger.metrics import (
@@ -55,36 +56,10 @@ from takeover.policy.train import TrainConfig
 from takeover.recorder.store import EpisodeStore
 from takeover.session.drive import DriveRequest, run_drive
 from takeover.workspace.atomic import atomic_write_bytes
-from takeover.workspace.layout import init_workspace
 
 RESULT_JSON = "bench_dagger.json"
 RESULT_MD = "bench_dagger.md"
 RESULT_PNG = "bench_dagger.png"
-
-
-class _Log:
-    def __init__(self, stream: TextIO | None) -> None:
-        self.stream = stream
-        self.t0 = time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        if self.stream is not None:
-            print(f"[{time.perf_counter() - self.t0:6.0f} s] {msg}", file=self.stream, flush=True)
-
-
-def _workspace(path: Path, camera_hw: int) -> Path:
-    ws = init_workspace(path)
-    toml = ws / "takeover.toml"
-    text = toml.read_text().replace("camera_width = 96", f"camera_width = {camera_hw}")
-    toml.write_text(text.replace("camera_height = 96", f"camera_height = {camera_hw}"))
-    return ws
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _eval_row(ev: dict[str, Any] | None) -> dict[str, Any]:
@@ -100,7 +75,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     """Run the experiment; write bench_dagger.json, .md and .png into `out_dir`; return the
     JSON (with `dagger` and `bc` rows as DESIGN.md names them)."""
     preset.validate()
-    log = _Log(progress)
+    log = ProgressLog(progress)
     t_start = time.perf_counter()
     out = (out_dir or Path(tempfile.mkdtemp(prefix="takeover-bench-dagger-"))).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +98,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
 
     # 1. Demonstrations, recorded once; each BC workspace links the first N of them.
     n_demos = max(*preset.bc_demos, preset.initial_demos, preset.match_demos)
-    demos = _workspace(work / "demos", preset.camera_hw)
+    demos = bench_workspace(work / "demos", preset.camera_hw)
     noise = (f", DART turn-rate noise {preset.demo_noise} rad/s" if preset.demo_noise
              else ", no demonstration noise")
     log(f"recording {n_demos} expert demonstrations (seeds {preset.demo_seed}..{noise})")
@@ -138,10 +113,10 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     bc_evals: dict[int, dict[str, Any]] = {}
 
     def train_bc(n: int) -> dict[str, Any]:
-        ws = _workspace(work / f"bc_{n:03d}", preset.camera_hw)
+        ws = bench_workspace(work / f"bc_{n:03d}", preset.camera_hw)
         (ws / "rounds" / "r000").mkdir(parents=True, exist_ok=True)
         for f in demo_files[:n]:
-            _link_or_copy(str(f), str(ws / "rounds" / "r000" / f.name))
+            link_or_copy(str(f), str(ws / "rounds" / "r000" / f.name))
         log(f"BC, {n} demonstrations: training ({preset.epochs} epochs)")
         card = train_workspace(ws, model_config, replace(base_train, epochs=preset.epochs),
                                deploy=True)
@@ -160,7 +135,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
 
     # 3. DAgger arm: continue from the BC workspace with the initial demonstrations.
     ws = work / "dagger"
-    shutil.copytree(bc_workspaces[preset.initial_demos], ws, copy_function=_link_or_copy,
+    shutil.copytree(bc_workspaces[preset.initial_demos], ws, copy_function=link_or_copy,
                     symlinks=True)
     warm_train = replace(base_train, epochs=preset.warm_epochs,
                          lr=preset.warm_lr, weighting=preset.dagger_weighting)
@@ -239,7 +214,7 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
 
 def _bc_at_equal_labels(demos: Path, last: dict[str, Any], last_eval: dict[str, Any],
                         bc_evals: dict[int, dict[str, Any]], bc_rows: list[dict[str, Any]],
-                        train_bc: Callable[[int], dict[str, Any]], log: _Log
+                        train_bc: Callable[[int], dict[str, Any]], log: ProgressLog
                         ) -> dict[str, Any]:
     """BC on the fewest demonstrations with at least the last DAgger model's expert labels
     (trained unless the BC arm has it), compared with that model seed by seed."""
