@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from takeover.cli.common import add_workspace_option
 from takeover.cli.dagger import add_dagger_bench
-from takeover.cli.output import print_result
+from takeover.cli.output import print_json, print_result
 from takeover.cli.policy import add_latency_bench
+from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
     bsub = p.add_subparsers(dest="bench", required=True,
-                            metavar="{loop,sim,recorder,links,latency,dagger,safety}")
+                            metavar="{loop,sim,recorder,links,latency,dagger,spread,safety}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -44,6 +46,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     links.set_defaults(func=_cmd_bench_links)
     add_latency_bench(bsub)
     add_dagger_bench(bsub)
+    add_spread_bench(bsub)
     safety = bsub.add_parser(
         "safety", help="the LiDAR protective field, off against on: collisions with obstacles "
         "that walk in, protective stops, docking (the expert in AUTO, unaware of them)")
@@ -59,6 +62,56 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                          "workspace's takeover.toml (default: the defaults)")
     safety.add_argument("--json", action="store_true")
     safety.set_defaults(func=_cmd_bench_safety)
+
+
+def add_spread_bench(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`takeover bench spread`. Every default is None so that `--quick` supplies its own and
+    an option given with it still wins (takeover/bench/spread.py)."""
+    p = bsub.add_parser(
+        "spread", help="BC's held-out success over several demonstration sets and training "
+        "seeds: mean, minimum, intervals",
+        description="For each demonstration set, the expert records N demonstrations with DART "
+        "noise once; for each training seed, one model is trained on them from scratch "
+        "(`takeover train` defaults) and evaluated alone on the same held-out seeds. Prints one "
+        "row per (set, seed) with its 95%% Wilson interval, the mean per set, and the mean, "
+        "minimum, maximum and spread over all models; writes bench_spread.json into the work "
+        "folder.")
+    p.add_argument("--sets", default=None, metavar="S,S,...",
+                   help="the first demonstration seed of each disjoint set (default "
+                   "1000,2000,3000)")
+    p.add_argument("--demos", type=int, default=None, metavar="N",
+                   help="demonstrations per set (default 40)")
+    p.add_argument("--demo-noise", type=float, default=None, metavar="W",
+                   help="DART turn-rate noise in rad/s (default 0.3; 0 for clean demonstrations)")
+    p.add_argument("--train-seeds", default=None, metavar="S,S,...",
+                   help="training seeds, one model per seed and set (default 0,1)")
+    p.add_argument("--episodes", type=int, default=None, metavar="N",
+                   help="held-out seeds per model (default 100)")
+    p.add_argument("--eval-seed", type=int, default=None, metavar="S",
+                   help="first held-out seed, the same for every model (default 5000)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="training epochs (default: `takeover train`'s, 12)")
+    p.add_argument("--augment", choices=("on", "off", "camera"), default=None,
+                   help="image augmentation, as `takeover train --augment` (default on)")
+    p.add_argument("--lr", type=float, default=None, help="OneCycle peak, as `takeover train`")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default=None,
+                   help="intervention weighting, as `takeover train` (default none)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for training "
+                   "(default: all cores)")
+    p.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes running evaluation episodes (default: the cores; the "
+                   "outcomes are the same either way)")
+    p.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                   help="keep the workspaces (each set's demonstrations, each model) and "
+                   "bench_spread.json here (default: a temporary folder whose workspaces are "
+                   "removed at the end)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke test, not a measurement: 2 sets x 2 demonstrations, 1 epoch, a "
+                   "tiny model, 2 episodes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_spread)
 
 
 def _cmd_bench_loop(args: argparse.Namespace) -> int:
@@ -109,4 +162,30 @@ def _cmd_bench_safety(args: argparse.Namespace) -> int:
     result = run_safety_bench(episodes=args.episodes, seed=args.seed, obstacles=args.obstacles,
                               config=config, max_steps=args.max_steps, progress=sys.stderr)
     print_result(result, args.json)
+    return 0
+
+
+def _cmd_bench_spread(args: argparse.Namespace) -> int:
+    from takeover.bench.spread import (
+        parse_seed_list,
+        run_spread_bench,
+        spread_settings,
+        table_lines,
+    )
+
+    settings = spread_settings(
+        quick=args.quick,
+        sets=None if args.sets is None else parse_seed_list(args.sets, "--sets"),
+        train_seeds=None if args.train_seeds is None
+        else parse_seed_list(args.train_seeds, "--train-seeds"),
+        demos=args.demos, demo_noise=args.demo_noise, episodes=args.episodes,
+        eval_seed=args.eval_seed, epochs=args.epochs, jobs=args.jobs,
+        train_overrides={"augment": args.augment, "lr": args.lr, "batch_size": args.batch_size,
+                         "weighting": args.weighting, "threads": args.threads})
+    result = run_spread_bench(settings, workdir=args.workdir, device=args.device,
+                              progress=sys.stderr)
+    # With --json the table goes to stderr, so stdout is the one JSON line scripts read.
+    print("\n".join(table_lines(result)), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print_json(result)
     return 0
