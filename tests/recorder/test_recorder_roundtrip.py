@@ -107,7 +107,8 @@ def test_every_mode_and_source_value_roundtrips(workspace: Path,
             (m, s, a) for m in Mode for s in CommandSource for a in (None, -1, 0, 1)):
         rows.append(replace(base, step=i, t_ns=base.t_ns + i * 50_000_000, mode=mode,
                             source=source, action_mode=am))
-    with EpisodeWriter(workspace, fsync=False) as w:
+    # Backpressure: every combination is offered at once, more than a few seconds' queue holds.
+    with EpisodeWriter(workspace, fsync=False, backpressure=True) as w:
         path = record_episode(w, rows, outcome="aborted")
     assert_matches(path, rows)
     assert read_info(path).outcome == "aborted"
