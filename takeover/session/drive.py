@@ -101,10 +101,6 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
         raise UsageError(f"unknown --driver {request.driver}; use expert, policy or operator-sim")
     if request.reset not in RESET_MODES:
         raise UsageError(f"unknown --reset {request.reset}; use {' or '.join(RESET_MODES)}")
-    if request.reset == "drive" and request.driver != "policy":
-        raise UsageError(
-            f"--reset drive runs on what a real base reports, and --driver {request.driver} "
-            "steers by the simulator's privileged state; use --driver policy")
     if request.truth_log is not None and request.reset != "drive":
         raise UsageError("--truth-log goes with --reset drive (a simulator run as a real base "
                          "keeps its truth there); with teleport resets the truth is in the JSON")
@@ -126,8 +122,8 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
     try:
         _check_robot_for(request, link, url)
         if request.reset == "drive":
-            assert policy is not None
-            return run_drive_resets(link, config, request, rate_hz, progress, policy)
+            return run_drive_resets(link, config, request, rate_hz, progress, policy,
+                                    _demonstration_noise(request, config))
         return _run_episodes(link, config, request, rate_hz, progress, policy)
     finally:
         link.close()

@@ -7,6 +7,12 @@ the robot undocks and drives to a new start pose (or to the staging pose for a r
 (control/reset_driver.py, control/reset_planner.py), under the Arbiter like any motion. Reset
 motion is never recorded: with `--record` only the attempts become episodes.
 
+The drivers: `policy` (AUTO, a scripted supervisor holds the deadman), `expert` (MANUAL, the
+scripted docking expert at the gamepad) and `operator-sim` (AUTO, the simulated operator takes
+over when the policy strays). The last two steer towards the dock face the lifecycle knows (the
+docked pose of `[docking.reset]`, re-anchored at every dock), never by the simulator's
+privileged state; during resets they keep their hands off (a deadman holder stands in).
+
 On the simulator run as a real base (`sim://?reset=drive`, `takeover sim serve --reset drive`)
 its truth log (`--truth-log`) gives each attempt's `outcome_truth` and counts the collisions
 during resets; the host never reads it while driving.
@@ -17,19 +23,22 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, TextIO
 
-from takeover.config import Config
+from takeover.config import Config, DemonstrationConfig
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner, ResetResult
+from takeover.control.loop import ControlLoop, OperatorSource
 from takeover.control.reset_driver import ResetDriver, scan_points
 from takeover.control.reset_planner import ResetPlanner
 from takeover.errors import UsageError
 from takeover.hw.base import RobotLink
-from takeover.inputs.scripted import DeadmanHolder
+from takeover.inputs.operator_sim import SimulatedOperator
+from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter
 from takeover.session.stack import build_control_loop, start_recorder
+from takeover.sim.expert import DockingExpert
 from takeover.sim.truth_log import contacts_between, read_truth_log, truth_at
-from takeover.types import Outcome
+from takeover.types import Outcome, Pose2D
 from takeover.workspace.layout import round_for_model
 
 if TYPE_CHECKING:
@@ -41,22 +50,33 @@ MAX_FAILED_RESETS_IN_A_ROW = 3
 
 
 def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
-                     progress: TextIO | None, policy: ChunkPolicy) -> dict[str, Any]:
-    """Run the attempts and resets; the `--json` summary (drive's fields plus `reset`)."""
+                     progress: TextIO | None, policy: ChunkPolicy | None,
+                     demonstration: DemonstrationConfig | None = None) -> dict[str, Any]:
+    """Run the attempts and resets; the `--json` summary (drive's fields plus `reset`).
+    demonstration: the DART noise in effect for the expert's MANUAL attempts."""
     def note(text: str) -> None:
         if progress is not None:
             print(text, file=progress, flush=True)
 
-    loop = build_control_loop(config, link, DeadmanHolder(), policy, rate_hz=rate_hz)
+    hands_off = DeadmanHolder()
+    loop = build_control_loop(config, link, hands_off, policy, rate_hz=rate_hz,
+                              demonstration=demonstration)
     driver = ResetDriver(config.docking.reset)
     loop.set_reset_driver(driver)
     planner = ResetPlanner(config.docking)
     radius_m = config.safety.field.footprint_radius_m
+    if request.driver != "policy" and planner.frame is None:
+        raise UsageError(
+            f"--driver {request.driver} with --reset drive steers to the dock the lifecycle "
+            "knows: set the docked pose in [docking.reset] x_m, y_m, yaw_rad (docs/docking.md)")
+    steer = _Steering(request.driver, loop, rate_hz)
 
     def anchor_corridor() -> None:
-        # The field's docking corridor follows the docked pose the planner knows.
+        # The field's docking corridor (and the expert's dock) follow the docked pose.
         if planner.frame is not None:
-            loop.anchor_dock(planner.frame.face(radius_m))
+            face = planner.frame.face(radius_m)
+            loop.anchor_dock(face)
+            steer.aim(face)
 
     anchor_corridor()
     runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
@@ -64,7 +84,7 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
     writer = _writer(request, rate_hz, link.lockstep, note)
     if writer is not None:
         loop.sinks.append(writer)
-    model_id = policy.runtime.model_id
+    model_id = policy.runtime.model_id if policy is not None else ""
     period_s = 1.0 / rate_hz
     results: list[EpisodeResult] = []
     resets: list[ResetResult | None] = []
@@ -81,11 +101,13 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
                 if writer is not None:
                     writer.begin_episode(EpisodeMeta(
                         round=round_for_model(model_id), rate_hz=rate_hz, model_id=model_id,
-                        operator="deadman-holder", robot_url=link.url,
+                        operator=steer.name, robot_url=link.url,
                         config=dataclasses.asdict(config),
                         extra={"attempt": i, "retry": planner.retries}, origin="takeover drive"))
 
-            result = runner.run(request.seed + i, OperatorEvent.AUTO, prepare=prepare)
+            loop.operator = steer.operator
+            result = runner.run(request.seed + i, steer.engage, prepare=prepare)
+            loop.operator = hands_off
             results.append(result)
             if writer is not None:
                 detected = result.detected
@@ -128,6 +150,31 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
                     period_s, truth)
 
 
+class _Steering:
+    """Who drives the attempts: the operator source, the mode it engages and its name."""
+
+    def __init__(self, driver: str, loop: ControlLoop, rate_hz: float) -> None:
+        self.expert: DockingExpert | None = None
+        self.simulated: SimulatedOperator | None = None
+        self.operator: OperatorSource = DeadmanHolder()
+        self.engage, self.name = OperatorEvent.AUTO, "deadman-holder"
+        if driver == "expert":
+            self.expert = DockingExpert(Pose2D(0.0, 0.0, 0.0))  # aimed before the first attempt
+            self.operator = ScriptedOperator(self.expert.command)
+            self.engage, self.name = OperatorEvent.MANUAL, "expert"
+        elif driver == "operator-sim":
+            self.simulated = SimulatedOperator(Pose2D(0.0, 0.0, 0.0), loop.post, rate_hz=rate_hz)
+            self.operator = self.simulated
+            loop.sinks.append(self.simulated)
+            self.name = "operator-sim"
+
+    def aim(self, face: Pose2D) -> None:
+        if self.expert is not None:
+            self.expert.reset(face)
+        if self.simulated is not None:
+            self.simulated.reset(face)
+
+
 def _writer(request: DriveRequest, rate_hz: float, lockstep: bool,
             note: Any) -> EpisodeWriter | None:
     if not request.record:
@@ -137,7 +184,7 @@ def _writer(request: DriveRequest, rate_hz: float, lockstep: bool,
                           on_alert=lambda a: note(f"recorder: {a.message}"))
 
 
-def _summary(link: RobotLink, request: DriveRequest, policy: ChunkPolicy,
+def _summary(link: RobotLink, request: DriveRequest, policy: ChunkPolicy | None,
              loop_json: dict[str, Any], results: list[EpisodeResult],
              resets: list[ResetResult | None], saved: list[str], period_s: float,
              truth: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -175,9 +222,10 @@ def _summary(link: RobotLink, request: DriveRequest, policy: ChunkPolicy,
         "fast": link.lockstep,
         "reset_mode": "drive",
         "loop": loop_json,
-        "policy": {"model": str(policy.runtime.path), "model_id": policy.runtime.model_id,
-                   "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
-                   **policy.latency_summary()},
+        **({} if policy is None else {"policy": {
+            "model": str(policy.runtime.path), "model_id": policy.runtime.model_id,
+            "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
+            **policy.latency_summary()}}),
         "per_episode": per_episode,
         "reset": reset_json,
         "recorded": saved,

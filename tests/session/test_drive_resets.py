@@ -52,9 +52,48 @@ def test_attempts_reset_by_driving_and_report_detected_outcomes_with_the_truth(
     assert [e["event"] for e in events].count("start") == 1  # placed once, never teleported
 
 
+def test_the_expert_docks_again_and_again_on_the_docked_pose_it_was_given(
+        tmp_path: Path) -> None:
+    """The expert steers to the dock face the lifecycle knows ([docking.reset]), not to the
+    simulator's: every attempt docks and every reset reaches its start pose."""
+    truth_log = tmp_path / "truth.jsonl"
+    config = config_with_docked_pose(tmp_path)
+    config.write_text(config.read_text().replace("timeout_s = 6.0", "timeout_s = 60.0"))
+    summary = run_drive(DriveRequest(
+        robot_url=f"sim://?fast=1&reset=drive&seed={SEED}&truth_log={truth_log}",
+        driver="expert", episodes=4, max_steps=1200, reset="drive", truth_log=truth_log,
+        config_path=config))
+    rows = summary["per_episode"]
+    assert [r["outcome"] for r in rows] == ["success"] * 4, rows
+    assert [r["outcome_truth"] for r in rows] == ["success"] * 4
+    assert {r["detail"] for r in rows} <= {"battery_current", "power_supply_status"}
+    assert summary["reset"]["reached"] == 3 and summary["reset"]["collisions_truth"] == 0
+    assert "policy" not in summary
+
+
+def test_operator_sim_takes_over_a_tiny_policy_and_keeps_hands_off_the_resets(
+        tmp_path: Path) -> None:
+    model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx")
+    truth_log = tmp_path / "truth.jsonl"
+    summary = run_drive(DriveRequest(
+        robot_url=f"sim://?fast=1&reset=drive&seed={SEED}&truth_log={truth_log}",
+        driver="operator-sim", policy=model, episodes=2, max_steps=600, reset="drive",
+        truth_log=truth_log, config_path=config_with_docked_pose(tmp_path)))
+    rows = summary["per_episode"]
+    assert all(r["interventions"] >= 1 and r["human_steps"] > 0 for r in rows), rows
+    assert all(r["outcome"] == r["outcome_truth"] for r in rows), rows
+    assert summary["reset"]["count"] == 1 and summary["reset"]["reached"] == 1
+
+
+def test_the_privileged_drivers_need_a_docked_pose(tmp_path: Path) -> None:
+    with pytest.raises(TakeoverError) as caught:
+        run_drive(DriveRequest(robot_url="sim://?fast=1&reset=drive", driver="expert",
+                               reset="drive"))
+    assert "[docking.reset] x_m, y_m, yaw_rad" in str(caught.value)
+
+
 @pytest.mark.parametrize("url, driver, extra, says", [
     ("sim://?fast=1", "policy", {}, "teleports"),
-    ("sim://?fast=1&reset=drive", "expert", {}, "--driver expert"),
     ("sim://?fast=1", "policy", {"reset": "teleport", "truth_log": Path("t.jsonl")},
      "--truth-log goes with --reset drive"),
 ])
