@@ -15,6 +15,14 @@ normalised: bases disagree on the sign) and `power_supply_status` to CHARGING or
 - when the attempt ends before any of that (the operator stopped it, a fault latched, the host's
   step limit): `conclude` gives the verdict, with the reason as evidence.
 
+**At the dock** (given the docked pose, `docked_pose`): the robot stopped (odometry speed under
+`AT_DOCK_STOPPED_MPS`) within `dock_threshold_m` of where it stood the last time it charged is
+at the dock once it has driven in this attempt, as opennav_docking's `isDocked` judges by the
+dock pose: nothing is decided on it,
+but it is a contact being confirmed (`pending`), so the attempt stops driving and the charge is
+awaited. A BatteryState at 1-2 Hz can show the charge half a second after the contact; a policy
+that keeps driving meanwhile may leave the charger before the charge is ever seen.
+
 The first decision is final: an attempt that stalled and was later pushed onto the dock failed.
 Every decision carries its evidence, a small JSON-able dict: which signal decided, at what
 `t_ns` (the tick's clock), and its value, e.g. ``{"signal": "battery_current", "t_ns": ...,
@@ -36,6 +44,7 @@ from takeover.types import (
     POWER_SUPPLY_STATUS_NAMES,
     Observation,
     Outcome,
+    Pose2D,
 )
 
 #: The evidence's `signal` values.
@@ -51,6 +60,9 @@ SIGNALS = (SIGNAL_CURRENT, SIGNAL_STATUS, SIGNAL_DOCKED_TOPIC, SIGNAL_BUMPER, SI
            SIGNAL_TIMEOUT, SIGNAL_OPERATOR, SIGNAL_NO_CHARGE)
 
 _CHARGING_STATUSES = (POWER_SUPPLY_STATUS_CHARGING, POWER_SUPPLY_STATUS_FULL)
+
+#: At the docked pose, slower than this counts as stopped there (blocked by the dock).
+AT_DOCK_STOPPED_MPS = 0.02
 
 
 @dataclass(frozen=True)
@@ -81,8 +93,12 @@ class DockingOutcomeDetector:
     the newest.
     """
 
-    def __init__(self, config: DockingConfig | None = None) -> None:
+    def __init__(self, config: DockingConfig | None = None,
+                 docked_pose: Pose2D | None = None) -> None:
+        """docked_pose: where the robot stands when docked (odometry frame), if known: the
+        docking lifecycle's anchor (control/reset_planner.py)."""
         self.config = config or DockingConfig()
+        self.docked_pose = docked_pose
         self._sign = -1.0 if self.config.current_sign == "negative" else 1.0
         self._confirm_ns = round(self.config.charge_confirm_ms * 1e6)
         self._stall_ns = round(self.config.stall_s * 1e9)
@@ -97,6 +113,8 @@ class DockingOutcomeDetector:
         self._charge_since_ns: int | None = None
         self._docked_since_ns: int | None = None
         self._contact_since_ns: int | None = None
+        self._at_dock_since_ns: int | None = None
+        self._driven = False  # the odometry has shown motion in this attempt
         self._anchor: tuple[float, float, float] | None = None  # (x_m, y_m, yaw_rad)
         self._anchor_ns = 0
         self._last_ns = 0
@@ -124,7 +142,12 @@ class DockingOutcomeDetector:
         """Undecided, with charging or a contact seen and waiting on its confirm window."""
         return self.decided is None and (
             self._charge_since_ns is not None or self._contact_since_ns is not None
-            or self._docked_since_ns is not None)
+            or self._docked_since_ns is not None or self._at_dock_since_ns is not None)
+
+    @property
+    def at_dock(self) -> bool:
+        """Stopped at the docked pose (see the module doc), undecided."""
+        return self.decided is None and self._at_dock_since_ns is not None
 
     # --- the decision --------------------------------------------------------------------------
 
@@ -137,6 +160,7 @@ class DockingOutcomeDetector:
             self._first_ns = t_ns
         self._last_ns = t_ns
         if obs is not None:
+            self._at_dock(obs, t_ns)
             decision = self._charge(obs, t_ns) or self._contact(obs, t_ns) \
                 or self._progress(obs, t_ns)
             if decision is not None:
@@ -198,6 +222,21 @@ class DockingOutcomeDetector:
                         "signal": SIGNAL_DOCKED_TOPIC, "t_ns": t_ns,
                         "since_t_ns": self._docked_since_ns, "held_ms": _ms(held)})
         return None
+
+    def _at_dock(self, obs: Observation, t_ns: int) -> None:
+        dock = self.docked_pose
+        if dock is None or self._at_dock_since_ns is not None:
+            return  # once at the dock, the attempt waits there for the charge
+        odom = obs.odom
+        stopped = abs(odom.v_mps) < AT_DOCK_STOPPED_MPS
+        if not stopped:
+            self._driven = True
+            return
+        # Stopped there after driving: an attempt that starts at rest next to the dock has
+        # not arrived at it yet.
+        near = math.hypot(odom.x_m - dock.x_m, odom.y_m - dock.y_m) <= self.config.dock_threshold_m
+        if near and self._driven:
+            self._at_dock_since_ns = t_ns
 
     def _contact(self, obs: Observation, t_ns: int) -> DetectedOutcome | None:
         if self._charge_since_ns is not None or (

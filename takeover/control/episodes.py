@@ -113,6 +113,9 @@ class EpisodeRunner:
         self.loop = loop
         self.docking = docking
         self.end_on_detection = end_on_detection
+        # Where the robot stands when docked, if the docking lifecycle knows: the detector's
+        # "at the dock" (control/docking_outcome.py).
+        self.docked_pose: Pose2D | None = None
         self.acknowledge_faults = acknowledge_faults
         self.on_event = on_event
         self.max_steps = max_steps
@@ -147,7 +150,8 @@ class EpisodeRunner:
         want = Mode.MANUAL if engage is OperatorEvent.MANUAL else Mode.AUTO
         result = EpisodeResult(seed=seed, outcome=OUTCOME_FAILURE, detail="timeout")
         result.wall_start_ns = time.time_ns()
-        detector = DockingOutcomeDetector(self.docking) if self.docking is not None else None
+        detector = (DockingOutcomeDetector(self.docking, self.docked_pose)
+                    if self.docking is not None else None)
         last_t_ns: int | None = None
         started = False
         prev_mode: Mode | None = None

@@ -199,7 +199,8 @@ class DockingLifecycle:
         cfg = self.docking
         if rec.mode is Mode.MANUAL:
             cfg = dataclasses.replace(cfg, stall_s=NEVER_S, timeout_s=0.0)  # 0: no timeout
-        self._detector = DockingOutcomeDetector(cfg)
+        frame = self.planner.frame  # "at the dock" needs the docked pose, once it is known
+        self._detector = DockingOutcomeDetector(cfg, frame.pose if frame is not None else None)
         self._contact_t_ns = None
         obs = rec.observation
         self.planner.attempt_started(obs.odom if obs is not None else None)

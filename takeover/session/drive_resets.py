@@ -71,16 +71,19 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
             "knows: set the docked pose in [docking.reset] x_m, y_m, yaw_rad (docs/docking.md)")
     steer = _Steering(request.driver, loop, rate_hz)
 
+    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
+                           docking=config.docking, end_on_detection=True)
+
     def anchor_corridor() -> None:
-        # The field's docking corridor (and the expert's dock) follow the docked pose.
+        # The field's docking corridor, the expert's dock and the detector's "at the dock"
+        # follow the docked pose.
         if planner.frame is not None:
             face = planner.frame.face(radius_m)
             loop.anchor_dock(face)
             steer.aim(face)
+            runner.docked_pose = planner.frame.pose
 
     anchor_corridor()
-    runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
-                           docking=config.docking, end_on_detection=True)
     writer = _writer(request, rate_hz, link.lockstep, note)
     if writer is not None:
         loop.sinks.append(writer)

@@ -30,6 +30,7 @@ from takeover.types import (
     Observation,
     Odometry,
     Outcome,
+    Pose2D,
 )
 
 TICK_NS = 50_000_000  # 20 Hz
@@ -166,6 +167,39 @@ def test_pending_while_a_charge_or_a_contact_is_being_confirmed() -> None:
     assert not d.pending
     d.update(obs(3, bumper=True), 3 * TICK_NS)
     assert d.pending
+
+
+def test_stopped_at_the_docked_pose_waits_for_the_charge_and_passing_by_does_not() -> None:
+    docked = Pose2D(1.0, 0.0, 0.0)
+    d = DockingOutcomeDetector(DockingConfig(), docked_pose=docked)
+
+    def at(x: float, v: float, tick: int, current: float = -0.8) -> Observation:
+        return Observation(t_ns=tick * TICK_NS, odom=Odometry(x_m=x, v_mps=v),
+                           battery_current_a=current)
+
+    # Creeping through the threshold at 10 cm/s is not "at the dock"; stopped further out
+    # neither.
+    for tick, x in enumerate((0.90, 0.96, 0.98)):
+        d.update(at(x, 0.10, tick), tick * TICK_NS)
+    d.update(at(0.90, 0.0, 3), 3 * TICK_NS)
+    assert not d.pending
+    # Stopped 1 cm short (blocked by the dock): pending, no decision, however long it stays...
+    for tick in range(4, 200):
+        assert d.update(at(0.99, 0.0, tick), tick * TICK_NS) is None
+        assert d.pending and d.at_dock
+    # ...until the charge shows and holds: docked by the current, as ever.
+    tick = 200
+    while (decision := d.update(at(0.99, 0.0, tick, 1.5), tick * TICK_NS)) is None:
+        tick += 1
+    assert decision.outcome is Outcome.SUCCESS and decision.signal == SIGNAL_CURRENT
+    # At the dock with no charge: the attempt's end concludes it, for want of a charge.
+    e = DockingOutcomeDetector(DockingConfig(), docked_pose=docked)
+    e.update(at(1.02, 0.0, 0), 0)
+    assert not e.pending  # at rest there from the start: it has not arrived yet
+    e.update(at(1.01, 0.05, 1), TICK_NS)
+    e.update(at(1.02, 0.0, 2), 2 * TICK_NS)
+    assert e.pending
+    assert e.conclude(TICK_NS, "contact", aborted=False).signal == SIGNAL_NO_CHARGE
 
 
 # --- properties ---------------------------------------------------------------------------------
