@@ -288,10 +288,10 @@ class DockingConfig:
     stall_distance_m: float = 0.05  # progress: the robot moved this far since the last progress
     stall_angle_deg: float = 5.0  # or turned this much
     timeout_s: float = 60.0  # the attempt's limit: failure
-    # Stopped this close to the docked pose ([docking.reset], anchored at each dock) is at the
-    # dock: the attempt stops driving and waits for the charge (opennav_docking's
-    # docking_threshold).
-    dock_threshold_m: float = 0.05
+    # > 0: stopped this close to the docked pose ([docking.reset], anchored at each dock) after
+    # driving is at the dock: the attempt stops driving and waits for the charge
+    # (opennav_docking's docking_threshold). 0: off (a learned policy hesitates near the dock).
+    dock_threshold_m: float = 0.0
     # After each attempt, undock and drive to a new start pose without being asked (the TUI;
     # `takeover drive --reset drive` always does).
     auto_reset: bool = False
@@ -429,8 +429,10 @@ def _validate_docking(d: DockingConfig) -> None:
     if not 0.0 <= d.charge_wait_s <= 120.0 or d.charge_wait_s * 1000 < d.charge_confirm_ms:
         raise ConfigError("docking.charge_wait_s must be between 0 and 120 s and at least "
                           "charge_confirm_ms (else a charge could never be confirmed in it)")
-    for name in ("stall_s", "timeout_s", "stall_distance_m", "stall_angle_deg",
-                 "dock_threshold_m"):
+    if not 0.0 <= d.dock_threshold_m <= 1.0:
+        raise ConfigError(f"docking.dock_threshold_m = {d.dock_threshold_m}: must be between 0 "
+                          "(off) and 1 m")
+    for name in ("stall_s", "timeout_s", "stall_distance_m", "stall_angle_deg"):
         value = getattr(d, name)
         if not 0.0 < value <= 3600.0:
             raise ConfigError(f"docking.{name} = {value}: must be above 0 (and at most 3600)")

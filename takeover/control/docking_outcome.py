@@ -15,7 +15,8 @@ normalised: bases disagree on the sign) and `power_supply_status` to CHARGING or
 - when the attempt ends before any of that (the operator stopped it, a fault latched, the host's
   step limit): `conclude` gives the verdict, with the reason as evidence.
 
-**At the dock** (given the docked pose, `docked_pose`): the robot stopped (odometry speed under
+**At the dock** (with `dock_threshold_m` > 0 and the docked pose known, `docked_pose`): the
+robot stopped (odometry speed under
 `AT_DOCK_STOPPED_MPS`) within `dock_threshold_m` of where it stood the last time it charged is
 at the dock once it has driven in this attempt, as opennav_docking's `isDocked` judges by the
 dock pose: nothing is decided on it,
@@ -225,7 +226,7 @@ class DockingOutcomeDetector:
 
     def _at_dock(self, obs: Observation, t_ns: int) -> None:
         dock = self.docked_pose
-        if dock is None or self._at_dock_since_ns is not None:
+        if dock is None or self.config.dock_threshold_m <= 0 or self._at_dock_since_ns is not None:
             return  # once at the dock, the attempt waits there for the charge
         odom = obs.odom
         stopped = abs(odom.v_mps) < AT_DOCK_STOPPED_MPS

@@ -171,7 +171,12 @@ def test_pending_while_a_charge_or_a_contact_is_being_confirmed() -> None:
 
 def test_stopped_at_the_docked_pose_waits_for_the_charge_and_passing_by_does_not() -> None:
     docked = Pose2D(1.0, 0.0, 0.0)
-    d = DockingOutcomeDetector(DockingConfig(), docked_pose=docked)
+    on = DockingConfig(dock_threshold_m=0.05)
+    off = DockingOutcomeDetector(DockingConfig(), docked_pose=docked)  # the default: off
+    off.update(Observation(t_ns=0, odom=Odometry(x_m=0.9, v_mps=0.1)), 0)
+    off.update(Observation(t_ns=TICK_NS, odom=Odometry(x_m=0.99)), TICK_NS)
+    assert not off.pending
+    d = DockingOutcomeDetector(on, docked_pose=docked)
 
     def at(x: float, v: float, tick: int, current: float = -0.8) -> Observation:
         return Observation(t_ns=tick * TICK_NS, odom=Odometry(x_m=x, v_mps=v),
@@ -193,7 +198,7 @@ def test_stopped_at_the_docked_pose_waits_for_the_charge_and_passing_by_does_not
         tick += 1
     assert decision.outcome is Outcome.SUCCESS and decision.signal == SIGNAL_CURRENT
     # At the dock with no charge: the attempt's end concludes it, for want of a charge.
-    e = DockingOutcomeDetector(DockingConfig(), docked_pose=docked)
+    e = DockingOutcomeDetector(on, docked_pose=docked)
     e.update(at(1.02, 0.0, 0), 0)
     assert not e.pending  # at rest there from the start: it has not arrived yet
     e.update(at(1.01, 0.05, 1), TICK_NS)
