@@ -211,7 +211,6 @@ class EpisodeRunner:
             if result.steps >= self.max_steps:
                 break
         result.duration_s = time.perf_counter() - t0
-        result.wall_end_ns = time.time_ns()
         self._stop_and_wait()
         if detector is not None:
             result.detected = self._detect_end(detector, result, last_t_ns)
@@ -219,6 +218,10 @@ class EpisodeRunner:
                 # The host's step limit ran out before the detector's own timeout.
                 result.outcome = result.detected.outcome.value
                 result.detail = result.detected.signal
+        # When the outcome was decided (after any wait for the charge): the moment a truth log
+        # is read at. A robot that touched the charger and left it before the charge showed
+        # has not docked.
+        result.wall_end_ns = time.time_ns()
         return result
 
     def reset(self, target: Pose2D, undock: bool = True, kind: str = "start",

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from takeover.policy.runtime import ChunkPolicy
     from takeover.session.drive import DriveRequest
 
+#: The simulator's truth outcomes that count as a collision during a reset.
+COLLISION_OUTCOMES = ("collision", "misaligned")
 #: Resets that fail one after another before the run stops: the robot needs a person.
 MAX_FAILED_RESETS_IN_A_ROW = 3
 
@@ -200,8 +202,9 @@ def _summary(link: RobotLink, request: DriveRequest, policy: ChunkPolicy | None,
         if reset is not None:
             row["reset"] = reset.as_json()
             if truth is not None:
+                # A collision or a misaligned touch; a good contact with the charger is not one.
                 row["reset"]["collisions_truth"] = contacts_between(
-                    truth, reset.wall_start_ns, reset.wall_end_ns)
+                    truth, reset.wall_start_ns, reset.wall_end_ns, COLLISION_OUTCOMES)
         per_episode.append(row)
     done = [r for r in resets if r is not None]
     robot_s = sum(r.steps for r in results) * period_s + sum(r.steps for r in done) * period_s
