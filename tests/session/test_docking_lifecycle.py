@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import h5py
+import pytest
 from dock_support import place_at_dock
 from tui_support import SCREEN_TEST_SAFETY, ConstantPolicy
 
@@ -23,6 +24,9 @@ from takeover.session.operator import OperatorSession, SessionSnapshot
 from takeover.sim.link import SimLink
 from takeover.sim.world import ROBOT_RADIUS_M, generate_world
 from takeover.types import Command, Mode, Observation
+
+# End to end through a whole drive or the core process: `make test` runs it, test-fast not.
+pytestmark = pytest.mark.slow
 
 SEED = 21
 

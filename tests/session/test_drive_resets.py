@@ -14,6 +14,9 @@ from takeover.session.drive import DriveRequest, run_drive
 from takeover.sim.truth_log import read_truth_log
 from takeover.sim.world import ROBOT_RADIUS_M, generate_world
 
+# End to end through a whole drive or the core process: `make test` runs it, test-fast not.
+pytestmark = pytest.mark.slow
+
 SEED = 21
 
 

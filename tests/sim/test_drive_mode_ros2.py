@@ -14,6 +14,9 @@ from takeover.errors import UsageError
 from takeover.hw.base import open_link
 from takeover.sim.truth_log import read_truth_log
 
+# End to end through a whole drive or the core process: `make test` runs it, test-fast not.
+pytestmark = pytest.mark.slow
+
 DOMAIN = isolate_dds()
 
 
