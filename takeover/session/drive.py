@@ -30,7 +30,7 @@ from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
-from takeover.session.drive_resets import run_drive_resets
+from takeover.session.drive_resets import run_drive_resets, save_episode
 from takeover.session.episode_meter import EpisodeMeter
 from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
 from takeover.sim.expert import DockingExpert
@@ -235,12 +235,7 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                 measured.append(meter.summary(result.outcome == OUTCOME_SUCCESS, result.steps))
             path_note = ""
             if writer is not None:
-                detected = result.detected
-                path = writer.end_episode(
-                    result.outcome, end_reason=result.detail,
-                    detected_outcome=detected.outcome if detected is not None else "",
-                    outcome_evidence=detected.evidence if detected is not None else None,
-                ).result()
+                path = save_episode(writer, result)
                 if path is not None:
                     saved.append(str(path))
                     path_note = f" -> {path}"

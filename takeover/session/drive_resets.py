@@ -21,6 +21,7 @@ during resets; the host never reads it while driving.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from takeover.config import Config, DemonstrationConfig
@@ -115,12 +116,7 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
             loop.operator = hands_off
             results.append(result)
             if writer is not None:
-                detected = result.detected
-                path = writer.end_episode(
-                    result.outcome, end_reason=result.detail,
-                    detected_outcome=detected.outcome if detected is not None else "",
-                    outcome_evidence=detected.evidence if detected is not None else None,
-                ).result()
+                path = save_episode(writer, result)
                 if path is not None:
                     saved.append(str(path))
             note(f"attempt {i + 1}/{request.episodes}: {result.outcome} ({result.detail}) in "
@@ -178,6 +174,17 @@ class _Steering:
             self.expert.reset(face)
         if self.simulated is not None:
             self.simulated.reset(face)
+
+
+def save_episode(writer: EpisodeWriter, result: EpisodeResult) -> Path | None:
+    """End the open episode with the attempt's outcome and the detector's verdict and
+    evidence; the saved file, or None where nothing was saved."""
+    detected = result.detected
+    return writer.end_episode(
+        result.outcome, end_reason=result.detail,
+        detected_outcome=detected.outcome if detected is not None else "",
+        outcome_evidence=detected.evidence if detected is not None else None,
+    ).result()
 
 
 def _writer(request: DriveRequest, rate_hz: float, lockstep: bool,

@@ -5,10 +5,8 @@ back until the operator acknowledges."""
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
-import pytest
+from waiting import wait_for
 
 from takeover.config import Config
 from takeover.control.reset_driver import ResetDriver
@@ -19,15 +17,6 @@ from takeover.sim.realtime import RealTimeBase
 from takeover.sim.serial_server import SimSerialServer
 from takeover.sim.simulator import SimConfig
 from takeover.types import Mode, Pose2D
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    """A bounded wait for an event, never a timed assert."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_pulling_the_cable_during_a_reset_latches_and_stops_the_robot() -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros2_support import ScriptedRobot, isolate_dds, need_rclpy, wait_for
+from ros2_support import ScriptedRobot, isolate_dds, need_rclpy
+from waiting import wait_for
 
 from takeover.bench.links import serve_sim
 from takeover.errors import LinkError, UsageError

@@ -8,7 +8,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from ros2_support import isolate_dds, need_rclpy, wait_for
+from ros2_support import isolate_dds, need_rclpy
+from waiting import wait_for
 
 from takeover.config import Config, GamepadConfig
 from takeover.control.arbiter import OperatorEvent

@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from dock_support import place_at_dock
+from waiting import wait_for
 
 from takeover.errors import UsageError
 from takeover.hw.base import LinkOptions, RobotLink, open_link
@@ -22,14 +22,6 @@ from takeover.sim.serial_server import SimSerialServer
 from takeover.sim.simulator import SimConfig, SimOutcome
 from takeover.sim.truth_log import read_truth_log
 from takeover.types import POWER_SUPPLY_STATUS_CHARGING, Command
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def assert_refuses_like_a_real_robot(link: RobotLink) -> None:

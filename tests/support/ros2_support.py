@@ -15,11 +15,9 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 from ci_needs import need
 
 
@@ -45,15 +43,6 @@ def _run_slot() -> int:
 def need_rclpy() -> None:
     need(importlib.util.find_spec("rclpy") is not None,
          "rclpy is not installed (pip install 'takeover[ros2]')")
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    """A bounded wait on a condition (never a timed assertion: the bound is only a guard)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.005)
 
 
 class ScriptedRobot:
