@@ -11,7 +11,11 @@ normalised: bases disagree on the sign) and `power_supply_status` to CHARGING or
 - **failure**: a bumper contact with no charging within `charge_confirm_ms` of it (the robot
   touched the dock, or anything else, without the contacts mating); no progress (odometry moved
   less than `stall_distance_m` and turned less than `stall_angle_deg`) for `stall_s`; or
-  `timeout_s` since the first tick.
+  `timeout_s` since the first tick, after a grace: at `timeout_s` the attempt is in overtime
+  (`pending`, so the runner stops the robot) for up to `charge_wait_s` more, and a charge that
+  shows in it is still a dock. A robot that reached the charger just before the deadline is
+  charging there, but a BatteryState at 1-2 Hz may not say so for another half second; without
+  the grace such an attempt was labelled a timeout (3 of 50 attempts over rosbridge).
 - when the attempt ends before any of that (the operator stopped it, a fault latched, the host's
   step limit): `conclude` gives the verdict, with the reason as evidence.
 
@@ -104,6 +108,7 @@ class DockingOutcomeDetector:
         self._confirm_ns = round(self.config.charge_confirm_ms * 1e6)
         self._stall_ns = round(self.config.stall_s * 1e9)
         self._timeout_ns = round(self.config.timeout_s * 1e9)
+        self._grace_ns = round(self.config.charge_wait_s * 1e9)
         self._stall_rad = math.radians(self.config.stall_angle_deg)
         self.reset()
 
@@ -115,6 +120,7 @@ class DockingOutcomeDetector:
         self._docked_since_ns: int | None = None
         self._contact_since_ns: int | None = None
         self._at_dock_since_ns: int | None = None
+        self._overtime_since_ns: int | None = None  # timeout_s passed: the grace has begun
         self._driven = False  # the odometry has shown motion in this attempt
         self._anchor: tuple[float, float, float] | None = None  # (x_m, y_m, yaw_rad)
         self._anchor_ns = 0
@@ -143,7 +149,13 @@ class DockingOutcomeDetector:
         """Undecided, with charging or a contact seen and waiting on its confirm window."""
         return self.decided is None and (
             self._charge_since_ns is not None or self._contact_since_ns is not None
-            or self._docked_since_ns is not None or self._at_dock_since_ns is not None)
+            or self._docked_since_ns is not None or self._at_dock_since_ns is not None
+            or self._overtime_since_ns is not None)
+
+    @property
+    def overtime(self) -> bool:
+        """Past `timeout_s`, undecided: the grace in which a charge already under way may show."""
+        return self.decided is None and self._overtime_since_ns is not None
 
     @property
     def at_dock(self) -> bool:
@@ -167,10 +179,17 @@ class DockingOutcomeDetector:
             if decision is not None:
                 return self._decide(decision)
         if self._timeout_ns and t_ns - self._first_ns >= self._timeout_ns:
-            return self._decide(DetectedOutcome(Outcome.FAILURE, {
-                "signal": SIGNAL_TIMEOUT, "t_ns": t_ns,
-                "elapsed_s": round((t_ns - self._first_ns) / 1e9, 3),
-                "limit_s": self.config.timeout_s}))
+            if self._overtime_since_ns is None:
+                self._overtime_since_ns = t_ns
+            over = t_ns - self._overtime_since_ns
+            # A charge being confirmed at the end of the grace gets its confirm window too.
+            confirming = self._charge_since_ns is not None or self._docked_since_ns is not None
+            if over >= self._grace_ns and (not confirming
+                                           or over >= self._grace_ns + self._confirm_ns):
+                return self._decide(DetectedOutcome(Outcome.FAILURE, {
+                    "signal": SIGNAL_TIMEOUT, "t_ns": t_ns,
+                    "elapsed_s": round((t_ns - self._first_ns) / 1e9, 3),
+                    "limit_s": self.config.timeout_s, "grace_ms": _ms(over)}))
         return None
 
     def conclude(self, t_ns: int, reason: str, aborted: bool) -> DetectedOutcome:

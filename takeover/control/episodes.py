@@ -9,10 +9,11 @@ here) and with any real-time link (the loop's thread runs and records arrive on 
 Given a `[docking]` config, the runner also runs the docking outcome detector
 (control/docking_outcome.py) beside those rules, on what a real base reports (charging, bumper,
 odometry): the episode still ends as above, and the detector's decision and evidence go into
-the result (`detected`). When the episode ended at a contact (or with a charge or contact still
-being confirmed), the robot is stopped and the detector is given up to `charge_wait_s` of
-further ticks to see the charge (a BatteryState at 1-2 Hz lags the contact), as opennav_docking
-waits for charge after docking; those ticks are not steps of the episode.
+the result (`detected`). When the episode ended at a contact or at its step limit (or with
+a charge or contact still being confirmed), the robot is stopped and the detector is given up
+to `charge_wait_s` of further ticks to see the charge (a BatteryState at 1-2 Hz lags the
+contact), as opennav_docking waits for charge after docking; those ticks are not steps of the
+episode.
 
 With `end_on_detection` (a real base, or the simulator as one: `sim://?reset=drive`) the
 detector alone ends the attempt: no ground-truth docked flag is trusted, and a bumper contact
@@ -194,7 +195,7 @@ class EpisodeRunner:
                     # detector watch the stopped robot (as opennav_docking stops at the dock
                     # and waits for charge): a policy that never saw what comes after contact
                     # must not back off the charger while the charge is confirmed.
-                    result.detail = "contact"
+                    result.detail = "timeout" if detector.overtime else "contact"
                     break
             elif obs is not None and obs.docked:
                 result.outcome, result.detail = OUTCOME_SUCCESS, "docked"
@@ -275,9 +276,15 @@ class EpisodeRunner:
         """The detector's verdict once the episode has ended and the robot is stopped: after a
         contact (or with one being confirmed) it watches up to `charge_wait_s` more ticks."""
         assert self.docking is not None
-        contact = result.detail in ("docked", "bumper", "contact")
+        # A timeout too: a robot that reached the charger at the deadline may be charging
+        # already, and the battery report lags the contact by up to a second.
+        contact = result.detail in ("docked", "bumper", "contact", "timeout")
         if detector.decided is None and last_t_ns is not None and (contact or detector.pending):
             wait_ns = round(self.docking.charge_wait_s * 1e9)
+            if result.detail == "timeout":
+                # The detector's own grace: charge_wait_s, plus a confirm window for a charge
+                # that began at its end (DockingOutcomeDetector.update).
+                wait_ns += round(self.docking.charge_confirm_ms * 1e6)
             # Bounded in ticks too, in case the link's records stop advancing their clock.
             max_ticks = int(wait_ns / self.loop.period_ns) + 2
             start_ns = last_t_ns
