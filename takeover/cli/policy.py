@@ -40,6 +40,12 @@ def add_policy_parsers(sub: SubParsers) -> None:
                    help='timm.create_model keyword arguments, e.g. \'{"channels": [16,32,64,128]}\'')
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help='ModelConfig overrides, e.g. \'{"use_proprio": false, "chunk_size": 10}\'')
+    p.add_argument("--heads", type=int, default=None, metavar="N",
+                   help="ensemble members of the chunk head; more than 1 also exports the "
+                   "members' disagreement as a `novelty` output (docs/policy.md, Uncertainty)")
+    p.add_argument("--novelty-budget", type=float, default=None, metavar="F",
+                   help="help-request calibration: the fraction of held-out steps whose novelty "
+                   "may exceed the threshold (default 0.05)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N")
     p.add_argument("--grad-accum", type=int, default=None, metavar="N")
     p.add_argument("--lr", type=float, default=None)
@@ -159,8 +165,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "amp": args.amp,
         "seed": args.seed, "threads": args.threads, "backbone": args.backbone,
         "augment": "off" if args.no_augment else args.augment,
+        "heads": args.heads, "novelty_budget": args.novelty_budget,
     }
-    for key in ("epochs", "batch_size", "grad_accum", "patience", "threads"):
+    for key in ("epochs", "batch_size", "grad_accum", "patience", "threads", "heads"):
         if flags[key] is not None and flags[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
     if args.backbone_args is not None:

@@ -8,7 +8,10 @@ card.json records what a reviewer needs to trust the model: the round it runs in
 (episodes with the sha256 of each file, rounds, expert-labelled steps, digest), the
 configurations, the training figures (time, wall time, images/s, losses), the export (sha256,
 parity error on real frames), the runtime latency on one thread, when asked for the INT8
-result, and the held-out evaluation (`takeover dagger eval`, written into the card later).
+result, the novelty calibration of an ensemble model (`novelty`: the help-request threshold for
+the budget, measured on the validation episodes; policy/uncertainty.py; the same JSON is in the
+ONNX metadata, where the runtime reads it), and the held-out evaluation (`takeover dagger eval`,
+written into the card later).
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import torch
 from takeover import __version__
 from takeover.errors import UsageError
 from takeover.policy.dataset import PolicyDataset, load_dataset
-from takeover.policy.export import ParityFrames, check_parity, export_onnx, parity_error
+from takeover.policy.export import ParityFrames, check_parity, export_onnx, parity_errors
 from takeover.policy.latency import measure_latency
-from takeover.policy.model import DockingPolicy, ModelConfig
-from takeover.policy.spec import PolicyError
+from takeover.policy.model import DockingPolicy, ModelConfig, novelty
+from takeover.policy.spec import OUTPUT_NAME, PolicyError
 from takeover.policy.train import (
     ProgressCallback,
     TrainConfig,
@@ -42,6 +45,7 @@ from takeover.policy.train import (
     model_from_checkpoint,
     train,
 )
+from takeover.policy.uncertainty import calibrate
 from takeover.workspace.layout import round_for_model
 from takeover.workspace.registry import file_sha256, models_dir, next_model_id, set_current
 
@@ -70,19 +74,55 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@torch.no_grad()
+def novelty_scores(model: DockingPolicy, ds: PolicyDataset, batch_size: int = 256
+                   ) -> list[np.ndarray]:
+    """The step-0 novelty of every sample of `ds`, one array per episode in step order (what
+    the runtime reports tick by tick with the default executor)."""
+    model = model.eval().to("cpu")
+    scores = np.empty(len(ds), dtype=np.float64)
+    for start in range(0, len(ds), batch_size):
+        sl = slice(start, start + batch_size)
+        members = model(ds.image[sl], ds.scan[sl], ds.proprio[sl], members=True)
+        scores[sl] = novelty(members.float())[:, 0].numpy()
+    episode, step = ds.episode.numpy(), ds.step.numpy()
+    return [scores[episode == e][np.argsort(step[episode == e], kind="stable")]
+            for e in np.unique(episode)]
+
+
+def novelty_calibration(model: DockingPolicy, held_out: PolicyDataset | None,
+                        train_config: TrainConfig) -> dict[str, Any] | None:
+    """The help-request calibration of an ensemble model on held-out episodes; None for a
+    one-head model; without held-out episodes a record saying why there is no threshold
+    (training frames would set it too low: the model fits them)."""
+    if model.heads == 1:
+        return None
+    if held_out is None or len(held_out) == 0:
+        return {"threshold": None, "budget": train_config.novelty_budget,
+                "reason": "no validation episodes to calibrate on (val_fraction 0)"}
+    return calibrate(novelty_scores(model, held_out), budget=train_config.novelty_budget,
+                     rate_hz=model.config.rate_hz, confirm_ms=train_config.novelty_confirm_ms)
+
+
 def _export_and_check(model: DockingPolicy, out_dir: Path, model_id: str, digest: str,
-                      frames: ParityFrames) -> dict[str, Any]:
+                      frames: ParityFrames, calibration: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
     onnx_path = out_dir / ONNX_NAME
     t0 = time.perf_counter()
-    export_onnx(model, onnx_path, model.spec(model_id=model_id, data_digest=digest))
-    err = parity_error(model, onnx_path, frames)
-    check_parity(err, onnx_path)
+    spec = model.spec(model_id=model_id, data_digest=digest)
+    export_onnx(model, onnx_path, spec, calibration)
+    errors = parity_errors(model, onnx_path, frames)
+    for name, error in errors.items():
+        check_parity(error, onnx_path, name)
+    err = errors[OUTPUT_NAME]
     latency = measure_latency(onnx_path, threads=1, iterations=1000)
     return {
         "onnx": ONNX_NAME,
         "sha256": file_sha256(onnx_path),
         "opset": 17,
+        "outputs": list(spec.output_shapes()),
         "parity_max_abs_error": err,
+        **{f"parity_{name}_max_abs_error": e for name, e in errors.items() if name != OUTPUT_NAME},
         "parity_frames": len(frames),
         "parity_tolerance": 1e-4,
         "export_s": round(time.perf_counter() - t0, 2),
@@ -142,8 +182,12 @@ def train_workspace(
     val_ids = [dataset.episodes.index(k) for k in result.val_episodes]
     check_ds = dataset.subset(val_ids) if val_ids else dataset
     frames = parity_frames(check_ds)
-    export = _export_and_check(result.model, staging, model_id, dataset.digest, frames)
+    calibration = novelty_calibration(result.model, check_ds if val_ids else None, train_config)
+    export = _export_and_check(result.model, staging, model_id, dataset.digest, frames,
+                               calibration if calibration and calibration["threshold"] is not None
+                               else None)
     card = _card(workspace, model_id, dataset, result, train_config, export, load_s, init_from)
+    card["novelty"] = calibration
     if int8:
         status("quantising to INT8 (static, calibrated on dataset frames) ...")
         card["int8"] = _int8(staging, frames)
@@ -251,12 +295,15 @@ def export_checkpoint(checkpoint: Path, int8: bool = False, workspace: Path | No
     if workspace is None:
         raise UsageError(f"{checkpoint}: not inside a workspace, so no dataset frames for the "
                          "parity check; pass --workspace DIR")
-    store_keys = list(payload.get("val_episodes") or payload.get("train_episodes") or [])
+    val_keys = list(payload.get("val_episodes") or [])
+    # The validation episodes (all of them: the novelty calibration needs them), else a few of
+    # the training episodes, for the parity check only.
+    store_keys = val_keys or list(payload.get("train_episodes") or [])[:8]
     from takeover.recorder.store import EpisodeStore
 
     store = EpisodeStore(workspace)
     paths = []
-    for key in store_keys[:8]:
+    for key in store_keys:
         try:
             paths.append(store.resolve(key))
         except Exception:  # an episode deleted since: use what is left
@@ -267,8 +314,14 @@ def export_checkpoint(checkpoint: Path, int8: bool = False, workspace: Path | No
     frames = parity_frames(ds)
     out_dir = out_dir or checkpoint.parent
     model_id = out_dir.name if out_dir.name.startswith("r") else ""
+    held_out = ds if val_keys and len(paths) == len(val_keys) else None
+    calibration = novelty_calibration(
+        model, held_out, TrainConfig.from_dict(payload.get("train_config") or {}))
     export = _export_and_check(model, out_dir, model_id, str(payload.get("data_digest", "")),
-                               frames)
+                               frames, calibration if calibration and
+                               calibration["threshold"] is not None else None)
+    if calibration is not None:
+        export["novelty"] = calibration
     if int8:
         export["int8"] = _int8(out_dir, frames)
     card_path = out_dir / CARD_NAME
@@ -277,7 +330,9 @@ def export_checkpoint(checkpoint: Path, int8: bool = False, workspace: Path | No
             card = json.loads(card_path.read_text())
         except ValueError:
             card = {}
-        card["export"] = {**export}
+        card["export"] = {k: v for k, v in export.items() if k != "novelty"}
+        if "novelty" in export:
+            card["novelty"] = export["novelty"]
         if int8:
             card["int8"] = export["int8"]
         _write_json_atomic(card_path, card)

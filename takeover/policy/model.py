@@ -6,6 +6,8 @@
                                  ─> MLP
     proprio float32 (B, 2)      ─> (v, w) standardised with the training data's statistics
     concat ─> MLP head ─> (B, K, 2) standardised actions ─> x std + mean ─> commands (m/s, rad/s)
+           └> with `heads` = H > 1: H such heads (an ensemble sharing everything before them)
+              ─> (B, H, K, 2); the actions are their mean, and `novelty` (B, K) their spread
 
 The image features keep a coarse spatial grid instead of a global average: the lateral offset
 from the dock is *where* the marker and the dock sit in the frame, which global pooling throws
@@ -65,14 +67,22 @@ class ModelConfig:
     # An auxiliary head that predicts the dock's pose relative to the robot (dataset.py
     # `hindsight_dock_pose`); trained alongside the actions, not exported.
     pose_head: bool = True
+    # Ensemble members of the chunk head ("a policy that knows when it doesn't know"): each
+    # predicts the whole chunk from the shared features, the action is their mean and their
+    # disagreement is exported as `novelty`. 1 is the single-head model (one output). Members
+    # differ by their random initialisation (train.py: each gets the full loss; bootstrap
+    # masks are optional, TrainConfig.head_bootstrap). Default chosen in docs/policy.md,
+    # "Uncertainty".
+    heads: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        """A saved configuration; one written before the ensemble (no `heads`) had one head."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        return cls(**{"heads": 1, **{k: v for k, v in raw.items() if k in known}})
 
 
 def create_backbone(name: str, pretrained: bool = False, args: dict[str, Any] | None = None
@@ -162,13 +172,10 @@ class DockingPolicy(nn.Module):
         self.config = config
         self.image = SpatialImageEncoder(config)
         self.lidar = LidarEncoder(config.scan_beams, config.lidar_hidden, config.lidar_features)
+        if config.heads < 1:
+            raise UsageError(f"heads {config.heads}: the chunk head needs at least one member")
         fused = self.image.out_features + config.lidar_features + 2
-        self.head = nn.Sequential(
-            nn.Linear(fused, config.head_hidden), nn.LayerNorm(config.head_hidden), nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.head_hidden, config.head_hidden), nn.GELU(),
-            nn.Linear(config.head_hidden, config.chunk_size * 2),
-        )
+        self.head = self._chunk_head(fused)
         self.pose = nn.Sequential(nn.Linear(fused, 128), nn.GELU(), nn.Linear(128, 3)) \
             if config.pose_head else None
         # Statistics from the training data (set_normalization); saved with the weights.
@@ -178,6 +185,22 @@ class DockingPolicy(nn.Module):
         self.register_buffer("proprio_std", torch.ones(2))
         self.register_buffer("action_mean", torch.zeros(2))
         self.register_buffer("action_std", torch.ones(2))
+        # The other ensemble members, made last so that a one-head model draws exactly the
+        # initial weights (and has exactly the state dict) of the model before the ensemble.
+        self.extra_heads = nn.ModuleList(self._chunk_head(fused) for _ in range(config.heads - 1))
+
+    def _chunk_head(self, fused: int) -> nn.Sequential:
+        c = self.config
+        return nn.Sequential(
+            nn.Linear(fused, c.head_hidden), nn.LayerNorm(c.head_hidden), nn.GELU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(c.head_hidden, c.head_hidden), nn.GELU(),
+            nn.Linear(c.head_hidden, c.chunk_size * 2),
+        )
+
+    @property
+    def heads(self) -> int:
+        return 1 + len(self.extra_heads)
 
     def set_normalization(self, proprio_mean: torch.Tensor, proprio_std: torch.Tensor,
                           action_mean: torch.Tensor, action_std: torch.Tensor) -> None:
@@ -193,9 +216,10 @@ class DockingPolicy(nn.Module):
         return (x - self.image_mean) / self.image_std
 
     def forward(self, image_u8: torch.Tensor, scan_m: torch.Tensor, proprio: torch.Tensor,
-                with_pose: bool = False) -> Any:
-        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> standardised actions (B, K, 2); with_pose:
-        (actions, dock pose (B, 3) scaled by POSE_SCALE, or None without a pose head)."""
+                with_pose: bool = False, members: bool = False) -> Any:
+        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> standardised actions (B, K, 2), the mean over
+        the ensemble's members; members: every member's chunk instead, (B, heads, K, 2);
+        with_pose: (that, dock pose (B, 3) scaled by POSE_SCALE, or None without a pose head)."""
         x = self.preprocess_image(image_u8)
         img = self.image(x)
         lidar = self.lidar(scan_m)
@@ -206,7 +230,13 @@ class DockingPolicy(nn.Module):
             keep = torch.rand(prop.shape[0], 1, device=prop.device) >= self.config.proprio_dropout
             prop = prop * keep.to(prop.dtype)
         fused = torch.cat([img, lidar, prop.to(img.dtype)], dim=1).to(img.dtype)
-        actions = self.head(fused).view(-1, self.config.chunk_size, 2)
+        k = self.config.chunk_size
+        if members or self.extra_heads:
+            chunks = torch.stack([h(fused) for h in (self.head, *self.extra_heads)], dim=1)
+            chunks = chunks.view(-1, self.heads, k, 2)  # (B, heads, K, 2)
+            actions = chunks if members else chunks.mean(dim=1)
+        else:  # one head: exactly the graph of the model before the ensemble
+            actions = self.head(fused).view(-1, k, 2)
         if not with_pose:
             return actions
         return actions, (self.pose(fused) if self.pose is not None else None)
@@ -221,16 +251,31 @@ class DockingPolicy(nn.Module):
         c = self.config
         return ModelSpec(image_height=c.image_height, image_width=c.image_width,
                          scan_beams=c.scan_beams, chunk_size=c.chunk_size, rate_hz=c.rate_hz,
-                         model_id=model_id, backbone=c.backbone, data_digest=data_digest)
+                         model_id=model_id, backbone=c.backbone, data_digest=data_digest,
+                         heads=self.heads)
+
+
+def novelty(members: torch.Tensor) -> torch.Tensor:
+    """How much the ensemble disagrees: (B, heads, K, 2) standardised chunks -> (B, K), per chunk
+    step the standard deviation across members (population, over these members), averaged over
+    v and w. In standardised action units, so v and w weigh alike and a figure means the same
+    for every model: 1.0 is a disagreement as wide as the whole spread of the demonstrations.
+    Written out (not torch.std) so it exports as plain ReduceMean/Sqrt."""
+    dev = members - members.mean(dim=1, keepdim=True)
+    return (dev * dev).mean(dim=1).sqrt().mean(dim=-1)
 
 
 class PhysicalPolicy(nn.Module):
-    """The exported graph: raw sensors in, commands in m/s and rad/s out (B, K, 2)."""
+    """The exported graph: raw sensors in, commands in m/s and rad/s out (B, K, 2); with an
+    ensemble (heads > 1) also `novelty` (B, K), from the same forward pass."""
 
     def __init__(self, policy: DockingPolicy) -> None:
         super().__init__()
         self.policy = policy
 
     def forward(self, image: torch.Tensor, scan: torch.Tensor, proprio: torch.Tensor
-                ) -> torch.Tensor:
-        return self.policy.denormalize(self.policy(image, scan, proprio))
+                ) -> Any:
+        if self.policy.heads == 1:
+            return self.policy.denormalize(self.policy(image, scan, proprio))
+        members = self.policy(image, scan, proprio, members=True)
+        return self.policy.denormalize(members.mean(dim=1)), novelty(members.float())

@@ -18,6 +18,23 @@ stream of chunks into one command per tick:
 `drop_queued_actions()` (called by the loop on every takeover) forgets every queued and stored
 prediction, so the next AUTO tick plans from the new observation.
 
+Uncertainty (an ensemble model, spec `heads` > 1): the graph also returns `novelty` (K,), how
+much the ensemble's members disagree on each chunk step. `ChunkPolicy.novelty` is the score of
+the command proposed on this tick, and `ChunkPolicy.novelty_threshold` the threshold calibrated
+for the model's help-request budget (metadata `takeover.novelty`, policy/uncertainty.py); a
+request is `novelty > novelty_threshold`. Both are None for a model without the output (any
+model exported before the ensemble) or, for the threshold, without a calibration. Which score:
+
+- receding horizon: the score of the chunk step being executed (step i of the chunk inferred
+  i ticks ago; step 0, this tick's own observation, with the default n_action_steps = 1);
+- temporal ensembling: the newest chunk's step 0, i.e. the score of this tick's observation.
+  Not a weighted mean over the stored chunks: the older chunks' later steps disagree more by
+  construction (the far future is uncertain in every state), and with the oldest prediction
+  weighted most a new, unfamiliar sight would reach the score only after K ticks.
+
+The threshold is calibrated on step-0 scores, so it means the same in both default cases; with
+n_action_steps > 1 the later steps score higher and the policy asks more often than budgeted.
+
 Inference is on the loop's thread: one inference takes about 1 ms on one core (docs/policy.md,
 `takeover bench latency`), a fiftieth of the 50 ms period, and running it inline keeps the
 command exactly aligned with the observation it came from. `max_latency_ms` guards the
@@ -27,11 +44,13 @@ slower computer shows it in `takeover bench latency` and the loop timing.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +59,7 @@ import onnxruntime as ort
 from takeover.config import Config, PolicyConfig
 from takeover.policy.spec import (
     INPUT_NAMES,
-    OUTPUT_NAME,
+    NOVELTY_METADATA_KEY,
     SPEC_METADATA_KEY,
     ModelSpec,
     PolicyError,
@@ -96,6 +115,30 @@ class PolicyRuntime:
         self.spec = ModelSpec.from_json(meta[SPEC_METADATA_KEY], str(self.path))
         self.metadata = dict(meta)
         self._check_signature()
+        self._outputs = list(self.spec.output_shapes())
+        # The help-request calibration of an ensemble model (policy/uncertainty.py), or None.
+        self.calibration = self._read_calibration(meta)
+        threshold = None if self.calibration is None else self.calibration.get("threshold")
+        self.novelty_threshold: float | None = None if threshold is None else float(threshold)
+
+    @property
+    def has_novelty(self) -> bool:
+        return self.spec.has_novelty
+
+    def _read_calibration(self, meta: dict[str, str]) -> dict[str, Any] | None:
+        if not self.spec.has_novelty or NOVELTY_METADATA_KEY not in meta:
+            return None
+        try:
+            raw = json.loads(meta[NOVELTY_METADATA_KEY])
+        except ValueError:
+            raw = None
+        threshold = raw.get("threshold") if isinstance(raw, dict) else None
+        if not isinstance(raw, dict) or not (
+                threshold is None or (isinstance(threshold, int | float)
+                                      and math.isfinite(threshold))):
+            raise PolicyError(f"{self.path}: metadata {NOVELTY_METADATA_KEY!r} is not a novelty "
+                              "calibration with a finite threshold; re-export the model")
+        return raw
 
     def _check_signature(self) -> None:
         """The graph's inputs and output must be what the metadata promises."""
@@ -113,11 +156,15 @@ class PolicyRuntime:
                 raise PolicyError(f"{self.path}: input {name!r} has shape {got} per sample, but "
                                   f"its metadata says {want}; the model and its metadata disagree")
         outputs = self.session.get_outputs()
-        if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME:
-            raise PolicyError(f"{self.path}: expected one output {OUTPUT_NAME!r}")
-        if tuple(outputs[0].shape[1:]) != (self.spec.chunk_size, 2):
-            raise PolicyError(f"{self.path}: output shape {tuple(outputs[0].shape[1:])} does not "
-                              f"match chunk size {self.spec.chunk_size} x 2 in its metadata")
+        want_outputs = self.spec.output_shapes()
+        if [o.name for o in outputs] != list(want_outputs):
+            raise PolicyError(f"{self.path}: model outputs {[o.name for o in outputs]}, but its "
+                              f"metadata (heads {self.spec.heads}) says {list(want_outputs)}")
+        for out in outputs:
+            if tuple(out.shape[1:]) != want_outputs[out.name]:
+                raise PolicyError(f"{self.path}: output {out.name!r} has shape "
+                                  f"{tuple(out.shape[1:])} per sample, but its metadata (chunk "
+                                  f"size {self.spec.chunk_size}) says {want_outputs[out.name]}")
 
     @property
     def model_id(self) -> str:
@@ -133,14 +180,27 @@ class PolicyRuntime:
         self.check_sensors(None if obs.image is None else tuple(obs.image.shape),
                            None if obs.scan_m is None else int(obs.scan_m.shape[0]))
 
+    def run_batch(self, image: npt.NDArray[np.uint8], scan: FloatArray, proprio: FloatArray
+                  ) -> tuple[FloatArray, FloatArray | None]:
+        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> (B, K, 2) commands and (B, K) novelty (None
+        for a model without it). One forward pass for both."""
+        out = self.session.run(self._outputs, {"image": image, "scan": scan, "proprio": proprio})
+        actions = np.asarray(out[0], dtype=np.float32)
+        return actions, (np.asarray(out[1], dtype=np.float32) if len(out) > 1 else None)
+
     def infer_batch(self, image: npt.NDArray[np.uint8], scan: FloatArray, proprio: FloatArray
                     ) -> FloatArray:
-        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> (B, K, 2) commands."""
-        out = self.session.run([OUTPUT_NAME], {"image": image, "scan": scan, "proprio": proprio})
-        return np.asarray(out[0], dtype=np.float32)
+        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> (B, K, 2) commands. Runs every output, as
+        the robot does (`run_batch`), so timings of this call are what a tick pays."""
+        return self.run_batch(image, scan, proprio)[0]
 
     def infer(self, obs: Observation) -> FloatArray:
         """One observation -> its chunk (K, 2) of (v_mps, w_radps)."""
+        return self.infer_with_novelty(obs)[0]
+
+    def infer_with_novelty(self, obs: Observation) -> tuple[FloatArray, FloatArray | None]:
+        """One observation -> its chunk (K, 2) of (v_mps, w_radps) and its novelty (K,), None
+        for a model without the output."""
         if obs.image is None or obs.scan_m is None:
             self.check_observation(obs)  # raises with the missing sensor named
         assert obs.image is not None and obs.scan_m is not None
@@ -149,11 +209,12 @@ class PolicyRuntime:
         odom = obs.odom
         proprio = np.array([[odom.v_mps, odom.w_radps]], dtype=np.float32)
         try:
-            return self.infer_batch(image, scan, proprio)[0]
+            actions, novelty = self.run_batch(image, scan, proprio)
         except Exception as e:  # onnxruntime's shape errors: a robot with other sensors
             self.check_observation(obs)
             raise PolicyError(f"{self.path}: inference failed: {str(e).splitlines()[0][:200]}"
                               ) from None
+        return actions[0], (None if novelty is None else novelty[0])
 
 
 _POLICY_DEFAULTS = PolicyConfig()  # the executor's defaults are [policy]'s, never a second set
@@ -192,24 +253,38 @@ class ChunkExecutor:
         self._tick = 0  # ticks executed since the last reset/drop
         self._chunks: deque[tuple[int, FloatArray]] = deque()  # (tick it starts at, (K, 2))
         self._queue: deque[FloatArray] = deque()  # receding horizon: actions left to execute
+        # The novelty (K,) of the newest chunk and the tick it starts at; receding horizon: the
+        # scores of the queued actions. `novelty`: the score of the last action returned.
+        self._newest_novelty: tuple[int, FloatArray] | None = None
+        self._novelty_queue: deque[float | None] = deque()
+        self.novelty: float | None = None
 
     @property
     def needs_chunk(self) -> bool:
         """Whether the next action needs a fresh inference first."""
         return self.config.mode == "ensemble" or not self._queue
 
-    def add_chunk(self, chunk: FloatArray) -> None:
-        """A chunk predicted from the current tick's observation; (K, 2)."""
+    def add_chunk(self, chunk: FloatArray, novelty: FloatArray | None = None) -> None:
+        """A chunk predicted from the current tick's observation; (K, 2), and its novelty (K,)
+        when the model has one."""
         chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.shape != (self.chunk_size, 2):
             raise PolicyError(f"chunk of shape {chunk.shape}, expected ({self.chunk_size}, 2)")
+        scores = None if novelty is None else np.asarray(novelty, dtype=np.float32).reshape(-1)
+        if scores is not None and scores.shape != (self.chunk_size,):
+            raise PolicyError(f"novelty of shape {scores.shape}, expected ({self.chunk_size},)")
+        self._newest_novelty = None if scores is None else (self._tick, scores)
         if self.config.mode == "ensemble":
             self._chunks.append((self._tick, chunk))
             while self._chunks and self._tick - self._chunks[0][0] >= self.chunk_size:
                 self._chunks.popleft()
         else:
+            n = self.config.n_action_steps
             self._queue.clear()
-            self._queue.extend(chunk[: self.config.n_action_steps])
+            self._queue.extend(chunk[:n])
+            self._novelty_queue.clear()
+            self._novelty_queue.extend([None] * n if scores is None else
+                                       [float(x) for x in scores[:n]])
 
     def ensemble_weights(self, count: int) -> FloatArray:
         """Weights of `count` predictions for one tick, oldest first (normalised)."""
@@ -225,14 +300,23 @@ class ChunkExecutor:
             if preds:
                 w = self.ensemble_weights(len(preds))
                 action = (np.stack(preds) * w[:, None]).sum(axis=0).astype(np.float32)
+            self.novelty = None
+            if action is not None and self._newest_novelty is not None:
+                start, scores = self._newest_novelty
+                if 0 <= self._tick - start < self.chunk_size:
+                    self.novelty = float(scores[self._tick - start])
         else:
             action = self._queue.popleft() if self._queue else None
+            self.novelty = self._novelty_queue.popleft() if self._novelty_queue else None
         self._tick += 1
         return action
 
     def drop_queued_actions(self) -> None:
         self._chunks.clear()
         self._queue.clear()
+        self._novelty_queue.clear()
+        self._newest_novelty = None
+        self.novelty = None
 
     def reset(self) -> None:
         self.drop_queued_actions()
@@ -240,7 +324,14 @@ class ChunkExecutor:
 
 
 class ChunkPolicy:
-    """The `PolicyDriver` for the control loop: infer, execute chunks, propose one command."""
+    """The `PolicyDriver` for the control loop: infer, execute chunks, propose one command.
+
+    For the help-request logic of the control layer, two attributes, read each tick:
+    `novelty` (float | None), the ensemble's disagreement on the command proposed on this tick
+    (None before a proposal, after a drop, or for a model without the output), and
+    `novelty_threshold` (float | None), the calibrated threshold from the model's metadata;
+    a request is `novelty > novelty_threshold` (see the module docstring).
+    """
 
     def __init__(self, runtime: PolicyRuntime, executor: ChunkExecutor | None = None,
                  max_latency_ms: float = 25.0) -> None:
@@ -255,6 +346,8 @@ class ChunkPolicy:
         self.last_latency_ms = 0.0
         self.latencies_ms: deque[float] = deque(maxlen=100_000)
         self._checked = False
+        self.novelty: float | None = None
+        self.novelty_threshold: float | None = runtime.novelty_threshold
 
     def propose(self, obs: Observation) -> Command | None:
         if not self._checked:
@@ -262,23 +355,26 @@ class ChunkPolicy:
             self._checked = True
         if self.executor.needs_chunk:
             t0 = time.perf_counter()
-            chunk = self.runtime.infer(obs)
+            chunk, novelty = self.runtime.infer_with_novelty(obs)
             self.last_latency_ms = (time.perf_counter() - t0) * 1e3
             self.latencies_ms.append(self.last_latency_ms)
             self.inferences += 1
             if self.last_latency_ms > self.max_latency_ms:
                 self.slow_inferences += 1
-            self.executor.add_chunk(chunk)
+            self.executor.add_chunk(chunk, novelty)
         action = self.executor.next_action()
+        self.novelty = self.executor.novelty
         if action is None:
             return None
         return Command(float(action[0]), float(action[1]))
 
     def drop_queued_actions(self) -> None:
         self.executor.drop_queued_actions()
+        self.novelty = None
 
     def reset(self) -> None:
         self.executor.reset()
+        self.novelty = None
 
     def latency_summary(self) -> dict[str, float | None]:
         """Inference latency percentiles (ms) over the recent inferences, None before any."""

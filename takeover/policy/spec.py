@@ -8,9 +8,13 @@ physical units; every normalisation lives inside the model (and so inside the ON
     proprio  float32 (batch, 2)         measured body velocities v_mps, w_radps
     ->
     actions  float32 (batch, K, 2)      the next K commands (v_mps, w_radps), one per control tick
+    novelty  float32 (batch, K)         only when `heads` > 1: per chunk step, how much the
+                                        ensemble's members disagree (model.py `novelty`)
 
 The spec travels with the model in the ONNX metadata (key `takeover.spec`) so that the runtime
-can refuse a model whose inputs do not match the robot's sensors before it ever drives.
+can refuse a model whose inputs do not match the robot's sensors before it ever drives. A model
+with a `novelty` output also carries its calibration (the threshold chosen for a budget of help
+requests, `takeover.policy.uncertainty`) as JSON under `takeover.novelty`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ SPEC_METADATA_KEY = "takeover.spec"
 SPEC_VERSION = 1
 INPUT_NAMES = ("image", "scan", "proprio")
 OUTPUT_NAME = "actions"
+NOVELTY_NAME = "novelty"
+NOVELTY_METADATA_KEY = "takeover.novelty"
 PROPRIO_NAMES = ("v_mps", "w_radps")
 ACTION_NAMES = ("v_mps", "w_radps")
 
@@ -41,6 +47,9 @@ class ModelSpec:
     model_id: str = ""  # e.g. "r001"
     backbone: str = ""
     data_digest: str = ""  # sha256 over the training episodes' names, sizes and step counts
+    # Ensemble members of the chunk head. 1: the graph has one output, `actions`; more: it also
+    # outputs `novelty`. A model exported before the ensemble has no such key and reads as 1.
+    heads: int = 1
     spec_version: int = SPEC_VERSION
 
     def to_json(self) -> str:
@@ -71,6 +80,17 @@ class ModelSpec:
             "scan": (self.scan_beams,),
             "proprio": (len(PROPRIO_NAMES),),
         }
+
+    @property
+    def has_novelty(self) -> bool:
+        return self.heads > 1
+
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample output shapes (without the batch axis), in graph order."""
+        shapes: dict[str, tuple[int, ...]] = {OUTPUT_NAME: (self.chunk_size, len(ACTION_NAMES))}
+        if self.has_novelty:
+            shapes[NOVELTY_NAME] = (self.chunk_size,)
+        return shapes
 
     def sensor_mismatch(self, image_shape: tuple[int, ...] | None, scan_beams: int | None
                         ) -> str | None:

@@ -39,6 +39,7 @@ from takeover.policy.dataset import (
 from takeover.policy.model import POSE_SCALE, DockingPolicy, ModelConfig
 from takeover.policy.progress import ProgressCallback, TrainProgress
 from takeover.policy.spec import PolicyError
+from takeover.policy.uncertainty import DEFAULT_CONFIRM_MS, DEFAULT_NOVELTY_BUDGET
 
 CHECKPOINT_FORMAT = "takeover-policy-checkpoint/1"
 
@@ -70,6 +71,19 @@ class TrainConfig:
     amp: str = "auto"  # auto | off | bf16 | fp16
     threads: int = 0  # torch intra-op threads on CPU (0: all cores)
     seed: int = 0
+    # An ensemble (ModelConfig.heads > 1): the fraction of training samples each member learns
+    # from, drawn once per member (a fixed bootstrap-style mask over the samples). 1.0, the
+    # default: every member gets the whole loss and the members differ by their initial weights
+    # only. Osband et al. (bootstrapped DQN, 2016) found the random initialisation alone gives
+    # most of the diversity of a shared-torso ensemble, and the command driven is the members'
+    # mean, so no member should learn from less data. Below 1: more disagreement on the
+    # demonstrated states themselves (each member misses some of them).
+    head_bootstrap: float = 1.0
+    # The help-request calibration after training (policy/uncertainty.py): the fraction of
+    # held-out steps whose novelty may exceed the threshold, and the confirmation time assumed
+    # for the episode-level figure recorded beside it.
+    novelty_budget: float = DEFAULT_NOVELTY_BUDGET
+    novelty_confirm_ms: float = DEFAULT_CONFIRM_MS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +187,32 @@ def chunk_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kin
     return (per * m).sum() / (m.sum() * per.shape[-1]).clamp_min(1.0)
 
 
+def ensemble_loss(members: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str,
+                  member_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Every member's chunk loss, averaged over the members: (B, heads, K, 2) predictions,
+    (B, K, 2) standardised targets, (B, K) mask, optional (B, heads) per-member sample mask.
+
+    The mean (not the sum) keeps the shared layers' gradient the size of a one-head model's,
+    and with one member this is exactly `chunk_loss`."""
+    losses = []
+    for h in range(members.shape[1]):
+        m = mask if member_mask is None else mask & member_mask[:, h:h + 1]
+        losses.append(chunk_loss(members[:, h], target, m, kind))
+    return torch.stack(losses).mean()
+
+
+def member_masks(samples: int, heads: int, keep: float, seed: int) -> torch.Tensor | None:
+    """(samples, heads) bool: which training samples each member learns from (None: all)."""
+    if heads <= 1 or keep >= 1.0:
+        return None
+    if not 0.0 < keep <= 1.0:
+        raise UsageError(f"head_bootstrap {keep}: must be a fraction in (0, 1]")
+    g = torch.Generator().manual_seed(seed + 7919)
+    masks = torch.rand(samples, heads, generator=g) < keep
+    masks[masks.sum(dim=1) == 0, 0] = True  # every sample teaches at least one member
+    return masks
+
+
 def pose_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """L1 between the predicted (B, 3) and hindsight dock pose (B, 3, physical units), over the
     valid rows, each coordinate divided by POSE_SCALE."""
@@ -219,7 +259,9 @@ def _warm_start(model: DockingPolicy, path: Path) -> None:
     norm_buffers = {"proprio_mean", "proprio_std", "action_mean", "action_std"}
     mismatched = [k for k, v in state.items()
                   if k in own and k not in norm_buffers and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
+    # Ensemble members the previous model did not have (a one-head model warm-starting an
+    # ensemble) keep their fresh initial weights: they are what makes the members differ.
+    missing = [k for k in own if k not in state and not k.startswith("extra_heads.")]
     if mismatched or missing:
         raise UsageError(f"{path}: warm start needs the same architecture (backbone "
                          f"{payload['model_config'].get('backbone')}); first difference: "
@@ -303,6 +345,11 @@ def train(
         raise UsageError("--epochs must be at least 1")
     if config.keep not in ("last", "best"):
         raise UsageError(f"keep {config.keep!r}: expected last or best")
+    if not 0.0 <= config.novelty_budget < 1.0:
+        raise UsageError(f"novelty_budget {config.novelty_budget}: must be a fraction of steps "
+                         "in [0, 1), e.g. 0.05")
+    if model_config.heads < 1:
+        raise UsageError(f"heads {model_config.heads}: must be at least 1")
     if dataset.chunk_size != model_config.chunk_size:
         raise UsageError(f"dataset chunks have {dataset.chunk_size} steps, the model "
                          f"{model_config.chunk_size}")
@@ -336,6 +383,7 @@ def train(
         _warm_start(model, init_from)
     model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
+    boot = member_masks(len(train_ds), model.heads, config.head_bootstrap, config.seed)
     weights = None if config.weighting == "none" else sample_weights(
         train_ds, config.weighting, config.sirius_intervention_weight,
         config.sirius_pre_intervention_s, model_config.rate_hz)
@@ -394,9 +442,10 @@ def train(
                 accumulate = isinstance(net, nn.parallel.DistributedDataParallel) and not last
                 with (net.no_sync() if accumulate else _null()), torch.autocast(  # type: ignore[operator]
                         device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    pred, pose = net(image, scan, prop, with_pose=True)
-                    loss = chunk_loss(pred.float(), model.normalize_actions(target), mask,
-                                      config.loss)
+                    pred, pose = net(image, scan, prop, with_pose=True, members=True)
+                    loss = ensemble_loss(pred.float(), model.normalize_actions(target), mask,
+                                         config.loss,
+                                         None if boot is None else boot[idx].to(device))
                     if pose is not None:
                         loss = loss + config.pose_loss_weight * pose_loss(
                             pose.float(), train_ds.dock_pose[idx].to(device),
