@@ -299,6 +299,51 @@ class DockingConfig:
     reset: ResetConfig = field(default_factory=ResetConfig)
 
 
+#: [supervision] mode: who decides when the operator looks (docs/configuration.md).
+SUPERVISION_MODES = ("human", "robot", "both")
+
+
+@dataclass(frozen=True)
+class HelpRiskConfig:
+    """[supervision.risk]: the risk signals beside the policy's novelty (control/help.py).
+    A signal whose threshold is 0 is off."""
+
+    # No progress: odometry still (below still_v_mps and still_w_radps) this long while the
+    # policy commands motion (above twice those).
+    no_progress_s: float = 2.0
+    still_v_mps: float = 0.02
+    still_w_radps: float = 0.05
+    # Clearance: the nearest LiDAR return within front_half_angle_deg of straight ahead comes
+    # within clearance_margin_m of the footprint while AUTO drives forward (outside the
+    # docking corridor, where the dock itself is that close).
+    clearance_margin_m: float = 0.0
+    front_half_angle_deg: float = 30.0
+    # Slip: the measured twist differs from the command sent by more than these.
+    slip_v_mps: float = 0.0
+    slip_w_radps: float = 0.0
+    # Blocked (a constraint): the protective field stops the policy's travel (or the bumper is
+    # pressed). Held for help_confirm_ms like the others.
+    blocked: bool = True
+
+
+@dataclass(frozen=True)
+class SupervisionConfig:
+    """[supervision]: human-gated, robot-gated, or both (control/help.py, docs/safety.md)."""
+
+    # human: the operator watches and takes over (no requests); robot: the robot asks for help
+    # and holds still until the operator takes over or hands back; both.
+    mode: str = "human"
+    help_confirm_ms: float = 300.0  # a signal held this long in AUTO is a request
+    novelty_threshold: float | None = None  # override of the model card's threshold
+    operator_reaction_s: float = 1.0  # the simulated operator's reaction to a request
+    risk: HelpRiskConfig = field(default_factory=HelpRiskConfig)
+
+    @property
+    def robot_gated(self) -> bool:
+        """The robot asks for help (robot or both)."""
+        return self.mode in ("robot", "both")
+
+
 @dataclass(frozen=True)
 class Config:
     robot: RobotConfig = field(default_factory=RobotConfig)
@@ -311,6 +356,7 @@ class Config:
     train: TrainSettings = field(default_factory=TrainSettings)
     demonstration: DemonstrationConfig = field(default_factory=DemonstrationConfig)
     docking: DockingConfig = field(default_factory=DockingConfig)
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
 
 
 T = TypeVar("T")
@@ -415,6 +461,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
     config.demonstration.check()
     _validate_docking(config.docking)
+    _validate_supervision(config.supervision)
 
 
 def _validate_docking(d: DockingConfig) -> None:
@@ -493,6 +540,29 @@ def _validate_field(f: FieldConfig) -> None:
     if not (d.length_m > 0 and d.half_width_m > 0 and 0 < d.heading_deg <= 90):
         raise ConfigError("safety.field.dock: length_m and half_width_m must be positive, "
                           "heading_deg within 0..90")
+
+
+def _validate_supervision(sv: SupervisionConfig) -> None:
+    if sv.mode not in SUPERVISION_MODES:
+        raise ConfigError(f"supervision.mode = {sv.mode!r}: use human (the operator watches), "
+                          "robot (the robot asks for help) or both")
+    if not 0 <= sv.help_confirm_ms <= 10000:
+        raise ConfigError(f"supervision.help_confirm_ms = {sv.help_confirm_ms}: must be between "
+                          "0 and 10000")
+    if sv.novelty_threshold is not None and not sv.novelty_threshold > 0:
+        raise ConfigError(f"supervision.novelty_threshold = {sv.novelty_threshold}: must be above "
+                          "0 (leave it out to use the model card's)")
+    if not 0 <= sv.operator_reaction_s <= 30:
+        raise ConfigError(f"supervision.operator_reaction_s = {sv.operator_reaction_s}: must be "
+                          "between 0 and 30")
+    r = sv.risk
+    for name, top in (("no_progress_s", 600.0), ("still_v_mps", 1.0), ("still_w_radps", 3.0),
+                      ("clearance_margin_m", 5.0), ("front_half_angle_deg", 180.0),
+                      ("slip_v_mps", 2.0), ("slip_w_radps", 6.0)):
+        value = getattr(r, name)
+        if not 0 <= value <= top:
+            raise ConfigError(f"supervision.risk.{name} = {value}: must be between 0 (off) and "
+                              f"{top:g}")
 
 
 def _validate_inputs(config: Config) -> None:

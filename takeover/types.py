@@ -162,6 +162,60 @@ class FieldStatus:
                               FieldState.CORRIDOR)
 
 
+class HelpReason(enum.Enum):
+    """Why the robot asks for help (control/help.py, docs/safety.md): one signal each."""
+
+    BLOCKED = "blocked"  # constraint: the protective field holds the commanded travel, bumper
+    NOVELTY = "novelty"  # uncertainty: the policy's ensemble disagrees beyond its threshold
+    NO_PROGRESS = "no_progress"  # risk: odometry still while the policy commands motion
+    CLEARANCE = "clearance"  # risk: LiDAR clearance ahead below the margin while driving forward
+    SLIP = "slip"  # risk: the measured twist diverges from the command sent
+
+    @property
+    def priority(self) -> HelpPriority:
+        return _HELP_PRIORITY[self]
+
+
+class HelpPriority(enum.IntEnum):
+    """Fleet-DAgger's C.U.R. order (Hoque et al., 2022): a constraint violation before
+    uncertainty before risk. Higher asks first (a fleet's operator queue)."""
+
+    RISK = 1
+    UNCERTAINTY = 2
+    CONSTRAINT = 3
+
+
+_HELP_PRIORITY = {
+    HelpReason.BLOCKED: HelpPriority.CONSTRAINT,
+    HelpReason.NOVELTY: HelpPriority.UNCERTAINTY,
+    HelpReason.NO_PROGRESS: HelpPriority.RISK,
+    HelpReason.CLEARANCE: HelpPriority.RISK,
+    HelpReason.SLIP: HelpPriority.RISK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HelpStatus:
+    """The help monitor's state on one AUTO tick (control/help.py).
+
+    requested: the robot is asking for help on this tick (it brakes to a stop and holds until
+    the operator takes over or hands back). reason: the request's reason while requested;
+    otherwise the highest-priority signal raised but not yet held for `help_confirm_ms`, or
+    None. score: the policy's novelty this tick (NaN when it has none); threshold: the one in
+    force (NaN when none). since_ns: when the request began (loop clock), None when not asking.
+    """
+
+    requested: bool = False
+    reason: HelpReason | None = None
+    score: float = math.nan
+    threshold: float = math.nan
+    since_ns: int | None = None
+
+    @property
+    def priority(self) -> HelpPriority | None:
+        return None if self.reason is None else self.reason.priority
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class StepRecord:
     """What one control tick did: the unit of recording and of UI updates.
@@ -186,6 +240,7 @@ class StepRecord:
     policy_latency_ns: int
     reason: str = ""
     field: FieldStatus | None = None  # the protective field's verdict (None outside driving modes)
+    help: HelpStatus | None = None  # the help monitor in AUTO (None outside AUTO or without one)
 
 
 class StepSink(Protocol):

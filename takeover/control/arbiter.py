@@ -21,16 +21,26 @@ Rules (docs/safety.md):
   drives under AUTO's speed limits and deadman rule with the field always limiting, and any
   stop ends it in IDLE: the deadman released, a stick moved, a protective stop, a LiDAR blind
   for RESET_BLIND_GRACE_MS, a bad command. Only the operator starts it again.
+- Help requests ([supervision] mode robot or both, control/help.py): a help signal held for
+  `help_confirm_ms` in AUTO makes the robot ask. It stays in AUTO with the request on
+  (`Decision.help.requested`): it brakes to a stop within the deceleration limits, drops the
+  policy's queued chunk and holds still; the deadman, the e-stop latch, link loss, the field
+  and the input-device check apply as in AUTO. Only the operator ends it: a takeover (sticks
+  or button; a correction, recorded as any takeover) or a hand-back (HAND_BACK, or AUTO),
+  after which the policy drives again from rest under the acceleration limits. Any change of
+  mode ends the request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
 
-from takeover.config import SafetyConfig, SpeedLimits
+from takeover.config import SafetyConfig, SpeedLimits, SupervisionConfig
 from takeover.control.field import ProtectiveField
+from takeover.control.help import HelpMonitor, HelpVerdict
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
@@ -40,6 +50,7 @@ from takeover.types import (
     CommandSource,
     FieldState,
     FieldStatus,
+    HelpStatus,
     Mode,
     Observation,
     Pose2D,
@@ -56,6 +67,9 @@ class OperatorEvent(enum.Enum):
     ESTOP = "estop"  # latch the e-stop
     ACKNOWLEDGE = "acknowledge"  # clear a latched ESTOP / LINK_LOST (lands in IDLE)
     RESET = "reset"  # undock and drive to a start pose (the loop's reset driver)
+    # Answer a help request without correcting: the policy drives on (AUTO). From TAKEOVER it
+    # hands back like AUTO.
+    HAND_BACK = "hand_back"
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class Decision:
     reason: str = ""
     drop_policy_queue: bool = False  # a takeover started on this tick
     field: FieldStatus | None = None  # the protective field's verdict in a driving mode
+    help: HelpStatus | None = None  # the help monitor in AUTO (requested: asking, holding)
 
 
 _OPERATOR_MODES = (Mode.MANUAL, Mode.TAKEOVER)
@@ -102,8 +117,13 @@ RESET_BLIND_GRACE_MS = 500.0
 class Arbiter:
     """Owned by the control loop's thread; other threads reach it through loop events."""
 
-    def __init__(self, safety: SafetyConfig, policy_available: bool = False) -> None:
+    def __init__(self, safety: SafetyConfig, policy_available: bool = False,
+                 supervision: SupervisionConfig | None = None) -> None:
         self.safety = safety
+        self.supervision = supervision or SupervisionConfig()
+        self.help_monitor = HelpMonitor(self.supervision, safety.field.footprint_radius_m)
+        self._asking: HelpStatus | None = None  # the help request in force, while asking
+        self._last_field: FieldStatus | None = None  # the field's verdict on the tick before
         self.policy_available = policy_available
         self.reset_available = False  # the loop has a reset driver with a target
         self._reset_blind_since_ns: int | None = None  # RESET: since when the field is blind
@@ -119,6 +139,17 @@ class Arbiter:
         # The dock pose a simulator tells (ControlLoop.refresh_dock_pose), for the corridor.
         self.link_dock: Pose2D | None = None
         self._field_stopped = False  # the last tick was a protective stop (hysteresis)
+
+    def set_supervision(self, supervision: SupervisionConfig) -> None:
+        """[supervision] for a loop built before it was known (with the robot stopped)."""
+        self.supervision = supervision
+        self.help_monitor = HelpMonitor(supervision, self.safety.field.footprint_radius_m)
+        self._asking = None
+
+    @property
+    def asking_for_help(self) -> HelpStatus | None:
+        """The help request in force (the robot holds still until the operator answers)."""
+        return self._asking
 
     @property
     def dock_pose(self) -> Pose2D | None:
@@ -158,7 +189,17 @@ class Arbiter:
             if not self.policy_available:
                 self.reason = "no policy loaded: cannot engage AUTO"
                 return
+            if mode is Mode.AUTO and self._asking is not None:
+                self._hand_back()
+                return
             self._enter(Mode.AUTO, "policy driving")
+        elif event is OperatorEvent.HAND_BACK:
+            if mode is Mode.AUTO and self._asking is not None:
+                self._hand_back()
+            elif mode is Mode.TAKEOVER and self.policy_available:
+                self._enter(Mode.AUTO, "handed back: policy driving")
+            else:
+                self.reason = "nothing to hand back: the robot is not asking for help"
         elif event is OperatorEvent.RESET:
             if not self.reset_available:
                 self.reason = "no reset target: cannot reset"
@@ -176,6 +217,17 @@ class Arbiter:
         self.mode = mode
         self.reason = reason
         self._centred_since_ns = None
+        # Any change of mode (a takeover, a stop, a latch) ends a help request; the next AUTO
+        # starts with fresh timers.
+        self._asking = None
+        self._last_field = None
+        self.help_monitor.reset()
+
+    def _hand_back(self) -> None:
+        """The operator answered a help request without correcting: the policy drives on."""
+        assert self._asking is not None
+        why = self._asking.reason.value if self._asking.reason is not None else "help"
+        self._enter(Mode.AUTO, f"handed back ({why}): policy driving")
 
     def _start_takeover(self, reason: str) -> None:
         self._enter(Mode.TAKEOVER, reason)
@@ -191,8 +243,13 @@ class Arbiter:
         operator: OperatorInput,
         proposal: Command | None,
         dt_s: float,
+        *,
+        novelty: float | None = None,
+        novelty_threshold: float | None = None,
     ) -> Decision:
-        """The command for this tick. `now_ns` is on the link's clock, `dt_s` the tick period."""
+        """The command for this tick. `now_ns` is on the link's clock, `dt_s` the tick period.
+        novelty, novelty_threshold: the policy's score for this tick's proposal and its model
+        card's threshold (control/help.py), None where the policy has none."""
         s = self.safety
         fresh = (
             link_connected
@@ -245,13 +302,59 @@ class Arbiter:
             return self._out(self._operator_command(operator, s.takeover, dt_s),
                              ACTION_MODE_INTERVENTION, drop, s.field.takeover, obs, now_ns)
         if mode is Mode.AUTO:
-            return self._out(self._policy_command(operator, proposal, dt_s), ACTION_MODE_ROBOT,
-                             drop, s.field.auto, obs, now_ns)
+            help_status = self._help(now_ns, obs, proposal, novelty, novelty_threshold)
+            if self._asking is not None and help_status.since_ns == now_ns:
+                drop = True  # the request began on this tick: re-plan after the hand-back
+            if self._asking is not None:
+                chosen = self._hold_command(operator, proposal, dt_s)
+            else:
+                chosen = self._policy_command(operator, proposal, dt_s)
+            decision = self._out(chosen, ACTION_MODE_ROBOT, drop, s.field.auto, obs, now_ns)
+            self._last_field = decision.field
+            if decision.mode is not Mode.AUTO:  # a policy fault while asking: IDLE
+                return decision
+            return dataclasses.replace(decision, help=help_status)
         if mode is Mode.RESET:
             return self._reset_out(operator, proposal, dt_s, obs, now_ns)
         self._last = ZERO_COMMAND
         self._field_stopped = False
         return Decision(ZERO_COMMAND, CommandSource.NONE, mode, None, self.reason, drop)
+
+    def _help(self, now_ns: int, obs: Observation | None, proposal: Command | None,
+              novelty: float | None, novelty_threshold: float | None) -> HelpStatus:
+        """Run the help monitor on this AUTO tick; start a request when a signal is confirmed
+        and the robot may ask ([supervision] mode robot or both)."""
+        verdict: HelpVerdict = self.help_monitor.update(
+            now_ns, obs, proposal, self._last, self._last_field, novelty, novelty_threshold)
+        if self._asking is not None:
+            return dataclasses.replace(self._asking, score=verdict.score,
+                                       threshold=verdict.threshold)
+        if verdict.confirmed is not None and self.supervision.robot_gated:
+            signal = verdict.confirmed
+            self._asking = HelpStatus(True, signal.reason, verdict.score, verdict.threshold,
+                                      since_ns=now_ns)
+            self.reason = (f"asking for help ({signal.reason.value}: {signal.detail}): "
+                           "take over, or hand back")
+            return self._asking
+        pending = verdict.raised[0].reason if verdict.raised else None
+        return HelpStatus(False, pending, verdict.score, verdict.threshold)
+
+    def _hold_command(self, operator: OperatorInput, proposal: Command | None, dt_s: float
+                      ) -> tuple[Command, CommandSource, str]:
+        """While asking for help: the policy's proposal no longer drives; the last command
+        slows to zero within the deceleration limits (a ramp, not the instant stop of a fault:
+        the robot is not in danger, and a loaded robot braking at once may tip its load), then
+        zero. A bad proposal is still a fault and the deadman still stops at once."""
+        s = self.safety
+        if self._policy_fault(proposal) or (s.deadman_in_auto and not operator.deadman):
+            return self._policy_command(operator, proposal, dt_s)  # the fault, or the deadman
+        last = self._last
+        v = _rate_limit(last.v_mps, 0.0, 0.0, s.decel_v_mps2 * dt_s)
+        w = _rate_limit(last.w_radps, 0.0, 0.0, s.decel_w_radps2 * dt_s)
+        self._last = Command(v, w)
+        if self._last.is_zero:
+            return ZERO_COMMAND, CommandSource.NONE, self.reason
+        return self._last, CommandSource.POLICY, self.reason
 
     def _out(self, chosen: tuple[Command, CommandSource, str], action_mode: int, drop: bool,
              field_behaviour: str, obs: Observation | None, now_ns: int) -> Decision:
@@ -395,11 +498,8 @@ class Arbiter:
     def _policy_command(self, operator: OperatorInput, proposal: Command | None, dt_s: float
                         ) -> tuple[Command, CommandSource, str]:
         s = self.safety
-        if proposal is not None and (
-            not proposal.is_finite
-            or abs(proposal.v_mps) > s.policy_abs_max_v_mps
-            or abs(proposal.w_radps) > s.policy_abs_max_w_radps
-        ):
+        if self._policy_fault(proposal):
+            assert proposal is not None
             self._enter(Mode.IDLE, f"policy fault: output {proposal.v_mps}, {proposal.w_radps} "
                         "is NaN or out of range; robot stopped")
             self._last = ZERO_COMMAND
@@ -411,6 +511,14 @@ class Arbiter:
             self._last = ZERO_COMMAND
             return ZERO_COMMAND, CommandSource.NONE, "no policy proposal"
         return self._limit(proposal, s.auto, dt_s), CommandSource.POLICY, ""
+
+    def _policy_fault(self, proposal: Command | None) -> bool:
+        """A NaN or out-of-range proposal: a fault, not something to clamp."""
+        s = self.safety
+        return proposal is not None and (
+            not proposal.is_finite
+            or abs(proposal.v_mps) > s.policy_abs_max_v_mps
+            or abs(proposal.w_radps) > s.policy_abs_max_w_radps)
 
     def _limit(self, cmd: Command, limits: SpeedLimits, dt_s: float) -> Command:
         """Clamp to speed limits, then to acceleration limits relative to the last command."""

@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from takeover.control.arbiter import NO_INPUT, Arbiter, OperatorEvent, OperatorInput
+from takeover.control.help import novelty_of
 from takeover.control.perturbation import CommandPerturbation
 from takeover.control.reset_driver import ResetDriver
 from takeover.errors import LinkError, UsageError
@@ -283,6 +284,8 @@ class ControlLoop:
         operator = self.operator.read(obs, now_ns)
         proposal: Command | None = None
         policy_latency_ns = 0
+        novelty: float | None = None
+        novelty_threshold: float | None = None
         if arbiter.mode is Mode.RESET and reset is not None:
             if obs is not None:
                 proposal = reset.propose(obs)
@@ -292,6 +295,9 @@ class ControlLoop:
             t0 = time.perf_counter_ns()
             proposal = self.policy.propose(obs)
             policy_latency_ns = time.perf_counter_ns() - t0
+            # The ensemble's disagreement for this proposal, where the policy has one
+            # (control/help.py); any other PolicyDriver has none.
+            novelty, novelty_threshold = novelty_of(self.policy)
         health_ok = link.health().connected
         asked = operator
         if self.perturbation is not None:
@@ -300,7 +306,8 @@ class ControlLoop:
                                             command=self.perturbation.apply(operator.command))
             else:
                 self.perturbation.rest()
-        decision = arbiter.decide(now_ns, obs, health_ok, asked, proposal, 1.0 / self.rate_hz)
+        decision = arbiter.decide(now_ns, obs, health_ok, asked, proposal, 1.0 / self.rate_hz,
+                                  novelty=novelty, novelty_threshold=novelty_threshold)
         if decision.drop_policy_queue and self.policy is not None:
             self.policy.drop_queued_actions()
         sent = link.send(decision.command)
@@ -318,6 +325,7 @@ class ControlLoop:
             policy_latency_ns=policy_latency_ns,
             reason=decision.reason,
             field=decision.field,
+            help=decision.help,
         )
         self._step += 1
         self.latest = record

@@ -15,6 +15,14 @@ Per round (rounds/rNNN):
 - protective_stops: how often the LiDAR protective field stopped the robot (near misses; the
   episodes' `protective_stops`, 0 for files recorded before the field).
 
+Robot-gated supervision (control/help.py), from the per-step help datasets (`help_counts`;
+columns only, no frames):
+- requests: how often the robot asked for help (runs of `help/requested`);
+- robot_gated / human_gated: takeovers that started on the step after a request (the operator
+  answered by correcting) / without one (the operator stepped in unasked);
+- false_alarms: requests the operator answered by handing back, without a correction;
+- missed_failures: failed episodes with no request in their last `window_s` seconds.
+
 Across rounds, `intervention_trend`: by what factor the intervention rate changes per round,
 with a 95% interval, from a log-linear Poisson fit of every supervised round's interventions
 against its autonomous minutes. A round of a few episodes holds a handful of interventions, so
@@ -30,8 +38,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from takeover.recorder.reader import EpisodeInfo
-from takeover.types import Outcome
+from takeover.recorder.reader import Episode, EpisodeInfo
+from takeover.recorder.schema import MODE_CODES
+from takeover.types import ACTION_MODE_INTERVENTION, Mode, Outcome
+
+#: A failure with no help request in this many seconds before its end was missed.
+MISSED_FAILURE_WINDOW_S = 5.0
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -96,6 +108,67 @@ def round_metrics(round_index: int, episodes: Sequence[EpisodeInfo]) -> RoundMet
         operator_time_s=operator_s, autonomous_time_s=autonomous_s,
         protective_stops=sum(e.protective_stops for e in episodes),
     )
+
+
+@dataclass(frozen=True)
+class HelpCounts:
+    """Help requests and how they were answered, over one or more episodes (module doc)."""
+
+    episodes: int = 0
+    requests: int = 0
+    robot_gated: int = 0
+    human_gated: int = 0
+    false_alarms: int = 0
+    missed_failures: int = 0
+    asking_s: float = 0.0  # time spent asking (held still, waiting for the operator)
+
+    def __add__(self, other: HelpCounts) -> HelpCounts:
+        return HelpCounts(
+            self.episodes + other.episodes, self.requests + other.requests,
+            self.robot_gated + other.robot_gated, self.human_gated + other.human_gated,
+            self.false_alarms + other.false_alarms, self.missed_failures + other.missed_failures,
+            self.asking_s + other.asking_s)
+
+    def as_json(self) -> dict[str, object]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def episode_help_counts(t_ns: np.ndarray, mode: np.ndarray, action_mode: np.ndarray,
+                        help_requested: np.ndarray | None, outcome: str, rate_hz: float,
+                        window_s: float = MISSED_FAILURE_WINDOW_S) -> HelpCounts:
+    """HelpCounts of one episode from its per-step columns (T,). help_requested None: an
+    episode recorded before help requests (no request: every takeover is human-gated)."""
+    n = len(t_ns)
+    asked = (np.zeros(n, dtype=bool) if help_requested is None
+             else np.asarray(help_requested, dtype=bool))
+    is_int = np.asarray(action_mode) == ACTION_MODE_INTERVENTION
+    int_start = is_int & ~np.concatenate(([False], is_int[:-1]))
+    asked_before = np.concatenate(([False], asked[:-1]))
+    robot_gated = int(np.count_nonzero(int_start & asked_before))
+    human_gated = int(np.count_nonzero(int_start & ~asked_before))
+    starts = asked & ~asked_before
+    # A request ends on a step where it is no longer asked; a hand-back leaves the robot in
+    # AUTO (a takeover goes to TAKEOVER, an e-stop or a stop elsewhere: not false alarms).
+    ends = ~asked & asked_before
+    false_alarms = int(np.count_nonzero(ends & (np.asarray(mode) == MODE_CODES[Mode.AUTO])))
+    missed = 0
+    if outcome == Outcome.FAILURE.value and n:
+        recent = np.asarray(t_ns) >= int(t_ns[-1]) - int(window_s * 1e9)
+        missed = int(not asked[recent].any())
+    return HelpCounts(episodes=1, requests=int(np.count_nonzero(starts)),
+                      robot_gated=robot_gated, human_gated=human_gated,
+                      false_alarms=false_alarms, missed_failures=missed,
+                      asking_s=float(np.count_nonzero(asked)) / rate_hz if rate_hz > 0 else 0.0)
+
+
+def help_counts(episodes: Iterable[Episode], window_s: float = MISSED_FAILURE_WINDOW_S
+                ) -> HelpCounts:
+    """HelpCounts summed over episodes (read with images=False)."""
+    total = HelpCounts()
+    for ep in episodes:
+        total = total + episode_help_counts(ep.t_ns, ep.mode, ep.action_mode, ep.help_requested,
+                                            ep.info.outcome, ep.info.rate_hz, window_s)
+    return total
 
 
 def workspace_metrics(infos: Iterable[EpisodeInfo]) -> list[RoundMetrics]:

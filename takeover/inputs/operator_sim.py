@@ -21,6 +21,18 @@ What counts as straying (each threshold configurable):
 
 It hands back once the robot heads as the expert's law wants; a takeover within `close_gap_m`
 of the dock is driven in to the contacts (`finish_close_in`), as a person would.
+
+Supervision ([supervision] mode, control/help.py):
+- `human`: as above, it watches every tick (human-gated).
+- `robot`: it looks away until the robot asks for help (`StepRecord.help.requested`). After
+  `help_reaction_s` (a person turning back to the screen, default 1 s) it judges the robot
+  once, as above but on what it sees at that instant: if it strays, or the robot is blocked
+  or stuck (a person would drive it out), or the robot asks again within `help_repeat_s` of
+  a hand-back, it takes over and corrects; otherwise it hands back (OperatorEvent.HAND_BACK: a
+  false alarm). It never looks otherwise, so a failure the robot does not ask about is missed.
+- `both`: it watches as in `human` and answers requests as in `robot`.
+`attention_s` counts the time it spent looking (all of AUTO in human-gated supervision; from a
+request's first moment to its answer or the end of the correction in robot-gated).
 """
 
 from __future__ import annotations
@@ -34,7 +46,11 @@ import numpy as np
 from takeover.control.arbiter import OperatorEvent, OperatorInput
 from takeover.sim.expert import DockingExpert, ExpertPhase
 from takeover.sim.world import ROBOT_RADIUS_M
-from takeover.types import Command, Observation, Pose2D, StepRecord
+from takeover.types import Command, HelpReason, HelpStatus, Mode, Observation, Pose2D, StepRecord
+
+#: [supervision] mode values the simulated operator honours (config.SUPERVISION_MODES).
+_WATCHING = ("human", "both")
+_ANSWERING = ("robot", "both")
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,10 @@ class OperatorSimParams:
     # just fumbled it (handing back there made the operator and a policy that stalls at the
     # dock take turns, 1 s each, until the episode timed out).
     finish_close_in: bool = True
+    # Robot-gated supervision: the time from a help request to the operator's judgement, and
+    # how soon a repeated request after a hand-back is answered with a takeover.
+    help_reaction_s: float = 1.0
+    help_repeat_s: float = 3.0
 
 
 def _wrap(a: float) -> float:
@@ -69,7 +89,12 @@ class SimulatedOperator:
     each episode start."""
 
     def __init__(self, dock: Pose2D, request: Callable[[OperatorEvent], None],
-                 params: OperatorSimParams | None = None, rate_hz: float = 20.0) -> None:
+                 params: OperatorSimParams | None = None, rate_hz: float = 20.0,
+                 supervision: str = "human") -> None:
+        """supervision: [supervision] mode, human | robot | both (see the module doc)."""
+        if supervision not in (*_WATCHING, *_ANSWERING):
+            raise ValueError(f"supervision {supervision!r}: use human, robot or both")
+        self.supervision = supervision
         self.params = params or OperatorSimParams()
         self.expert = DockingExpert(dock)
         self.request = request
@@ -86,10 +111,20 @@ class SimulatedOperator:
         self._best_distance = math.inf
         self._since_progress_s = 0.0
         self._last_proposal: Command | None = None
+        self._help: HelpStatus | None = None  # the robot's help status on the last tick
+        self._auto = False  # the last tick was in AUTO
+        self._asked_s = 0.0  # how long the current request has waited for an answer
+        self._handed_back_ago_s = math.inf  # since the last hand-back
+        self.attention_s = 0.0
+        self.requests_answered = 0
+        self.hand_backs = 0
 
     def offer(self, record: StepRecord) -> bool:
-        """StepSink: sees what the policy proposed on each tick (never blocks)."""
+        """StepSink: sees what the policy proposed on each tick, and whether the robot asks
+        for help (never blocks)."""
         self._last_proposal = record.policy_action
+        self._help = record.help
+        self._auto = record.mode is Mode.AUTO
         return True
 
     # --- OperatorSource ---------------------------------------------------------------------
@@ -99,7 +134,9 @@ class SimulatedOperator:
             return OperatorInput(deadman=True)
         expert_cmd = self.expert.command(obs.odom)
         p = self.params
+        self._handed_back_ago_s += self.dt_s
         if self.driving:
+            self.attention_s += self.dt_s
             self._driving_s += self.dt_s
             if self._driving_s >= p.min_takeover_s and (
                 self._back_on_track(obs) or self._driving_s >= p.max_takeover_s
@@ -111,17 +148,51 @@ class SimulatedOperator:
                 return OperatorInput(deadman=True)
             return OperatorInput(deadman=True, command=expert_cmd, deflection=1.0)
 
+        asked = self._help is not None and self._help.requested
+        if asked and self.supervision in _ANSWERING:
+            return self._answer(obs, expert_cmd)
+        self._asked_s = 0.0
+        if self.supervision not in _WATCHING:
+            return OperatorInput(deadman=True)  # looking away until asked
+        if self._auto:
+            self.attention_s += self.dt_s
         reason = self._deviation(obs, expert_cmd)
         self._deviation_s = self._deviation_s + self.dt_s if reason else 0.0
         if reason and self._deviation_s >= p.reaction_delay_s:
-            self.driving = True
-            self.takeovers += 1
-            self.last_reason = reason
-            self._driving_s = 0.0
-            # The expert may be mid-plan from an earlier takeover: start it afresh here.
-            self.expert.reset()
-            expert_cmd = self.expert.command(obs.odom)
-            return OperatorInput(deadman=True, command=expert_cmd, deflection=1.0)
+            return self._take_over(obs, reason)
+        return OperatorInput(deadman=True)
+
+    def _take_over(self, obs: Observation, reason: str) -> OperatorInput:
+        self.driving = True
+        self.takeovers += 1
+        self.last_reason = reason
+        self._driving_s = 0.0
+        # The expert may be mid-plan from an earlier takeover: start it afresh here.
+        self.expert.reset()
+        expert_cmd = self.expert.command(obs.odom)
+        return OperatorInput(deadman=True, command=expert_cmd, deflection=1.0)
+
+    def _answer(self, obs: Observation, expert_cmd: Command) -> OperatorInput:
+        """The robot is asking: turn to it, and after the reaction time correct or hand back."""
+        self.attention_s += self.dt_s
+        self._asked_s += self.dt_s
+        if self._asked_s < self.params.help_reaction_s:
+            return OperatorInput(deadman=True)
+        self._asked_s = 0.0
+        self.requests_answered += 1
+        assert self._help is not None
+        why = self._help.reason
+        reason = self._deviation(obs, expert_cmd)
+        if not reason and why in (HelpReason.BLOCKED, HelpReason.NO_PROGRESS):
+            reason = f"asked for help: {why.value}"
+        if not reason and self._handed_back_ago_s < self.params.help_repeat_s:
+            reason = "asked again right after a hand-back"
+        if reason:
+            return self._take_over(obs, reason)
+        self.hand_backs += 1
+        self._handed_back_ago_s = 0.0
+        self._since_progress_s = 0.0
+        self.request(OperatorEvent.HAND_BACK)
         return OperatorInput(deadman=True)
 
     # --- judgement ------------------------------------------------------------------------------

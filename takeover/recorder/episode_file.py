@@ -187,6 +187,10 @@ class StepColumns:
         fs = r.field
         rows["field/state"].append(0 if fs is None else schema.FIELD_STATE_CODES[fs.state])
         rows["field/clearance_m"].append(math.nan if fs is None else fs.clearance_m)
+        hs = r.help
+        rows["help/requested"].append(hs is not None and hs.requested)
+        rows["help/reason"].append(0 if hs is None else schema.HELP_REASON_CODES[hs.reason])
+        rows["help/score"].append(math.nan if hs is None else hs.score)
 
     def add_row(self, values: Mapping[str, Any]) -> None:
         """One step given as {dataset name: value} (the importer's path); every name needed but
@@ -287,6 +291,8 @@ def create_datasets(f: h5py.File, spec: ObsSpec, compression: Compression) -> No
     f["mode"].attrs["labels"] = ",".join(m.value for m in schema.MODE_CODES)
     f["source"].attrs["labels"] = ",".join(s.value for s in schema.SOURCE_CODES)
     f["field/state"].attrs["labels"] = ",".join(s.value for s in schema.FIELD_STATE_CODES)
+    f["help/reason"].attrs["labels"] = ",".join("none" if r is None else r.value
+                                                for r in schema.HELP_REASON_CODES)
     # Which datasets are absent because the robot never sent what its link expects: written
     # with the layout, since nothing can be added to the file's attributes once it is in SWMR.
     f.attrs["missing_inputs"] = json.dumps(

@@ -258,6 +258,12 @@ class Episode:
     # (schema.FIELD_STATE_CODES) and the clearance along the commanded arc (m, NaN: none).
     field_state: npt.NDArray[np.uint8] | None = None
     field_clearance_m: npt.NDArray[np.float32] | None = None
+    # The help monitor on each step (control/help.py; None in files written before it):
+    # whether the robot was asking for help, the reason code (schema.HELP_REASON_CODES) and
+    # the policy's novelty (NaN: none).
+    help_requested: npt.NDArray[np.bool_] | None = None
+    help_reason: npt.NDArray[np.uint8] | None = None
+    help_score: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -396,9 +402,12 @@ class EpisodeReader:
                 raise EpisodeError(f"{self.path}: dataset {name!r} is missing")
         field_state = self.column("field/state") if "field/state" in self._f else None
         clearance = self.column("field/clearance_m") if "field/clearance_m" in self._f else None
+        helps = [self.column(name) if name in self._f else None
+                 for name in schema.HELP_DATASETS]
         return Episode(info=self.info, image=image, scan_angle_min_rad=angle_min,
                        scan_angle_increment_rad=angle_inc, field_state=field_state,
-                       field_clearance_m=clearance, **arrays)
+                       field_clearance_m=clearance, help_requested=helps[0],
+                       help_reason=helps[1], help_score=helps[2], **arrays)
 
 
 def read_episode(path: Path | str, images: bool = True) -> Episode:

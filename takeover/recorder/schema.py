@@ -9,6 +9,13 @@ Versions: 1, the first layout; 2 adds what the LiDAR protective field did on eac
 (`field/state`, `field/clearance_m`) and the episode's `protective_stops` (issue 22). Files of
 version 1 are still read and verified against the datasets and attributes they had
 (`DatasetSpec.since`, `ATTR_SINCE`); a reader sees no field data in them.
+
+Within version 2, the help monitor's per-step datasets (`help/requested`, `help/reason`,
+`help/score`; issue 17) were added as optional datasets, without a new version: nothing that
+was there changes meaning, a reader of any version-2 file that lacks them sees no help data
+(Episode.help_* None), and a takeover that predates them reads and verifies the new files (it
+ignores datasets it does not know). A recovered or imported episode gets them filled
+(COLUMN_FILL: no request, no reason, no score).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from takeover.types import (
     ACTION_MODE_ROBOT,
     CommandSource,
     FieldState,
+    HelpReason,
     Mode,
 )
 
@@ -71,6 +79,18 @@ FIELD_STATE_CODES: dict[FieldState, int] = {
     FieldState.CORRIDOR: 6,
 }
 FIELD_STATE_BY_CODE = {code: state for state, code in FIELD_STATE_CODES.items()}
+#: `help/reason`: 0 none (no signal, outside AUTO, or a file without help data).
+HELP_REASON_CODES: dict[HelpReason | None, int] = {
+    None: 0,
+    HelpReason.BLOCKED: 1,
+    HelpReason.NOVELTY: 2,
+    HelpReason.NO_PROGRESS: 3,
+    HelpReason.CLEARANCE: 4,
+    HelpReason.SLIP: 5,
+}
+HELP_REASON_BY_CODE = {code: reason for reason, code in HELP_REASON_CODES.items()}
+#: The help datasets (optional in version 2: absent in files written before them).
+HELP_DATASETS = ("help/requested", "help/reason", "help/score")
 MODE_BY_CODE = {code: mode for mode, code in MODE_CODES.items()}
 SOURCE_BY_CODE = {code: source for source, code in SOURCE_CODES.items()}
 
@@ -142,13 +162,25 @@ DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("field/clearance_m", _dt("<f4"), (), "m",
                 "free travel along the commanded arc before the footprint comes within the "
                 "protective distance of a return (capped at the look-ahead); NaN = none", since=2),
+    DatasetSpec("help/requested", _dt(bool), (), "-",
+                "the robot is asking for help on this step (AUTO, holding still until the "
+                "operator takes over or hands back)", optional=True, since=2),
+    DatasetSpec("help/reason", _dt("u1"), (), "-",
+                "while requested, why: 1 blocked, 2 novelty, 3 no_progress, 4 clearance, 5 slip; "
+                "otherwise the highest-priority signal raised but not yet confirmed; 0 none",
+                optional=True, since=2),
+    DatasetSpec("help/score", _dt("<f4"), (), "-",
+                "the policy's novelty (ensemble disagreement) for this step's proposal; "
+                "NaN = none", optional=True, since=2),
 )
 DATASET_BY_NAME = {d.name: d for d in DATASETS}
 #: Every dataset except the image, whose frames are written chunk by chunk.
 COLUMN_NAMES = tuple(d.name for d in DATASETS if d.name != "obs/image")
 #: What a writer stores for a column its source does not have (an import, a recovered file of
 #: an older version): the field did nothing it knows of.
-COLUMN_FILL: dict[str, float | int] = {"field/state": 0, "field/clearance_m": float("nan")}
+COLUMN_FILL: dict[str, float | int] = {"field/state": 0, "field/clearance_m": float("nan"),
+                                       "help/requested": 0, "help/reason": 0,
+                                       "help/score": float("nan")}
 
 # Attributes on the file's root group.
 ATTR_TYPES: dict[str, type] = {

@@ -169,8 +169,9 @@ def _check_values(f: h5py.File, n: int, deep: bool) -> list[str]:
         problems.append(f"action_mode {int(modes[bad][0])} at step {int(np.argmax(bad))} is not "
                         "one of -1, 0, 1, -128")
     for dataset_name, codes in (("source", schema.SOURCE_BY_CODE), ("mode", schema.MODE_BY_CODE),
-                                ("field/state", schema.FIELD_STATE_BY_CODE)):
-        if dataset_name not in f:  # field/state: a file of schema version 1
+                                ("field/state", schema.FIELD_STATE_BY_CODE),
+                                ("help/reason", schema.HELP_REASON_BY_CODE)):
+        if dataset_name not in f:  # field/state: version 1; help/reason: written before it
             continue
         values = f[dataset_name][:]
         bad = ~np.isin(values, list(codes))

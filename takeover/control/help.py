@@ -1,0 +1,204 @@
+"""Deciding when the robot asks for help (robot-gated supervision, docs/safety.md).
+
+One job: from what one AUTO tick saw (the observation, the policy's proposal and novelty, the
+command sent and the protective field's verdict on the tick before), say which help signals
+are raised, and which one has been raised long enough to be a request. The Arbiter acts on it
+(it brakes to a stop within its deceleration limits and holds until the operator takes over or
+hands back); this module never moves the robot.
+
+The signals, in Fleet-DAgger's C.U.R. priority order (Hoque et al., CoRL 2022: a constraint
+violation before uncertainty before risk; `HelpReason.priority`):
+
+- blocked (constraint): the protective field has stopped the policy's travel (STOPPED or
+  BLIND while the policy asks to move), or the bumper is pressed. The robot cannot carry on by
+  itself: this is the violation a fleet operator must see first.
+- novelty (uncertainty): the policy's ensemble disagreement for this tick's action
+  (`ChunkPolicy.novelty`, read with getattr so that any PolicyDriver without it works) above
+  the threshold ([supervision] novelty_threshold, else the model card's
+  `ChunkPolicy.novelty_threshold`). ThriftyDAgger's novelty gate.
+- risk, from the base's own signals, needing no model:
+  - no_progress: odometry still while the policy commands motion, for `no_progress_s`. A
+    stalled learned policy (pushing into an edge of the dock, wedged against a wall) is the
+    most common silent failure on the simulator, and the docking outcome detector only calls
+    it after `[docking] stall_s` (8 s): asking at 2 s gives the operator the remaining time.
+  - clearance: the nearest return ahead (within `front_half_angle_deg`) comes within
+    `clearance_margin_m` of the footprint while AUTO drives forward, outside the docking
+    corridor. The protective field already stops the robot before contact; this asks a
+    person before the field has to act. Off by default: measured on the simulator it fires on
+    the dock itself in successful approaches (docs/safety.md, "Asking for help").
+  - slip: the measured twist differs from the command sent for the confirm time, once the
+    command has been steady for SLIP_SETTLE_S (the base's own acceleration makes any change
+    of command lag by a few hundred milliseconds). Wheels spinning on a slippery floor, a
+    caster caught on a cable. Off by default: the simulator has no slip to measure it on.
+
+A signal becomes a request once it has been raised without a break for `help_confirm_ms`
+(no_progress: for its own window). The highest-priority confirmed signal gives the reason.
+In `human` mode the monitor still runs and its signals are recorded (a request that would have
+been raised shows as the reason with `requested` false), so a round can be replayed for false
+alarms offline; only `robot` and `both` hold the robot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from takeover.config import SupervisionConfig
+from takeover.types import (
+    Command,
+    FieldState,
+    FieldStatus,
+    HelpReason,
+    Observation,
+)
+
+#: How long the command sent must stay steady before slip is judged: the base's acceleration
+#: limits (1 m/s^2 on the simulator) make a step of 0.4 m/s lag for 0.4 s.
+SLIP_SETTLE_S = 0.5
+#: A change of command smaller than this (m/s, rad/s) keeps it steady.
+STEADY_V_MPS = 0.03
+STEADY_W_RADPS = 0.1
+#: The policy "commands motion" when its proposal is above this many times the still limits.
+MOTION_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class HelpSignal:
+    """One raised signal: its reason and a few words for the operator's banner."""
+
+    reason: HelpReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class HelpVerdict:
+    """What the monitor saw on one tick: the signals raised (highest priority first), the
+    one confirmed as a request (None: none held long enough), and the novelty in force."""
+
+    raised: tuple[HelpSignal, ...]
+    confirmed: HelpSignal | None
+    score: float = math.nan
+    threshold: float = math.nan
+
+
+def novelty_of(policy: object) -> tuple[float | None, float | None]:
+    """The policy's novelty this tick and its model card's threshold, where it has them."""
+    score = getattr(policy, "novelty", None)
+    threshold = getattr(policy, "novelty_threshold", None)
+    return (float(score) if isinstance(score, int | float) else None,
+            float(threshold) if isinstance(threshold, int | float) else None)
+
+
+def front_clearance_m(scan_m: np.ndarray | None, half_angle_deg: float,
+                      footprint_radius_m: float) -> float:
+    """The nearest valid LiDAR return within `half_angle_deg` of straight ahead, less the
+    footprint's radius (m); NaN without a scan or a return there. Beams are evenly spread over
+    360 degrees, counter-clockwise from forward (types.Observation)."""
+    if scan_m is None or scan_m.size == 0:
+        return math.nan
+    n = scan_m.size
+    angles = np.arange(n) * (2 * math.pi / n)
+    angles = np.where(angles > math.pi, angles - 2 * math.pi, angles)
+    ahead = np.abs(angles) <= math.radians(half_angle_deg)
+    ranges = scan_m[ahead]
+    ranges = ranges[np.isfinite(ranges)]
+    if ranges.size == 0:
+        return math.nan
+    return float(ranges.min()) - footprint_radius_m
+
+
+class HelpMonitor:
+    """Per-tick signals and their confirmation timers. Owned by the Arbiter (loop thread)."""
+
+    def __init__(self, supervision: SupervisionConfig, footprint_radius_m: float) -> None:
+        self.supervision = supervision
+        self.footprint_radius_m = footprint_radius_m
+        self._raised_since_ns: dict[HelpReason, int] = {}
+        self._steady_since_ns: int | None = None
+        self._steady_command: Command | None = None
+
+    def reset(self) -> None:
+        """Forget every timer: after a hand-back, a takeover or any change of mode, a signal
+        must be held for its whole confirm time again before it asks."""
+        self._raised_since_ns.clear()
+        self._steady_since_ns = None
+        self._steady_command = None
+
+    def hold_ns(self, reason: HelpReason) -> int:
+        sv = self.supervision
+        hold_ms = sv.help_confirm_ms
+        if reason is HelpReason.NO_PROGRESS:
+            hold_ms = max(hold_ms, sv.risk.no_progress_s * 1000.0)
+        return round(hold_ms * 1e6)
+
+    def update(self, now_ns: int, obs: Observation | None, proposal: Command | None,
+               sent: Command, field: FieldStatus | None, novelty: float | None,
+               novelty_threshold: float | None) -> HelpVerdict:
+        """One tick in AUTO. `sent`, `field`: the command sent and the field's verdict on the
+        tick before (what the base was last asked to do). `novelty_threshold`: the model
+        card's; [supervision] novelty_threshold overrides it."""
+        threshold = self.supervision.novelty_threshold or novelty_threshold
+        raised = self._signals(now_ns, obs, proposal, sent, field, novelty, threshold)
+        reasons = {s.reason for s in raised}
+        for reason in list(self._raised_since_ns):
+            if reason not in reasons:
+                del self._raised_since_ns[reason]
+        confirmed: HelpSignal | None = None
+        for signal in raised:  # highest priority first
+            since = self._raised_since_ns.setdefault(signal.reason, now_ns)
+            if confirmed is None and now_ns - since >= self.hold_ns(signal.reason):
+                confirmed = signal
+        return HelpVerdict(raised, confirmed,
+                           math.nan if novelty is None else novelty,
+                           math.nan if threshold is None else threshold)
+
+    def _signals(self, now_ns: int, obs: Observation | None, proposal: Command | None,
+                 sent: Command, field: FieldStatus | None, novelty: float | None,
+                 threshold: float | None) -> tuple[HelpSignal, ...]:
+        r = self.supervision.risk
+        out: list[HelpSignal] = []
+        moving_asked = proposal is not None and proposal.is_finite and (
+            abs(proposal.v_mps) > MOTION_FACTOR * r.still_v_mps
+            or abs(proposal.w_radps) > MOTION_FACTOR * r.still_w_radps)
+        if r.blocked and obs is not None and obs.bumper and not obs.docked:
+            out.append(HelpSignal(HelpReason.BLOCKED, "bumper pressed"))
+        elif (r.blocked and moving_asked and field is not None
+              and field.state in (FieldState.STOPPED, FieldState.BLIND)):
+            out.append(HelpSignal(HelpReason.BLOCKED, f"protective field {field.state.value}"))
+        if novelty is not None and threshold is not None and math.isfinite(novelty) \
+                and novelty > threshold:
+            out.append(HelpSignal(HelpReason.NOVELTY, f"novelty {novelty:.2f} > {threshold:.2f}"))
+        if obs is None:
+            return tuple(out)
+        odom = obs.odom
+        still = abs(odom.v_mps) < r.still_v_mps and abs(odom.w_radps) < r.still_w_radps
+        if r.no_progress_s > 0 and still and moving_asked and not obs.docked:
+            out.append(HelpSignal(HelpReason.NO_PROGRESS,
+                                  f"no progress for {r.no_progress_s:g} s"))
+        corridor = field is not None and field.state is FieldState.CORRIDOR
+        if r.clearance_margin_m > 0 and sent.v_mps > MOTION_FACTOR * r.still_v_mps \
+                and not corridor and not obs.docked:
+            clearance = front_clearance_m(obs.scan_m, r.front_half_angle_deg,
+                                          self.footprint_radius_m)
+            if clearance < r.clearance_margin_m:  # NaN compares False: no return, no signal
+                out.append(HelpSignal(HelpReason.CLEARANCE, f"{clearance:.2f} m clear ahead"))
+        if self._steady(now_ns, sent) and (r.slip_v_mps > 0 or r.slip_w_radps > 0):
+            dv, dw = abs(odom.v_mps - sent.v_mps), abs(odom.w_radps - sent.w_radps)
+            if (r.slip_v_mps > 0 and dv > r.slip_v_mps) or (r.slip_w_radps > 0
+                                                             and dw > r.slip_w_radps):
+                out.append(HelpSignal(HelpReason.SLIP, f"moving {odom.v_mps:.2f} m/s, "
+                                      f"{odom.w_radps:.2f} rad/s against the command"))
+        out.sort(key=lambda s: -s.reason.priority)
+        return tuple(out)
+
+    def _steady(self, now_ns: int, sent: Command) -> bool:
+        """Whether the command sent has stayed (nearly) the same for SLIP_SETTLE_S."""
+        ref = self._steady_command
+        if ref is None or abs(sent.v_mps - ref.v_mps) > STEADY_V_MPS \
+                or abs(sent.w_radps - ref.w_radps) > STEADY_W_RADPS:
+            self._steady_command, self._steady_since_ns = sent, now_ns
+            return False
+        assert self._steady_since_ns is not None
+        return now_ns - self._steady_since_ns >= SLIP_SETTLE_S * 1e9
