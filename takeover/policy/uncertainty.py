@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_NOVELTY_BUDGET = 0.05  # fraction of held-out steps over the threshold
-DEFAULT_CONFIRM_MS = 500.0  # assumed help_confirm_ms for the episode-level figure
+DEFAULT_CONFIRM_MS = 300.0  # [supervision] help_confirm_ms's default, for the episode figure
 CALIBRATION_FORMAT = "takeover-novelty-calibration/1"
 
 

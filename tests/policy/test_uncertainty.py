@@ -163,7 +163,7 @@ def test_chunk_policy_reports_novelty_and_threshold(ensemble: dict[str, Any]) ->
 def test_one_head_model_has_no_novelty_and_loads_as_before(expert_workspace: Path,
                                                            tmp_path: Path) -> None:
     torch.manual_seed(0)
-    one = DockingPolicy(ModelConfig(**TINY_MODEL_ARGS))  # type: ignore[arg-type]
+    one = DockingPolicy(ModelConfig(**TINY_MODEL_ARGS, heads=1))  # type: ignore[arg-type]
     torch.manual_seed(0)
     many = DockingPolicy(ModelConfig(**TINY_MODEL_ARGS, heads=3))  # type: ignore[arg-type]
     # One head: the state dict of the model before the ensemble; the members are drawn last,
@@ -215,7 +215,8 @@ def test_warm_start_of_an_ensemble_from_a_one_head_model(expert_workspace: Path,
     ws = tmp_path / "ws"
     shutil.copytree(expert_workspace, ws)
     tiny = TrainConfig(epochs=1, batch_size=16, threads=1, val_fraction=0.25, seed=1)
-    first = train_workspace(ws, ModelConfig(**TINY_MODEL_ARGS), tiny)  # type: ignore[arg-type]
+    first = train_workspace(ws, ModelConfig(**TINY_MODEL_ARGS, heads=1),  # type: ignore[arg-type]
+                            tiny)
     assert first["novelty"] is None and first["export"]["outputs"] == ["actions"]
     checkpoint = ws / "models" / first["model_id"] / "checkpoint.pt"
     second = train_workspace(ws, ModelConfig(**TINY_MODEL_ARGS, heads=3),  # type: ignore[arg-type]
