@@ -321,9 +321,10 @@ class HelpRiskConfig:
     # Slip: the measured twist differs from the command sent by more than these.
     slip_v_mps: float = 0.0
     slip_w_radps: float = 0.0
-    # Blocked (a constraint): the protective field stops the policy's travel (or the bumper is
-    # pressed). Held for help_confirm_ms like the others.
-    blocked: bool = True
+    # Blocked (a constraint): the protective field stops the policy's travel, or the bumper
+    # is pressed, this long (at least help_confirm_ms). A person walking past the robot holds
+    # it for a second or two; measured in docs/safety.md.
+    blocked_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -556,7 +557,8 @@ def _validate_supervision(sv: SupervisionConfig) -> None:
         raise ConfigError(f"supervision.operator_reaction_s = {sv.operator_reaction_s}: must be "
                           "between 0 and 30")
     r = sv.risk
-    for name, top in (("no_progress_s", 600.0), ("still_v_mps", 1.0), ("still_w_radps", 3.0),
+    for name, top in (("no_progress_s", 600.0), ("blocked_s", 600.0), ("still_v_mps", 1.0),
+                      ("still_w_radps", 3.0),
                       ("clearance_margin_m", 5.0), ("front_half_angle_deg", 180.0),
                       ("slip_v_mps", 2.0), ("slip_w_radps", 6.0)):
         value = getattr(r, name)

@@ -37,12 +37,14 @@ request's first moment to its answer or the end of the correction in robot-gated
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from takeover.config import SupervisionConfig
 from takeover.control.arbiter import OperatorEvent, OperatorInput
 from takeover.sim.expert import DockingExpert, ExpertPhase
 from takeover.sim.world import ROBOT_RADIUS_M
@@ -90,12 +92,18 @@ class SimulatedOperator:
 
     def __init__(self, dock: Pose2D, request: Callable[[OperatorEvent], None],
                  params: OperatorSimParams | None = None, rate_hz: float = 20.0,
-                 supervision: str = "human") -> None:
-        """supervision: [supervision] mode, human | robot | both (see the module doc)."""
+                 supervision: SupervisionConfig | str = "human") -> None:
+        """supervision: [supervision] (its mode and operator_reaction_s, which then overrides
+        params.help_reaction_s), or a mode alone: human | robot | both (see the module doc)."""
+        params = params or OperatorSimParams()
+        if isinstance(supervision, SupervisionConfig):
+            params = dataclasses.replace(params,
+                                         help_reaction_s=supervision.operator_reaction_s)
+            supervision = supervision.mode
         if supervision not in (*_WATCHING, *_ANSWERING):
             raise ValueError(f"supervision {supervision!r}: use human, robot or both")
         self.supervision = supervision
-        self.params = params or OperatorSimParams()
+        self.params = params
         self.expert = DockingExpert(dock)
         self.request = request
         self.dt_s = 1.0 / rate_hz

@@ -179,6 +179,14 @@ def test_hand_back_resumes_auto_only_on_the_operators_event() -> None:
     again = run_until(loop, asking, 100)
     assert (again.t_ns - rec.t_ns) / 1e6 >= 300.0
     assert link.sim.x != x_held
+    # The AUTO request (the TUI's hand-back key) answers it the same way.
+    loop.post(OperatorEvent.AUTO)
+    rec = loop.tick()
+    assert rec.mode is Mode.AUTO and not asking(rec) and "handed back" in rec.reason
+    # HAND_BACK with nothing to answer changes nothing.
+    loop.post(OperatorEvent.HAND_BACK)
+    rec = loop.tick()
+    assert rec.mode is Mode.AUTO and "nothing to hand back" in loop.arbiter.reason
 
 
 def test_takeover_during_a_request_is_a_recorded_correction() -> None:
@@ -278,10 +286,12 @@ def test_no_progress_asks_with_risk_priority() -> None:
 def test_priority_order_constraint_uncertainty_risk() -> None:
     assert HelpReason.BLOCKED.priority > HelpReason.NOVELTY.priority > HelpReason.SLIP.priority
     sv = SupervisionConfig(mode="robot", help_confirm_ms=0.0,
-                           risk=HelpRiskConfig(no_progress_s=0.0001))
+                           risk=HelpRiskConfig(no_progress_s=0.0001, blocked_s=0.0001))
     monitor = HelpMonitor(sv, 0.22)
     obs = Observation(t_ns=0, odom=Odometry(), bumper=True)
-    v = monitor.update(0, obs, Command(0.3, 0.0), Command(0.3, 0.0), None, 0.9, 0.5)
+    push = Command(0.3, 0.0)
+    monitor.update(0, obs, push, push, None, 0.9, 0.5)
+    v = monitor.update(round(DT_S * 1e9), obs, push, push, None, 0.9, 0.5)
     assert [s.reason for s in v.raised] == [HelpReason.BLOCKED, HelpReason.NOVELTY,
                                             HelpReason.NO_PROGRESS]
     assert v.confirmed is not None and v.confirmed.reason is HelpReason.BLOCKED
