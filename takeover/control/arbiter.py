@@ -97,7 +97,7 @@ class Decision:
     mode: Mode
     action_mode: int | None
     reason: str = ""
-    drop_policy_queue: bool = False  # a takeover started on this tick
+    drop_policy_queue: bool = False  # a takeover or a help request started on this tick
     field: FieldStatus | None = None  # the protective field's verdict in a driving mode
     help: HelpStatus | None = None  # the help monitor in AUTO (requested: asking, holding)
 

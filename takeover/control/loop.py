@@ -11,6 +11,10 @@ and advances the world by one period after sending the command.
 
 In RESET (undocking and driving back to a start pose, control/reset_driver.py) the reset
 driver proposes instead of the policy; `request_reset` gives it a target from any thread.
+
+In AUTO the policy's novelty for its proposal (`novelty`, `novelty_threshold`, where the
+policy has them) goes to the Arbiter's help monitor (control/help.py); a help request shows in
+the StepRecord's `help` and reason.
 """
 
 from __future__ import annotations

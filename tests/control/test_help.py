@@ -219,7 +219,10 @@ def test_safety_stops_still_apply_while_asking(fault: str) -> None:
     rec = loop.tick()
     assert rec.command.is_zero, "stops at once, no ramp"
     if fault == "deadman":
-        assert rec.mode is Mode.AUTO and rec.reason == "deadman released"
+        assert rec.mode is Mode.AUTO and rec.reason == "deadman released" and asking(rec)
+        hand.deadman = True  # pressing it again does not restart motion: still asking
+        later = ticks(loop, 40)
+        assert all(asking(r) and r.command.is_zero for r in later)
         return
     want = Mode.ESTOP if fault == "estop" else Mode.LINK_LOST
     assert rec.mode is want and rec.mode.latched and not asking(rec)
