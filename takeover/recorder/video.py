@@ -12,6 +12,12 @@ LeRobot's loader matches against the parquet `timestamp` column within 0.1 ms.
 
 The compression is lossy: besides the codec's quantisation, `yuv420p` halves the colour
 resolution, so sharp colour edges lose most. docs/recorder.md states what a round trip keeps.
+
+SVT-AV1 switches the thread that opens an encoder to SCHED_FIFO at the highest priority (99)
+where it may (as root, on a robot's computer often), and every encoder thread it then starts
+inherits it: an export beside a running control loop (SCHED_FIFO 10) would starve the loop,
+and the calling thread stays real-time for good. The writer puts back the scheduling that the
+process's threads had before the encoder opened (`_undo_codec_realtime`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,41 @@ import numpy as np
 import numpy.typing as npt
 
 from takeover.recorder.errors import ExportError
+
+Scheduling = dict[int, tuple[int, int]]  # thread id -> (policy, priority)
+
+
+def _thread_scheduling() -> Scheduling:
+    """Each thread of this process with its scheduling policy and priority (Linux; empty
+    elsewhere)."""
+    if not hasattr(os, "sched_getscheduler") or not os.path.isdir("/proc/self/task"):
+        return {}
+    out: Scheduling = {}
+    for name in os.listdir("/proc/self/task"):
+        tid = int(name)
+        try:
+            out[tid] = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
+        except OSError:
+            continue  # the thread ended meanwhile
+    return out
+
+
+def _undo_codec_realtime(before: Scheduling) -> None:
+    """Threads the codec raised to real-time: those running at the highest SCHED_FIFO or
+    SCHED_RR priority that did not before (a new thread: normal scheduling) go back."""
+    if not before:
+        return
+    for tid, (policy, priority) in _thread_scheduling().items():
+        if policy not in (os.SCHED_FIFO, os.SCHED_RR):
+            continue
+        if priority < os.sched_get_priority_max(policy) or before.get(tid) == (policy, priority):
+            continue
+        want_policy, want_priority = before.get(tid, (os.SCHED_OTHER, 0))
+        try:
+            os.sched_setscheduler(tid, want_policy, os.sched_param(want_priority))
+        except OSError:
+            continue
+
 
 #: Our codec names -> FFmpeg encoder, and the name LeRobot records in info.json.
 ENCODERS = {"av1": "libsvtav1", "h264": "libx264"}
@@ -76,6 +117,7 @@ class VideoWriter:
         self.width, self.height = width, height
         self.frames = 0
         self.bytes_encoded = 0  # the packets' sizes so far (the file lags behind, buffered)
+        self._scheduling = _thread_scheduling()  # before the encoder opens (at the first frame)
         self._container: Any = av.open(str(path), "w", format="mp4")
         try:
             stream: Any = self._container.add_stream(ENCODERS[self.settings.codec], rate=fps,
@@ -97,9 +139,13 @@ class VideoWriter:
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         video_frame.pts = self.frames
         video_frame.time_base = Fraction(1, self.fps)
-        for packet in self._stream.encode(video_frame):
-            self.bytes_encoded += packet.size
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(video_frame):
+                self.bytes_encoded += packet.size
+                self._container.mux(packet)
+        finally:
+            if self.frames == 0:
+                _undo_codec_realtime(self._scheduling)  # the first frame opened the encoder
         self.frames += 1
 
     def close(self) -> None:
