@@ -207,6 +207,10 @@ class TrainSettings:
     use_proprio: bool | None = None
     proprio_dropout: float | None = None
     pose_head: bool | None = None
+    # Uncertainty (docs/policy.md "Uncertainty"): ensemble chunk heads (1: no novelty output),
+    # and the fraction of validation steps whose novelty may exceed the calibrated threshold.
+    heads: int | None = None
+    novelty_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -441,7 +445,7 @@ def _validate(config: Config) -> None:
     if not 1 <= pc.threads <= 64:
         raise ConfigError("policy.threads must be between 1 and 64")
     t = config.train
-    for name in ("epochs", "warm_epochs", "batch_size", "chunk_size", "threads"):
+    for name in ("epochs", "warm_epochs", "batch_size", "chunk_size", "threads", "heads"):
         value = getattr(t, name)
         if value is not None and value < 1:
             raise ConfigError(f"train.{name} must be at least 1")
@@ -460,6 +464,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"train.{name} = {value}: must be above 0 and at most 1")
     if t.proprio_dropout is not None and not 0.0 <= t.proprio_dropout < 1.0:
         raise ConfigError("train.proprio_dropout must be between 0 and 1")
+    if t.novelty_budget is not None and not 0.0 <= t.novelty_budget < 1.0:
+        raise ConfigError(f"train.novelty_budget = {t.novelty_budget}: must be a fraction of "
+                          "steps, at least 0 and below 1 (default 0.05)")
     config.demonstration.check()
     _validate_docking(config.docking)
     _validate_supervision(config.supervision)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from takeover.cli.common import add_workspace_option
 from takeover.cli.output import print_json
+from takeover.config import SUPERVISION_MODES
 from takeover.errors import UsageError
 
 
@@ -42,11 +43,17 @@ def add_drive_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--truth-log", type=Path, default=None, metavar="PATH",
                    help="with --reset drive on the simulator run as a real base: its truth log "
                    "(sim://?truth_log=PATH, `sim serve --truth-log PATH`), for outcome_truth")
+    p.add_argument("--supervision", choices=SUPERVISION_MODES, default=None,
+                   help="who decides when the operator looks (default: config [supervision] "
+                   "mode, human): human (the operator watches and takes over), robot (the "
+                   "robot asks for help and holds still until answered; the simulated operator "
+                   "looks only then) or both")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd_drive)
 
 
 def _cmd_drive(args: argparse.Namespace) -> int:
+    from takeover.dagger.metrics import episode_help_counts
     from takeover.session.drive import DriveRequest, run_drive
 
     if args.episodes < 1:
@@ -67,9 +74,10 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         demo_noise_w_radps=args.demo_noise,
         reset=args.reset,
         truth_log=args.truth_log,
+        supervision=args.supervision,
     )
     progress = sys.stderr if args.json else sys.stdout
-    summary = run_drive(request, progress=progress)
+    summary = run_drive(request, progress=progress, count_help=episode_help_counts)
     if args.json:
         print_json(summary)
     return 0

@@ -11,16 +11,30 @@ a person at the gamepad would. The policy drives in AUTO (onnxruntime only, no t
 `--driver policy` a scripted supervisor holds the deadman and never takes over (the policy's own
 performance); with `--driver operator-sim` the simulated operator (takeover.inputs.operator_sim)
 takes over when the robot strays, and its corrections are recorded as a person's would be.
+
+Supervision ([supervision] mode, or `--supervision`): in `robot` and `both` the robot asks for
+help when unsure (control/help.py) and holds still until answered; the simulated operator then
+looks only when asked (`robot`) or watches and answers (`both`). With a help counter (the CLI
+passes dagger.metrics.episode_help_counts) each episode and the totals carry the requests, how
+they were answered, the failures no request warned of, and the operator's attention and driving
+time (session/help_tally.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from takeover.config import Config, DemonstrationConfig, load_config, workspace_config
+from takeover.config import (
+    SUPERVISION_MODES,
+    Config,
+    DemonstrationConfig,
+    load_config,
+    workspace_config,
+)
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner
 from takeover.control.loop import OperatorSource
@@ -32,8 +46,15 @@ from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter, RecorderAlert
 from takeover.session.drive_resets import run_drive_resets, save_episode
 from takeover.session.episode_meter import EpisodeMeter
-from takeover.session.stack import build_control_loop, load_robot_policy, start_recorder
+from takeover.session.help_tally import EpisodeHelp, HelpCounter, HelpTally, help_totals
+from takeover.session.stack import (
+    build_control_loop,
+    load_robot_policy,
+    simulated_operator,
+    start_recorder,
+)
 from takeover.sim.expert import DockingExpert
+from takeover.types import StepRecord
 from takeover.workspace.layout import round_for_model
 from takeover.workspace.registry import resolve_policy_path
 
@@ -63,6 +84,9 @@ class DriveRequest:
     # The simulator's truth log (`sim://?reset=drive&truth_log=..`, `sim serve --truth-log`):
     # each attempt's `outcome_truth`, and the collisions during resets.
     truth_log: Path | None = None
+    # Overrides [supervision] mode: human (the operator watches), robot (the robot asks for
+    # help and holds still until answered) or both.
+    supervision: str | None = None
 
 
 def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
@@ -78,10 +102,18 @@ def _demonstration_noise(request: DriveRequest, config: Config) -> Demonstration
 
 def _config_for(request: DriveRequest) -> Config:
     if request.config_path is not None:
-        return load_config(request.config_path)
-    if request.workspace is not None:
-        return workspace_config(request.workspace)
-    return Config()
+        config = load_config(request.config_path)
+    elif request.workspace is not None:
+        config = workspace_config(request.workspace)
+    else:
+        config = Config()
+    if request.supervision is not None:
+        if request.supervision not in SUPERVISION_MODES:
+            raise UsageError(f"--supervision {request.supervision}: use "
+                             f"{', '.join(SUPERVISION_MODES)}")
+        config = dataclasses.replace(config, supervision=dataclasses.replace(
+            config.supervision, mode=request.supervision))
+    return config
 
 
 #: How the robot gets back to a start between episodes (`takeover drive --reset`).
@@ -94,8 +126,11 @@ SIM_ONLY_DRIVERS = {
 }
 
 
-def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str, Any]:
-    """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields)."""
+def run_drive(request: DriveRequest, progress: TextIO | None = None,
+              count_help: HelpCounter | None = None) -> dict[str, Any]:
+    """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields).
+    count_help: dagger.metrics.episode_help_counts, to add the help figures (HELP_FIELDS of
+    session/help_tally.py) to each episode and to the totals."""
     config = _config_for(request)
     if request.driver not in ("expert", "policy", "operator-sim"):
         raise UsageError(f"unknown --driver {request.driver}; use expert, policy or operator-sim")
@@ -123,8 +158,8 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None) -> dict[str
         _check_robot_for(request, link, url)
         if request.reset == "drive":
             return run_drive_resets(link, config, request, rate_hz, progress, policy,
-                                    _demonstration_noise(request, config))
-        return _run_episodes(link, config, request, rate_hz, progress, policy)
+                                    _demonstration_noise(request, config), count_help)
+        return _run_episodes(link, config, request, rate_hz, progress, policy, count_help)
     finally:
         link.close()
 
@@ -164,10 +199,11 @@ def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
 
 
 def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
-                  progress: TextIO | None, policy: ChunkPolicy | None = None) -> dict[str, Any]:
+                  progress: TextIO | None, policy: ChunkPolicy | None = None,
+                  count_help: HelpCounter | None = None) -> dict[str, Any]:
     # Only the expert and the simulated operator know the dock (the simulator tells them).
     expert = DockingExpert(link.dock_pose()) if request.driver == "expert" else None
-    simulated_operator: SimulatedOperator | None = None
+    simulated: SimulatedOperator | None = None
     if expert is not None:
         operator: OperatorSource = ScriptedOperator(expert.command)
         engage, operator_name, model_id = OperatorEvent.MANUAL, "expert", ""
@@ -183,9 +219,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     # Reseeded with each episode's seed in prepare(), so an episode's pushes are reproducible.
     perturbation = loop.perturbation
     if request.driver == "operator-sim":
-        simulated_operator = SimulatedOperator(link.dock_pose(), loop.post, rate_hz=rate_hz)
-        loop.operator = simulated_operator
-        loop.sinks.append(simulated_operator)
+        simulated = simulated_operator(link.dock_pose(), loop, rate_hz, config.supervision)
+    tally = None if count_help is None else HelpTally(count_help, rate_hz, simulated)
     writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
     if writer is not None:
         loop.sinks.append(writer)
@@ -200,9 +235,9 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     # The docking outcome detector runs beside the episode's own rules ([docking]): its verdict
     # and evidence go into the episode file and the JSON.
     runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
-                           on_record=None if meter is None else meter.on_record,
-                           docking=config.docking)
+                           on_record=_on_record(meter, tally), docking=config.docking)
     measured: list[dict[str, Any]] = []
+    helped: list[EpisodeHelp] = []
     if not link.lockstep:
         loop.start()
     results: list[EpisodeResult] = []
@@ -217,8 +252,10 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
                     expert.reset(link.dock_pose())
                 if perturbation is not None:
                     perturbation.reseed(seed)
-                if simulated_operator is not None:
-                    simulated_operator.reset(link.dock_pose())
+                if simulated is not None:
+                    simulated.reset(link.dock_pose())
+                if tally is not None:
+                    tally.start()
                 if meter is not None:
                     meter.start()
                 if writer is not None:
@@ -233,6 +270,8 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             results.append(result)
             if meter is not None:
                 measured.append(meter.summary(result.outcome == OUTCOME_SUCCESS, result.steps))
+            if tally is not None:
+                helped.append(tally.finish(result.outcome))
             path_note = ""
             if writer is not None:
                 path = save_episode(writer, result)
@@ -264,10 +303,27 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
             "model": str(policy.runtime.path), "model_id": model_id,
             "inferences": policy.inferences, "slow_inferences": policy.slow_inferences,
             **policy.latency_summary()}}),
+        "supervision": config.supervision.mode,
+        **(help_totals(helped) if tally is not None else {}),
         "per_episode": [{**r.as_json(), **(measured[i] if measured else {}),
+                         **(helped[i].as_json() if helped else {}),
                          **_truth(r, link)} for i, r in enumerate(results)],
         "recorded": saved,
     }
+
+
+def _on_record(meter: EpisodeMeter | None, tally: HelpTally | None
+               ) -> Callable[[StepRecord], None] | None:
+    """The runner's per-record hook: the meter's and the tally's, where there are."""
+    hooks = [h.on_record for h in (meter, tally) if h is not None]
+    if not hooks:
+        return None
+
+    def on_record(rec: StepRecord) -> None:
+        for hook in hooks:
+            hook(rec)
+
+    return on_record
 
 
 def _truth(result: EpisodeResult, link: RobotLink) -> dict[str, str]:

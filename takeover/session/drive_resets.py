@@ -36,7 +36,8 @@ from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.inputs.scripted import DeadmanHolder, ScriptedOperator
 from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.writer import EpisodeWriter
-from takeover.session.stack import build_control_loop, start_recorder
+from takeover.session.help_tally import EpisodeHelp, HelpCounter, HelpTally, help_totals
+from takeover.session.stack import build_control_loop, simulated_operator, start_recorder
 from takeover.sim.expert import DockingExpert
 from takeover.sim.truth_log import contacts_between, read_truth_log, truth_at
 from takeover.types import Outcome, Pose2D
@@ -54,9 +55,11 @@ MAX_FAILED_RESETS_IN_A_ROW = 3
 
 def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
                      progress: TextIO | None, policy: ChunkPolicy | None,
-                     demonstration: DemonstrationConfig | None = None) -> dict[str, Any]:
+                     demonstration: DemonstrationConfig | None = None,
+                     count_help: HelpCounter | None = None) -> dict[str, Any]:
     """Run the attempts and resets; the `--json` summary (drive's fields plus `reset`).
-    demonstration: the DART noise in effect for the expert's MANUAL attempts."""
+    demonstration: the DART noise in effect for the expert's MANUAL attempts; count_help: as
+    run_drive's (the help figures per attempt and in total)."""
     def note(text: str) -> None:
         if progress is not None:
             print(text, file=progress, flush=True)
@@ -72,9 +75,12 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
         raise UsageError(
             f"--driver {request.driver} with --reset drive steers to the dock the lifecycle "
             "knows: set the docked pose in [docking.reset] x_m, y_m, yaw_rad (docs/docking.md)")
-    steer = _Steering(request.driver, loop, rate_hz)
+    steer = _Steering(request.driver, loop, rate_hz, config)
+    loop.operator = hands_off  # the steering drives only the attempts
+    tally = None if count_help is None else HelpTally(count_help, rate_hz, steer.simulated)
 
     runner = EpisodeRunner(loop, max_steps=request.max_steps, on_event=note,
+                           on_record=None if tally is None else tally.on_record,
                            docking=config.docking, end_on_detection=True)
 
     def anchor_corridor() -> None:
@@ -93,6 +99,7 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
     model_id = policy.runtime.model_id if policy is not None else ""
     period_s = 1.0 / rate_hz
     results: list[EpisodeResult] = []
+    helped: list[EpisodeHelp] = []
     resets: list[ResetResult | None] = []
     saved: list[str] = []
     failed_resets = 0
@@ -104,6 +111,8 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
             planner.attempt_started(latest.odom if latest is not None else None)
 
             def prepare(i: int = i) -> None:
+                if tally is not None:
+                    tally.start()
                 if writer is not None:
                     writer.begin_episode(EpisodeMeta(
                         round=round_for_model(model_id), rate_hz=rate_hz, model_id=model_id,
@@ -115,6 +124,8 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
             result = runner.run(request.seed + i, steer.engage, prepare=prepare)
             loop.operator = hands_off
             results.append(result)
+            if tally is not None:
+                helped.append(tally.finish(result.outcome))
             if writer is not None:
                 path = save_episode(writer, result)
                 if path is not None:
@@ -147,14 +158,20 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
         if writer is not None:
             writer.stop()
     truth = read_truth_log(request.truth_log) if request.truth_log is not None else None
-    return _summary(link, request, policy, loop.timing().as_json(), results, resets, saved,
-                    period_s, truth)
+    summary = _summary(link, request, policy, loop.timing().as_json(), results, resets, saved,
+                       period_s, truth)
+    summary["supervision"] = config.supervision.mode
+    if tally is not None:
+        summary.update(help_totals(helped))
+        for row, help_row in zip(summary["per_episode"], helped, strict=True):
+            row.update(help_row.as_json())
+    return summary
 
 
 class _Steering:
     """Who drives the attempts: the operator source, the mode it engages and its name."""
 
-    def __init__(self, driver: str, loop: ControlLoop, rate_hz: float) -> None:
+    def __init__(self, driver: str, loop: ControlLoop, rate_hz: float, config: Config) -> None:
         self.expert: DockingExpert | None = None
         self.simulated: SimulatedOperator | None = None
         self.operator: OperatorSource = DeadmanHolder()
@@ -164,9 +181,11 @@ class _Steering:
             self.operator = ScriptedOperator(self.expert.command)
             self.engage, self.name = OperatorEvent.MANUAL, "expert"
         elif driver == "operator-sim":
-            self.simulated = SimulatedOperator(Pose2D(0.0, 0.0, 0.0), loop.post, rate_hz=rate_hz)
+            # Aimed before the first attempt; in the loop's sinks throughout (it sees the
+            # records), its operator source only while an attempt runs.
+            self.simulated = simulated_operator(Pose2D(0.0, 0.0, 0.0), loop, rate_hz,
+                                                config.supervision)
             self.operator = self.simulated
-            loop.sinks.append(self.simulated)
             self.name = "operator-sim"
 
     def aim(self, face: Pose2D) -> None:
