@@ -18,7 +18,7 @@ from takeover.errors import UsageError
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
     bsub = p.add_subparsers(dest="bench", required=True,
-                            metavar="{loop,sim,recorder,links,latency,dagger,spread,safety}")
+                            metavar="{loop,sim,recorder,links,latency,dagger,spread,supervision,safety}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -47,6 +47,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_latency_bench(bsub)
     add_dagger_bench(bsub)
     add_spread_bench(bsub)
+    add_supervision_bench(bsub)
     safety = bsub.add_parser(
         "safety", help="the LiDAR protective field, off against on: collisions with obstacles "
         "that walk in, protective stops, docking (the expert in AUTO, unaware of them)")
@@ -112,6 +113,52 @@ def add_spread_bench(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    "tiny model, 2 episodes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_spread)
+
+
+def add_supervision_bench(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`takeover bench supervision` (takeover/bench/supervision.py). --episodes and --max-steps
+    default to None so that --quick supplies its own and an option given with it still wins."""
+    p = bsub.add_parser(
+        "supervision", help="human-gated against robot-gated supervision of one policy: success, "
+        "the operator's attention, help requests, false alarms, missed failures",
+        description="The same model on the same held-out seeds, driven with the simulated "
+        "operator twice: watching all the time (human) and looking only when the robot asks for "
+        "help (robot). Per mode: success with its 95%% Wilson interval, attention_s, driving_s, "
+        "requests, false_alarms, missed_failures.")
+    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                   help="the ONNX model to measure (its model card holds the novelty threshold)")
+    add_workspace_option(p, required=False,
+                         help="take the camera, [safety] and [supervision] from this workspace's "
+                         "takeover.toml (default: the defaults)")
+    p.add_argument("--episodes", type=int, default=None, metavar="N",
+                   help="seeds per mode (default 100)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="first seed (default 5000, the held-out evaluation seeds)")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="steps before an episode times out (default 1200: 60 s at 20 Hz)")
+    p.add_argument("--quick", action="store_true",
+                   help="without --policy: record 2 demonstrations and train a tiny ensemble, then "
+                   "2 short episodes per mode; a smoke test, not a measurement")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_supervision)
+
+
+def _cmd_bench_supervision(args: argparse.Namespace) -> int:
+    from takeover.bench.supervision import (
+        run_supervision_bench,
+        supervision_settings,
+        table_lines,
+    )
+
+    settings = supervision_settings(quick=args.quick, episodes=args.episodes,
+                                    max_steps=args.max_steps, policy=args.policy,
+                                    workspace=args.workspace, seed=args.seed)
+    result = run_supervision_bench(settings, progress=sys.stderr)
+    # With --json the table goes to stderr, so stdout is the one JSON line scripts read.
+    print("\n".join(table_lines(result)), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print_json(result)
+    return 0
 
 
 def _cmd_bench_loop(args: argparse.Namespace) -> int:
