@@ -116,6 +116,7 @@ class GamepadInput:
         self._error = ""
         self._pressed: dict[str, bool] = {}
         self._actions: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._rumbles: queue.SimpleQueue[tuple[float, int]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,6 +195,7 @@ class GamepadInput:
             while not self._stop.is_set():
                 with self._sdl_lock:
                     self._poll_locked()
+                    self._rumble_locked()
                 self._ready.set()
                 self._dispatch()
                 self._stop.wait(period)
@@ -203,6 +205,23 @@ class GamepadInput:
                 with contextlib.suppress(Exception):  # shutting down anyway
                     sdl_controller.quit()
                 self._sdl = None
+
+    def rumble(self, strength: float = 0.8, duration_ms: int = 400) -> None:
+        """Shake the pad (the robot asks for help): done on the gamepad thread at its next poll,
+        through SDL_GameControllerRumble. A pad, a driver or an SDL without rumble ignores it
+        silently; so does no pad."""
+        self._rumbles.put((min(1.0, max(0.0, strength)), max(0, int(duration_ms))))
+
+    def _rumble_locked(self) -> None:
+        while True:
+            try:
+                strength, duration_ms = self._rumbles.get_nowait()
+            except queue.Empty:
+                return
+            ctl = self._controller
+            if ctl is not None:
+                with contextlib.suppress(Exception):  # no rumble here: nothing to do
+                    ctl.rumble(strength, strength, duration_ms)
 
     def _dispatch(self) -> None:
         while True:
@@ -303,5 +322,14 @@ def button_help(config: GamepadConfig) -> list[tuple[str, str]]:
                                   f"turbo ±{config.scale_angular_turbo:g})")]
     for f in fields(config):
         if f.name.startswith("button_") and getattr(config, f.name):
-            rows.append((getattr(config, f.name), f.name.removeprefix("button_")))
+            rows.append((getattr(config, f.name), _BUTTON_HELP.get(f.name,
+                                                                   f.name.removeprefix("button_"))))
     return rows
+
+
+# Where a button does more than its name says.
+_BUTTON_HELP = {
+    # The Arbiter takes AUTO while the robot asks for help as a hand-back (OperatorEvent
+    # HAND_BACK): the policy drives on without a correction. One button for "let it drive".
+    "button_auto": "auto (policy); hand back while the robot asks for help",
+}

@@ -235,6 +235,7 @@ class OperatorSession:
         self._alerts: deque[str] = deque(maxlen=20)
         self._start_step: int | None = None
         self._prev_mode: Mode | None = None
+        self._asking = False  # the last record drained asked for help
         self._pending: list[Future[Path | None]] = []
         self._started = False
 
@@ -524,6 +525,10 @@ class OperatorSession:
                 if decided is not None:
                     self._detected(decided)
             self._prev_mode = rec.mode
+            asking = rec.help is not None and rec.help.requested
+            if asking and not self._asking:
+                self._help_requested()
+            self._asking = asking
         with self._lock:
             if self.writer is not None:
                 stats = self.writer.stats()
@@ -543,6 +548,14 @@ class OperatorSession:
             input_device=self.operator.last_device, policy_loaded=self.loop.policy is not None,
             plan=self._plan(), recording_enabled=self.writer is not None,
             keyboard_active=self.keyboard.active(), docking=self.docking.status())
+
+    def _help_requested(self) -> None:
+        """The robot started asking for help ([supervision] robot or both): the pad rumbles
+        where it can (the screen rings the bell and shows why). The operator may be looking
+        away: the hands on the pad feel it."""
+        rumble = getattr(self.gamepad, "rumble", None)
+        if callable(rumble):
+            rumble()
 
     def _detected(self, decided: DetectedOutcome) -> None:
         """The detector decided the attempt (the lifecycle has stopped the robot): end the

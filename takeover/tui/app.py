@@ -264,6 +264,8 @@ def help_text(config: Config) -> Text:
         ("space", "E-STOP (every screen, every dialog)"),
         ("m / p / t / x", "manual · auto (policy) · takeover · stop (drive screen)"),
         ("a", "acknowledge a latched e-stop or link loss (lands in IDLE)"),
+        ("h", "hand back: the robot asked for help and may drive on (no correction); "
+              "to correct, take over (a stick, or t)"),
         ("arrows, q / e", "drive while held (arcs forward-left / right); release stops within "
                           f"{config.keyboard.repeat_hold_ms:.0f} ms"),
         ("enter (held)", "deadman for AUTO from the keyboard (hold-to-run)"),

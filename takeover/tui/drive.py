@@ -39,6 +39,9 @@ class DriveScreen(Screen[None]):
         Binding("t", "mode('takeover')", "Takeover"),
         Binding("x", "mode('stop')", "Stop"),
         Binding("a", "mode('acknowledge')", "Ack e-stop"),
+        # Answer a help request without correcting (OperatorEvent.HAND_BACK; from TAKEOVER it
+        # hands back like p).
+        Binding("h", "mode('hand_back')", "Hand back"),
         Binding("up,down,left,right", "noop", "Drive", key_display="←↑↓→"),
         Binding("enter", "noop", "Hold: run AUTO", key_display="⏎", show=False),
         Binding("r", "record", "Record/End"),
@@ -56,6 +59,8 @@ class DriveScreen(Screen[None]):
         self._seed = int(time.time()) % 100_000
         self._last_record_step = -1
         self._last_image_t = 0.0
+        self._asking = False  # the robot asked for help on the last record shown
+        self.help_alerts = 0  # help requests announced (bell and banner) since the screen opened
 
     @property
     def tapp(self) -> TakeoverApp:
@@ -150,8 +155,18 @@ class DriveScreen(Screen[None]):
                 }.get(snap.mode, "")
         mode = snap.mode if rec is not None or not app.connect_error else Mode.LINK_LOST
         field = rec.field if rec is not None and app.connected else None
+        help_status = rec.help if rec is not None and app.connected else None
+        asking = help_status is not None and help_status.requested
+        if asking and not self._asking:
+            # A new request: the operator may be looking away (that is the point of robot-gated
+            # supervision), so the terminal rings; the pad rumbles in the core.
+            self.help_alerts += 1
+            app.bell()
+        self._asking = asking
+        if asking:
+            hint = "move a stick (or t) to take over and correct · h: hand back, let it drive on"
         self.query_one(ModeBanner).show(mode if app.connected else None, snap.reason, hint, alarm,
-                                        field)
+                                        field, help_status)
         if rec is None or rec.step == self._last_record_step:
             return
         self._last_record_step = rec.step

@@ -18,7 +18,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from takeover.types import Command, FieldState, FieldStatus, Mode, Pose2D
+from takeover.types import Command, FieldState, FieldStatus, HelpReason, HelpStatus, Mode, Pose2D
 
 # --- braille canvas ---------------------------------------------------------------------
 
@@ -208,20 +208,39 @@ MODE_LABEL = {Mode.IDLE: "IDLE", Mode.MANUAL: "MANUAL", Mode.AUTO: "AUTO",
               Mode.RESET: "RESET"}
 
 
+def help_line(help: HelpStatus) -> str:
+    """What the banner says while the robot asks for help: why, and the two answers.
+    A novelty request names its score against the threshold in force."""
+    why = "help" if help.reason is None else help.reason.value.replace("_", " ")
+    if math.isfinite(help.score) and math.isfinite(help.threshold):
+        if help.reason is HelpReason.NOVELTY:
+            why = f"novelty {help.score:.3g} > {help.threshold:.3g}"
+        else:
+            why += f" (novelty {help.score:.3g}, threshold {help.threshold:.3g})"
+    return f"robot asks for help: {why} — take over (sticks) or hand back (h)"
+
+
 class ModeBanner(Static):
     """The mode, large and in its colour, with the reason underneath."""
 
     def show(self, mode: Mode | None, reason: str, extra: str = "", alarm: str = "",
-             field: FieldStatus | None = None) -> None:
+             field: FieldStatus | None = None, help: HelpStatus | None = None) -> None:
         """field: the protective field's verdict; when it warns or acts, a line says so in its
-        colour (a protective stop in red)."""
+        colour (a protective stop in red). help: the help monitor's status; while the robot
+        asks, the banner turns to the asking colour and says why in place of the reason."""
+        asking = help is not None and help.requested and not alarm
         for m in Mode:
             self.set_class(m is mode, f"mode-{m.value.lower()}")
         self.set_class(bool(alarm), "alarm")
+        self.set_class(asking, "asking")
         label = "CONNECTING" if mode is None else MODE_LABEL[mode]
         text = Text(justify="center")
         text.append(" ".join(label) + "\n", style="bold")
-        text.append(alarm or reason or " ", style="bold" if alarm else "")
+        if asking:
+            assert help is not None
+            text.append(help_line(help), style="bold")
+        else:
+            text.append(alarm or reason or " ", style="bold" if alarm else "")
         if field is not None and field.state in FIELD_LABEL:
             clear = (f" · {field.clearance_m:.2f} m clear" if math.isfinite(field.clearance_m)
                      else "")
