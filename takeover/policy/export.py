@@ -2,13 +2,15 @@
 
 The exported graph takes raw sensor values (uint8 frame, LiDAR metres with NaN, v and w) and
 returns commands in m/s and rad/s (see `takeover.policy.spec`); an ensemble model (heads > 1)
-also returns `novelty` (batch, K) from the same forward pass. Its metadata properties carry the
+also returns `novelty` (batch, K), and a model with `attention_map` the `attention` map
+(batch, h, w), from the same forward pass. Its metadata properties carry the
 `ModelSpec` (chunk size, rate, input spec, model id, training data digest, heads) as JSON under
 `takeover.spec`, plus the same fields as plain keys for people and other tools, and, for an
 ensemble, the novelty calibration (uncertainty.py) as JSON under `takeover.novelty`.
 
 Parity: the ONNX model and the PyTorch model are run on real dataset frames and the largest
-absolute difference in the output commands (and in the novelty score) is recorded in the model
+absolute difference in the output commands (and in the novelty score and the attention map)
+is recorded in the model
 card; above `PARITY_TOLERANCE` the export fails.
 """
 
@@ -100,6 +102,9 @@ def write_metadata(proto: onnx.ModelProto, spec: ModelSpec,
         "outputs": json.dumps(outputs),
         "heads": str(spec.heads),
     }
+    if spec.has_attention:
+        meta["attention"] = json.dumps({"shape": [spec.attention_height, spec.attention_width],
+                                        "range": [0.0, 1.0], "backbone": spec.backbone})
     if calibration is not None:
         meta[NOVELTY_METADATA_KEY] = json.dumps(calibration, sort_keys=True)
     del proto.metadata_props[:]
@@ -125,7 +130,8 @@ def parity_error(model: DockingPolicy, onnx_path: Path, frames: ParityFrames,
 def parity_errors(model: DockingPolicy, onnx_path: Path, frames: ParityFrames,
                   batch_size: int = 64) -> dict[str, float]:
     """Max abs difference between PyTorch and onnxruntime on `frames`, per output: `actions`
-    (m/s, rad/s) and, for an ensemble, `novelty` (standardised units)."""
+    (m/s, rad/s), for an ensemble `novelty` (standardised units), with `attention_map` the
+    `attention` map (0..1)."""
     if len(frames) == 0:
         raise PolicyError("parity check needs at least one dataset frame")
     runtime = PolicyRuntime(onnx_path, intra_op_threads=max(1, torch.get_num_threads()))
@@ -136,10 +142,9 @@ def parity_errors(model: DockingPolicy, onnx_path: Path, frames: ParityFrames,
             feeds = frames.feeds(start, start + batch_size)
             ref = graph(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
             refs = ref if isinstance(ref, tuple) else (ref,)
-            got = runtime.run_batch(feeds["image"], feeds["scan"], feeds["proprio"])[:len(worst)]
-            for name, r, g in zip(worst, refs, got, strict=True):
-                assert g is not None
-                worst[name] = max(worst[name], float(np.abs(r.numpy() - g).max()))
+            got = runtime.run_outputs(feeds["image"], feeds["scan"], feeds["proprio"])
+            for name, r in zip(worst, refs, strict=True):
+                worst[name] = max(worst[name], float(np.abs(r.numpy() - got[name]).max()))
     return worst
 
 

@@ -8,6 +8,8 @@
     concat ─> MLP head ─> (B, K, 2) standardised actions ─> x std + mean ─> commands (m/s, rad/s)
            └> with `heads` = H > 1: H such heads (an ensemble sharing everything before them)
               ─> (B, H, K, 2); the actions are their mean, and `novelty` (B, K) their spread
+    `attention` (B, h, w), 0..1: where in the frame the image features the head reads come from
+              (`attention_map`; the feature map's resolution, the consumer upsamples)
 
 The image features keep a coarse spatial grid instead of a global average: the lateral offset
 from the dock is *where* the marker and the dock sit in the frame, which global pooling throws
@@ -75,6 +77,12 @@ class ModelConfig:
     # members a standard deviation is a usable estimate, and on this model they cost about
     # 0.2 ms of inference and no measurable training speed (docs/policy.md, "Uncertainty").
     heads: int = 5
+    # Export a spatial map (`attention`, B x h x w, 0..1) of where in the frame the policy looks,
+    # from the same forward pass: for a CNN the projected feature map weighted by how strongly
+    # the head's first layer reads each feature (`feature_importance_map`); for a ViT the last
+    # block's attention (`vit_tokens_and_attention`). No weights of its own: an old checkpoint
+    # re-exported gains the output, and False exports the outputs of before it.
+    attention_map: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,15 +112,43 @@ def create_backbone(name: str, pretrained: bool = False, args: dict[str, Any] | 
         raise UsageError(f"backbone {name!r} does not take arguments {kwargs}: {e}") from None
 
 
+# timm model names whose img_size follows the camera (backbone_kwargs).
+VIT_PREFIXES = ("vit_", "deit_", "deit3_")
+
+
+def is_vit(backbone: nn.Module) -> bool:
+    """A timm VisionTransformer (a token sequence with a patch grid, not a feature map)."""
+    return hasattr(backbone, "patch_embed") and hasattr(backbone, "blocks") \
+        and hasattr(backbone, "num_prefix_tokens")
+
+
+def backbone_kwargs(name: str, args: dict[str, Any] | None, image_hw: tuple[int, int]
+                    ) -> dict[str, Any]:
+    """`args`, plus a ViT's `img_size` set to the camera's frame size unless given: timm's ViTs
+    are built for 224x224 and their position embedding fixes the patch grid."""
+    kwargs = dict(args or {})
+    if name.split(".")[0].startswith(VIT_PREFIXES) and "img_size" not in kwargs:
+        kwargs["img_size"] = image_hw
+    return kwargs
+
+
 class SpatialImageEncoder(nn.Module):
-    """Backbone feature map -> 1x1 projection -> grid x grid cells -> flat vector."""
+    """Backbone feature map -> 1x1 projection -> grid x grid cells -> flat vector.
+
+    A ViT's patch tokens are laid back out on the patch grid (B, D, h, w) and take the same
+    path: a 96x96 frame is a 6x6 grid with 16-pixel patches, 12x12 with 8-pixel ones."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.backbone = create_backbone(config.backbone, config.pretrained, config.backbone_args)
+        self.backbone = create_backbone(
+            config.backbone, config.pretrained,
+            backbone_kwargs(config.backbone, config.backbone_args,
+                            (config.image_height, config.image_width)))
+        self.vit = is_vit(self.backbone)
         with torch.no_grad():
             probe = torch.zeros(1, 3, config.image_height, config.image_width)
             _, channels, h, w = self._features(probe).shape
+        self.map_size = (int(h), int(w))  # the attention map's resolution
         self.project = nn.Sequential(
             nn.Conv2d(channels, config.image_channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(config.image_channels),
@@ -120,7 +156,9 @@ class SpatialImageEncoder(nn.Module):
         )
         grid = config.image_grid
         if h % grid == 0 and w % grid == 0:
-            self.pool: nn.Module = nn.AdaptiveAvgPool2d(grid)  # exports as a plain AveragePool
+            # A fixed kernel, not AdaptiveAvgPool2d: the same numbers, and it exports even where
+            # the tracer loses the map's static size (a ViT's tokens reshaped onto their grid).
+            self.pool: nn.Module = nn.AvgPool2d((h // grid, w // grid))
             cells = grid * grid
         else:  # e.g. a 2x2 map from small frames: keep it as it is
             self.pool = nn.Identity()
@@ -131,10 +169,71 @@ class SpatialImageEncoder(nn.Module):
         # x: (B, 3, H, W) normalised float -> (B, out_features)
         return self.pool(self.project(self._features(x))).flatten(1)
 
+    def forward_with_maps(self, x: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(B, 3, H, W) -> the flat features (B, out_features), the projected map they are
+        pooled from (B, image_channels, h, w), and for a ViT its last block's attention map
+        (B, h, w) (None for a CNN)."""
+        attention = None
+        if self.vit:
+            tokens, attention = vit_tokens_and_attention(self.backbone, x)
+            features = self._grid(tokens)
+        else:
+            features = self._features(x)
+        projected = self.project(features)
+        return self.pool(projected).flatten(1), projected, attention
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         # timm models share forward_features (B, C, h, w); nn.Module's typing does not know it.
         features: torch.Tensor = self.backbone.forward_features(x)  # type: ignore[operator]
-        return features
+        return self._grid(features) if self.vit else features
+
+    def _grid(self, tokens: torch.Tensor) -> torch.Tensor:
+        # ViT tokens (B, prefix + h*w, D) -> the patch tokens on their grid (B, D, h, w). Sizes
+        # as Python ints, not traced shapes: the exporter's pooling needs a static map size.
+        vit: Any = self.backbone
+        h, w = (int(n) for n in vit.patch_embed.grid_size)
+        patches = tokens[:, int(vit.num_prefix_tokens):]
+        return patches.transpose(1, 2).reshape(-1, int(vit.embed_dim), h, w)
+
+
+def vit_tokens_and_attention(vit: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A timm VisionTransformer's forward_features (B, tokens, D), and where its last block
+    looks: the attention each patch receives from the patch queries, averaged over the heads
+    and those queries, on the patch grid (B, h, w), scaled to 0..1.
+
+    Patch queries, not the class token's: this encoder reads the patch tokens (laid out on
+    their grid) and never the class token, so the class token's last attention row is computed
+    and thrown away; the patch tokens' rows are the mixing that reaches the head. The last
+    block's q and k are computed once more for it (one extra qkv projection of one block; the
+    block itself runs as timm wrote it, fused attention included)."""
+    v: Any = vit
+    t = v.patch_embed(x)
+    t = v.norm_pre(v.patch_drop(v._pos_embed(t)))
+    for block in v.blocks[:-1]:
+        t = block(t)
+    last = v.blocks[-1]
+    attn = last.attn
+    b, n, d = t.shape
+    qkv = attn.qkv(last.norm1(t)).reshape(b, n, 3, attn.num_heads, d // attn.num_heads)
+    qkv = qkv.permute(2, 0, 3, 1, 4)
+    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
+    weights = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, heads, N, N)
+    prefix = int(v.num_prefix_tokens)
+    received = weights[:, :, prefix:, prefix:].mean(dim=(1, 2))  # (B, patches)
+    gh, gw = v.patch_embed.grid_size
+    tokens = v.norm(last(t))
+    return tokens, unit_scale(received.reshape(b, int(gh), int(gw)))
+
+
+def unit_scale(maps: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) -> each map stretched to 0..1 (its least attended cell 0, its most attended 1;
+    a flat map is all 0). Relative, not absolute: an overlay needs the contrast within one
+    frame, and a raw scale means nothing across backbones."""
+    flat = maps.flatten(1)
+    low = flat.amin(dim=1).view(-1, 1, 1)
+    high = flat.amax(dim=1).view(-1, 1, 1)
+    return (maps - low) / (high - low + 1e-6)
 
 
 class LidarEncoder(nn.Module):
@@ -221,8 +320,23 @@ class DockingPolicy(nn.Module):
         """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> standardised actions (B, K, 2), the mean over
         the ensemble's members; members: every member's chunk instead, (B, heads, K, 2);
         with_pose: (that, dock pose (B, 3) scaled by POSE_SCALE, or None without a pose head)."""
+        fused, _ = self.encode(image_u8, scan_m, proprio)
+        actions = self.chunks(fused, members)
+        if not with_pose:
+            return actions
+        return actions, (self.pose(fused) if self.pose is not None else None)
+
+    def encode(self, image_u8: torch.Tensor, scan_m: torch.Tensor, proprio: torch.Tensor,
+               with_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fused features (B, F) the heads read and, with_attention, the attention map
+        (B, h, w) in 0..1 (`attention_map`), from the same pass."""
         x = self.preprocess_image(image_u8)
-        img = self.image(x)
+        attention = None
+        if with_attention:
+            img, projected, vit_map = self.image.forward_with_maps(x)
+            attention = vit_map if vit_map is not None else self.feature_importance_map(projected)
+        else:
+            img = self.image(x)
         lidar = self.lidar(scan_m)
         prop = (proprio - self.proprio_mean) / self.proprio_std
         if not self.config.use_proprio:
@@ -230,17 +344,42 @@ class DockingPolicy(nn.Module):
         elif self.training and self.config.proprio_dropout > 0:
             keep = torch.rand(prop.shape[0], 1, device=prop.device) >= self.config.proprio_dropout
             prop = prop * keep.to(prop.dtype)
-        fused = torch.cat([img, lidar, prop.to(img.dtype)], dim=1).to(img.dtype)
+        return torch.cat([img, lidar, prop.to(img.dtype)], dim=1).to(img.dtype), attention
+
+    def chunks(self, fused: torch.Tensor, members: bool = False) -> torch.Tensor:
+        """Fused features -> standardised actions (B, K, 2), the members' mean; members: every
+        member's chunk (B, heads, K, 2)."""
         k = self.config.chunk_size
         if members or self.extra_heads:
             chunks = torch.stack([h(fused) for h in (self.head, *self.extra_heads)], dim=1)
             chunks = chunks.view(-1, self.heads, k, 2)  # (B, heads, K, 2)
-            actions = chunks if members else chunks.mean(dim=1)
-        else:  # one head: exactly the graph of the model before the ensemble
-            actions = self.head(fused).view(-1, k, 2)
-        if not with_pose:
-            return actions
-        return actions, (self.pose(fused) if self.pose is not None else None)
+            return chunks if members else chunks.mean(dim=1)
+        # one head: exactly the graph of the model before the ensemble
+        return self.head(fused).view(-1, k, 2)
+
+    def feature_importance_map(self, projected: torch.Tensor) -> torch.Tensor:
+        """Where the image features the heads read come from: (B, C, h, w) projected map (after
+        its ReLU, so >= 0) -> (B, h, w) in 0..1.
+
+        Each projected activation is weighted by how strongly the heads' first layers read the
+        pooled feature it flows into (the L2 norm of that input's weight column, averaged over
+        the ensemble's members) and the channels are summed: a gradient-free class activation
+        map (Zhou et al. 2016, with the first layer's weights in place of a linear
+        classifier's). Not the channel mean of the backbone's activations: that shows where
+        the backbone fires, including channels the 1x1 projection and the head ignore; this
+        shows what reaches the actions, for the price of one multiply and sum (the weighting
+        is constant-folded at export)."""
+        c, h, w = projected.shape[1:]
+        grid_h, grid_w = (h, w) if isinstance(self.image.pool, nn.Identity) else \
+            (self.config.image_grid, self.config.image_grid)
+        image_features = c * grid_h * grid_w
+        norms = torch.stack([head[0].weight[:, :image_features].norm(dim=0)
+                             for head in (self.head, *self.extra_heads)]).mean(dim=0)
+        weight = norms.view(c, grid_h, grid_w)
+        if (grid_h, grid_w) != (h, w):  # each pooled cell covers a block of the map
+            weight = weight.repeat_interleave(h // grid_h, dim=1).repeat_interleave(
+                w // grid_w, dim=2)
+        return unit_scale((projected * weight.to(projected.dtype)).sum(dim=1))
 
     def denormalize(self, actions: torch.Tensor) -> torch.Tensor:
         return actions.float() * self.action_std + self.action_mean
@@ -253,7 +392,9 @@ class DockingPolicy(nn.Module):
         return ModelSpec(image_height=c.image_height, image_width=c.image_width,
                          scan_beams=c.scan_beams, chunk_size=c.chunk_size, rate_hz=c.rate_hz,
                          model_id=model_id, backbone=c.backbone, data_digest=data_digest,
-                         heads=self.heads)
+                         heads=self.heads,
+                         attention_height=self.image.map_size[0] if c.attention_map else 0,
+                         attention_width=self.image.map_size[1] if c.attention_map else 0)
 
 
 def novelty(members: torch.Tensor) -> torch.Tensor:
@@ -268,7 +409,8 @@ def novelty(members: torch.Tensor) -> torch.Tensor:
 
 class PhysicalPolicy(nn.Module):
     """The exported graph: raw sensors in, commands in m/s and rad/s out (B, K, 2); with an
-    ensemble (heads > 1) also `novelty` (B, K), from the same forward pass."""
+    ensemble (heads > 1) also `novelty` (B, K), and with `attention_map` also `attention`
+    (B, h, w), all from the same forward pass, in that order (spec.output_shapes)."""
 
     def __init__(self, policy: DockingPolicy) -> None:
         super().__init__()
@@ -276,7 +418,13 @@ class PhysicalPolicy(nn.Module):
 
     def forward(self, image: torch.Tensor, scan: torch.Tensor, proprio: torch.Tensor
                 ) -> Any:
-        if self.policy.heads == 1:
-            return self.policy.denormalize(self.policy(image, scan, proprio))
-        members = self.policy(image, scan, proprio, members=True)
-        return self.policy.denormalize(members.mean(dim=1)), novelty(members.float())
+        p = self.policy
+        fused, attention = p.encode(image, scan, proprio, with_attention=p.config.attention_map)
+        if p.heads == 1:
+            outputs: tuple[torch.Tensor, ...] = (p.denormalize(p.chunks(fused)),)
+        else:
+            members = p.chunks(fused, members=True)
+            outputs = (p.denormalize(members.mean(dim=1)), novelty(members.float()))
+        if attention is not None:
+            outputs = (*outputs, attention.float())
+        return outputs[0] if len(outputs) == 1 else outputs

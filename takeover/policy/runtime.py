@@ -35,6 +35,14 @@ model exported before the ensemble) or, for the threshold, without a calibration
 The threshold is calibrated on step-0 scores, so it means the same in both default cases; with
 n_action_steps > 1 the later steps score higher and the policy asks more often than budgeted.
 
+Attention (a model with spec `attention_height` > 0): the graph also returns `attention`
+(h, w), 0..1, where in the frame the policy looked (model.py: a CNN's feature-importance map, a
+ViT's last-block attention), at the feature map's resolution; the viewer upsamples it.
+`ChunkPolicy.attention` is the map of the latest inference (None before one, after a drop, and
+for a model without the output). The map depends on the image alone (it is computed in the
+image branch, before the fusion with LiDAR and velocity), so `PolicyRuntime.attention_map(frame)`
+gives the same map for any recorded or displayed frame (the TUI's overlay and episode replay).
+
 Inference is on the loop's thread: one inference takes about 1 ms on one core (docs/policy.md,
 `takeover bench latency`), a fiftieth of the 50 ms period, and running it inline keeps the
 command exactly aligned with the observation it came from. `max_latency_ms` guards the
@@ -58,8 +66,11 @@ import onnxruntime as ort
 
 from takeover.config import Config, PolicyConfig
 from takeover.policy.spec import (
+    ATTENTION_NAME,
     INPUT_NAMES,
     NOVELTY_METADATA_KEY,
+    NOVELTY_NAME,
+    OUTPUT_NAME,
     SPEC_METADATA_KEY,
     ModelSpec,
     PolicyError,
@@ -125,6 +136,10 @@ class PolicyRuntime:
     def has_novelty(self) -> bool:
         return self.spec.has_novelty
 
+    @property
+    def has_attention(self) -> bool:
+        return self.spec.has_attention
+
     def _read_calibration(self, meta: dict[str, str]) -> dict[str, Any] | None:
         if not self.spec.has_novelty or NOVELTY_METADATA_KEY not in meta:
             return None
@@ -180,13 +195,21 @@ class PolicyRuntime:
         self.check_sensors(None if obs.image is None else tuple(obs.image.shape),
                            None if obs.scan_m is None else int(obs.scan_m.shape[0]))
 
+    def run_outputs(self, image: npt.NDArray[np.uint8], scan: FloatArray, proprio: FloatArray
+                    ) -> dict[str, FloatArray]:
+        """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> every output of the graph by name: `actions`
+        (B, K, 2) and, where the model has them, `novelty` (B, K) and `attention` (B, h, w).
+        One forward pass."""
+        out = self.session.run(self._outputs, {"image": image, "scan": scan, "proprio": proprio})
+        return {name: np.asarray(o, dtype=np.float32)
+                for name, o in zip(self._outputs, out, strict=True)}
+
     def run_batch(self, image: npt.NDArray[np.uint8], scan: FloatArray, proprio: FloatArray
                   ) -> tuple[FloatArray, FloatArray | None]:
         """(B, H, W, 3) uint8, (B, N) m, (B, 2) -> (B, K, 2) commands and (B, K) novelty (None
-        for a model without it). One forward pass for both."""
-        out = self.session.run(self._outputs, {"image": image, "scan": scan, "proprio": proprio})
-        actions = np.asarray(out[0], dtype=np.float32)
-        return actions, (np.asarray(out[1], dtype=np.float32) if len(out) > 1 else None)
+        for a model without it). One forward pass for every output."""
+        out = self.run_outputs(image, scan, proprio)
+        return out[OUTPUT_NAME], out.get(NOVELTY_NAME)
 
     def infer_batch(self, image: npt.NDArray[np.uint8], scan: FloatArray, proprio: FloatArray
                     ) -> FloatArray:
@@ -201,6 +224,12 @@ class PolicyRuntime:
     def infer_with_novelty(self, obs: Observation) -> tuple[FloatArray, FloatArray | None]:
         """One observation -> its chunk (K, 2) of (v_mps, w_radps) and its novelty (K,), None
         for a model without the output."""
+        out = self.infer_outputs(obs)
+        return out[OUTPUT_NAME], out.get(NOVELTY_NAME)
+
+    def infer_outputs(self, obs: Observation) -> dict[str, FloatArray]:
+        """One observation -> every output for it (`run_outputs` without the batch axis):
+        `actions` (K, 2) and, where the model has them, `novelty` (K,), `attention` (h, w)."""
         if obs.image is None or obs.scan_m is None:
             self.check_observation(obs)  # raises with the missing sensor named
         assert obs.image is not None and obs.scan_m is not None
@@ -209,12 +238,31 @@ class PolicyRuntime:
         odom = obs.odom
         proprio = np.array([[odom.v_mps, odom.w_radps]], dtype=np.float32)
         try:
-            actions, novelty = self.run_batch(image, scan, proprio)
+            out = self.run_outputs(image, scan, proprio)
         except Exception as e:  # onnxruntime's shape errors: a robot with other sensors
             self.check_observation(obs)
             raise PolicyError(f"{self.path}: inference failed: {str(e).splitlines()[0][:200]}"
                               ) from None
-        return actions[0], (None if novelty is None else novelty[0])
+        return {name: value[0] for name, value in out.items()}
+
+    def attention_map(self, image: npt.NDArray[np.uint8]) -> FloatArray | None:
+        """The attention map (h, w), 0..1, for one (H, W, 3) uint8 frame (or (B, h, w) for a
+        batch (B, H, W, 3)); None for a model without the output or a frame of another size.
+        The map depends on the image alone, so the other inputs are fed neutral values (no
+        LiDAR return, standing still)."""
+        if not self.has_attention:
+            return None
+        frames = np.ascontiguousarray(image, dtype=np.uint8)
+        single = frames.ndim == 3
+        if single:
+            frames = frames[None]
+        if frames.shape[1:] != self.spec.input_shapes()["image"]:
+            return None
+        n = frames.shape[0]
+        scan = np.full((n, self.spec.scan_beams), np.nan, dtype=np.float32)
+        proprio = np.zeros((n, 2), dtype=np.float32)
+        maps = self.run_outputs(frames, scan, proprio)[ATTENTION_NAME]
+        return maps[0] if single else maps
 
 
 _POLICY_DEFAULTS = PolicyConfig()  # the executor's defaults are [policy]'s, never a second set
@@ -330,7 +378,8 @@ class ChunkPolicy:
     `novelty` (float | None), the ensemble's disagreement on the command proposed on this tick
     (None before a proposal, after a drop, or for a model without the output), and
     `novelty_threshold` (float | None), the calibrated threshold from the model's metadata;
-    a request is `novelty > novelty_threshold` (see the module docstring).
+    a request is `novelty > novelty_threshold` (see the module docstring). For a viewer:
+    `attention` (an (h, w) array, 0..1, or None), the map of the latest inference.
     """
 
     def __init__(self, runtime: PolicyRuntime, executor: ChunkExecutor | None = None,
@@ -348,6 +397,7 @@ class ChunkPolicy:
         self._checked = False
         self.novelty: float | None = None
         self.novelty_threshold: float | None = runtime.novelty_threshold
+        self.attention: FloatArray | None = None
 
     def propose(self, obs: Observation) -> Command | None:
         if not self._checked:
@@ -355,7 +405,9 @@ class ChunkPolicy:
             self._checked = True
         if self.executor.needs_chunk:
             t0 = time.perf_counter()
-            chunk, novelty = self.runtime.infer_with_novelty(obs)
+            out = self.runtime.infer_outputs(obs)
+            chunk, novelty = out[OUTPUT_NAME], out.get(NOVELTY_NAME)
+            self.attention = out.get(ATTENTION_NAME)
             self.last_latency_ms = (time.perf_counter() - t0) * 1e3
             self.latencies_ms.append(self.last_latency_ms)
             self.inferences += 1
@@ -371,10 +423,12 @@ class ChunkPolicy:
     def drop_queued_actions(self) -> None:
         self.executor.drop_queued_actions()
         self.novelty = None
+        self.attention = None
 
     def reset(self) -> None:
         self.executor.reset()
         self.novelty = None
+        self.attention = None
 
     def latency_summary(self) -> dict[str, float | None]:
         """Inference latency percentiles (ms) over the recent inferences, None before any."""

@@ -10,6 +10,9 @@ physical units; every normalisation lives inside the model (and so inside the ON
     actions  float32 (batch, K, 2)      the next K commands (v_mps, w_radps), one per control tick
     novelty  float32 (batch, K)         only when `heads` > 1: per chunk step, how much the
                                         ensemble's members disagree (model.py `novelty`)
+    attention float32 (batch, h, w)     only when `attention_height` > 0: where in the frame the
+                                        policy looks, 0..1, at the backbone's feature-map (or
+                                        ViT patch-grid) resolution; the consumer upsamples it
 
 The spec travels with the model in the ONNX metadata (key `takeover.spec`) so that the runtime
 can refuse a model whose inputs do not match the robot's sensors before it ever drives. A model
@@ -31,6 +34,7 @@ INPUT_NAMES = ("image", "scan", "proprio")
 OUTPUT_NAME = "actions"
 NOVELTY_NAME = "novelty"
 NOVELTY_METADATA_KEY = "takeover.novelty"
+ATTENTION_NAME = "attention"
 PROPRIO_NAMES = ("v_mps", "w_radps")
 ACTION_NAMES = ("v_mps", "w_radps")
 
@@ -50,6 +54,10 @@ class ModelSpec:
     # Ensemble members of the chunk head. 1: the graph has one output, `actions`; more: it also
     # outputs `novelty`. A model exported before the ensemble has no such key and reads as 1.
     heads: int = 1
+    # The `attention` output's map size (h, w); 0 (as for every model exported before it):
+    # no such output.
+    attention_height: int = 0
+    attention_width: int = 0
     spec_version: int = SPEC_VERSION
 
     def to_json(self) -> str:
@@ -85,11 +93,17 @@ class ModelSpec:
     def has_novelty(self) -> bool:
         return self.heads > 1
 
+    @property
+    def has_attention(self) -> bool:
+        return self.attention_height > 0 and self.attention_width > 0
+
     def output_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample output shapes (without the batch axis), in graph order."""
         shapes: dict[str, tuple[int, ...]] = {OUTPUT_NAME: (self.chunk_size, len(ACTION_NAMES))}
         if self.has_novelty:
             shapes[NOVELTY_NAME] = (self.chunk_size,)
+        if self.has_attention:
+            shapes[ATTENTION_NAME] = (self.attention_height, self.attention_width)
         return shapes
 
     def sensor_mismatch(self, image_shape: tuple[int, ...] | None, scan_beams: int | None
