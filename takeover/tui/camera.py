@@ -16,15 +16,26 @@ reader of stdin, and it raises (termios.error) if stdout is a terminal but stdin
 textual-image is imported in one place, `probe_terminal_graphics()`, which `takeover run` calls
 before the app starts and which never raises; an app that was not probed (the tests' headless
 Pilot, tools) draws half-block cells for `auto`.
+
+Attention overlay: `i` (with the camera focused, which it is on the drive and replay screens,
+where nothing else takes focus) or `CameraView.toggle_attention()` tints each frame by the
+policy's `attention` map (policy/model.py: where in the frame the image features the actions
+depend on come from), upsampled from the feature map's few cells to the frame. The map comes
+from `show(frame, attention=...)` when the caller has one, else from `attention_source` (a
+function of the frame: the map depends on the image alone), else from the model the app drives
+with: the in-process loop's own runtime, or the session's deployed model loaded here, torch-free.
+Every renderer shows it (the tint is applied to the frame's pixels).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +43,7 @@ from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -161,6 +173,83 @@ def halfblock_rows(image: npt.NDArray[np.uint8], width: int, height: int) -> lis
     return strips
 
 
+# --- the attention overlay -----------------------------------------------------------------
+
+AttentionSource = Callable[[npt.NDArray[np.uint8]], "npt.NDArray[np.float32] | None"]
+# The tint: attended pixels move towards this colour, the rest are dimmed.
+ATTENTION_HEAT = np.array([255.0, 72.0, 0.0], dtype=np.float32)
+ATTENTION_TINT = 0.5  # how far the most attended pixel moves towards ATTENTION_HEAT
+ATTENTION_FLOOR = 0.4  # brightness left to the least attended pixel
+
+
+def upsample_map(attention: npt.NDArray[np.floating[Any]], height: int, width: int
+                 ) -> npt.NDArray[np.float32]:
+    """A (h, w) map -> (height, width), bilinear, cell centres on pixel centres (as
+    `torch.nn.functional.interpolate(..., align_corners=False)`), edges held."""
+    a = np.asarray(attention, dtype=np.float32)
+    h, w = a.shape
+
+    def axis(n_in: int, n_out: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
+                                              npt.NDArray[np.float32]]:
+        x = np.clip((np.arange(n_out, dtype=np.float32) + 0.5) * n_in / n_out - 0.5, 0,
+                    n_in - 1)
+        lo = np.floor(x).astype(np.intp)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, (x - lo).astype(np.float32)
+
+    y0, y1, fy = axis(h, height)
+    x0, x1, fx = axis(w, width)
+    rows = a[y0] * (1 - fy)[:, None] + a[y1] * fy[:, None]  # (height, w)
+    return (rows[:, x0] * (1 - fx)[None] + rows[:, x1] * fx[None]).astype(np.float32)
+
+
+def overlay_attention(image: npt.NDArray[np.uint8], attention: npt.NDArray[np.floating[Any]]
+                      ) -> npt.NDArray[np.uint8]:
+    """The frame (H, W, 3) uint8 tinted by a map (h, w) in 0..1: unattended pixels dimmed to
+    ATTENTION_FLOOR, attended ones pulled towards ATTENTION_HEAT. A new array."""
+    h, w = image.shape[:2]
+    a = np.clip(np.nan_to_num(upsample_map(attention, h, w)), 0.0, 1.0)[..., None]
+    base = image.astype(np.float32) * (ATTENTION_FLOOR + (1 - ATTENTION_FLOOR) * a)
+    tinted = base * (1 - ATTENTION_TINT * a) + ATTENTION_HEAT * (ATTENTION_TINT * a)
+    return np.clip(tinted + 0.5, 0, 255).astype(np.uint8)
+
+
+def runtime_attention_source(onnx: Path | str) -> tuple[AttentionSource | None, str]:
+    """The attention map of the model at `onnx`, as a function of a frame, loaded here (one
+    inference thread, onnxruntime, no torch); (None, why) if it cannot give one."""
+    from takeover.policy.runtime import PolicyRuntime
+    from takeover.policy.spec import PolicyError
+
+    try:
+        runtime = PolicyRuntime(onnx, intra_op_threads=1)
+    except PolicyError as e:
+        return None, str(e)
+    if not runtime.has_attention:
+        return None, (f"model {runtime.model_id} has no attention output (exported before it; "
+                      "re-export it with `takeover export`)")
+    return runtime.attention_map, f"attention of model {runtime.model_id}"
+
+
+def app_attention_source(app: Any) -> tuple[AttentionSource | None, Any, str]:
+    """Where the app's model can give attention maps: the in-process loop's policy runtime, or
+    the session's deployed model loaded here. (source, key, why): key changes when the model
+    does (a deploy), so the caller knows to ask again."""
+    session = getattr(app, "session", None)
+    policy = getattr(getattr(session, "loop", None), "policy", None)
+    runtime = getattr(policy, "runtime", None)
+    if runtime is not None and hasattr(runtime, "attention_map"):
+        key = ("runtime", id(runtime))
+        if not getattr(runtime, "has_attention", False):
+            return None, key, "the policy has no attention output (re-export it)"
+        return runtime.attention_map, key, "attention of the driving policy"
+    model = getattr(session, "model", None)
+    onnx = getattr(model, "onnx", None)
+    if onnx is None:
+        return None, None, "no model loaded: no attention to show"
+    source, why = runtime_attention_source(onnx)
+    return source, ("file", str(onnx)), why
+
+
 # --- the widget ------------------------------------------------------------------------------
 
 
@@ -216,8 +305,16 @@ class CameraView(Widget):
     CameraView { height: 1fr; width: 1fr; align: center middle; }
     CameraView > .camera-graphics { width: auto; height: auto; }
     """
+    # Focusable so that its key works; on the drive and replay screens nothing else takes
+    # focus, and the keys it does not bind bubble on to the screen as before. Not in the
+    # footer (show=False): the screens' footers are the app's (docs/tui.md lists the key).
+    can_focus = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("i", "toggle_attention", "Attention", show=False),
+    ]
 
-    def __init__(self, *, renderer: str = "halfblock", id: str | None = None) -> None:
+    def __init__(self, *, renderer: str = "halfblock", id: str | None = None,
+                 attention_source: AttentionSource | None = None) -> None:
         super().__init__(id=id)
         if renderer not in RENDERER_LABEL:
             raise ValueError(f"unknown camera renderer {renderer!r}")
@@ -227,6 +324,16 @@ class CameraView(Widget):
         self._drawn_size = (0, 0)
         self._graphics: Any = None  # textual-image's widget (kitty, sixel)
         self.caption = "camera off (tui.camera = off)" if renderer == "off" else "no camera"
+        # The attention overlay: off until toggled. `attention_source` maps a frame to its
+        # attention (h, w); None: the app's model is asked when the overlay is turned on.
+        self.attention_on = False
+        self.attention_source = attention_source
+        self.attention_note = ""  # why there is no overlay, or whose map it is
+        self.attention: npt.NDArray[np.float32] | None = None  # the map drawn now
+        self._given_attention: npt.NDArray[np.float32] | None = None
+        self._own_source = attention_source is not None
+        self._app_source_key: Any = None
+        self._frame: npt.NDArray[np.uint8] | None = None  # the frame as drawn (tinted or not)
 
     def compose(self) -> ComposeResult:
         if self.renderer in GRAPHICS_RENDERERS:
@@ -242,13 +349,67 @@ class CameraView(Widget):
             self._graphics.styles.max_width = max(1, SIXEL_MAX_PX // max(1, cell.width))
             self._graphics.styles.max_height = max(1, SIXEL_MAX_PX // max(1, cell.height))
 
-    def show(self, image: npt.NDArray[np.uint8] | None) -> None:
+    def show(self, image: npt.NDArray[np.uint8] | None,
+             attention: npt.NDArray[np.float32] | None = None) -> None:
+        """Draw `image` (H, W, 3) uint8 RGB, or the caption for None. `attention` (h, w) 0..1:
+        the map to tint it with while the overlay is on (else `attention_source` is asked)."""
         if self.renderer == "off":
             image = None
-        if image is self._image:
+        if image is self._image and attention is self._given_attention:
             return
-        had_image = self._image is not None
         self._image = image
+        self._given_attention = attention
+        self._draw()
+
+    def toggle_attention(self) -> bool:
+        """Turn the attention overlay on or off; returns whether it is on now."""
+        self.attention_on = not self.attention_on
+        self._draw()
+        if self.attention_on and self.attention is None and self.is_attached:
+            self.notify(self.attention_note or "no attention map for this frame",
+                        severity="warning")
+        return self.attention_on
+
+    def action_toggle_attention(self) -> None:
+        self.toggle_attention()
+
+    def _resolve_source(self) -> None:
+        """Ask the app for its model's attention (unless one was given), again after a
+        deploy."""
+        if self._own_source or not self.is_attached:
+            return
+        source, key, why = app_attention_source(self.app)
+        if key != self._app_source_key or self.attention_source is None:
+            self._app_source_key = key
+            self.attention_source = source
+            self.attention_note = why
+
+    def _attention_for(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
+        if self._given_attention is not None:
+            return self._given_attention
+        self._resolve_source()
+        if self.attention_source is None:
+            return None
+        try:
+            return self.attention_source(image)
+        except LookupError as e:  # the source says why it has none
+            self.attention_note = str(e)
+            self.attention_source = None
+            return None
+        except Exception as e:  # a model that fails on this frame must not take the view down
+            self.attention_note = f"attention failed: {type(e).__name__}: {e}"[:200]
+            self.attention_source = None
+            return None
+
+    def _draw(self) -> None:
+        image = self._image
+        self.attention = None
+        if image is not None and self.attention_on:
+            self.attention = self._attention_for(image)
+            if self.attention is not None:
+                image = overlay_attention(image, self.attention)
+        had_frame = self._frame is not None
+        self._frame = image
         self._strips = []
         if self._graphics is not None:
             if image is not None:
@@ -256,13 +417,13 @@ class CameraView(Widget):
 
                 self._graphics.image = PILImage.fromarray(image)
             self._graphics.display = image is not None
-            if had_image == (image is not None):
+            if had_frame == (image is not None):
                 return  # the picture changed; the caption underneath did not
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
         size = (self.size.width, self.size.height)
-        if self._image is None:
+        if self._frame is None:
             if y == self.size.height // 2:
                 return Strip([Segment(self.caption.center(self.size.width), Style(dim=True))])
             return Strip.blank(self.size.width)
@@ -270,7 +431,7 @@ class CameraView(Widget):
             return Strip.blank(self.size.width)
         if not self._strips or size != self._drawn_size:
             self._drawn_size = size
-            self._strips = halfblock_rows(self._image, *size)
+            self._strips = halfblock_rows(self._frame, *size)
         if y < len(self._strips):
             return self._strips[y]
         return Strip.blank(self.size.width)

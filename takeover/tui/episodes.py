@@ -1,4 +1,9 @@
-"""Episodes: browse the workspace's episodes, relabel, annotate, trash, and replay one."""
+"""Episodes: browse the workspace's episodes, relabel, annotate, trash, and replay one.
+
+Replay shows the policy's attention over the recorded frames on demand (`i`, the camera's
+overlay): the model that drove the episode (its `model_id`, from the workspace's registry), or
+the deployed model for a demonstration or a model since deleted, run here on each step's
+frame as it is shown (one inference, about a millisecond), cached per step."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from textual.widgets import DataTable, Footer, Static
 from takeover.recorder.edit import annotate_episode, episode_notes, trash_episode
 from takeover.recorder.reader import EpisodeInfo, EpisodeReader
 from takeover.recorder.store import EpisodeStore
-from takeover.tui.camera import CameraView
+from takeover.tui.camera import AttentionSource, CameraView, runtime_attention_source
 from takeover.tui.dialogs import ConfirmDialog, NoteDialog
 from takeover.tui.widgets import ModeBanner
 from takeover.types import (
@@ -191,6 +196,9 @@ class ReplayScreen(Screen[None]):
         self.action = self.reader.column("action")
         self.policy_action = self.reader.column("policy_action")
         self.index = 0
+        self._attention: dict[int, npt.NDArray[np.float32] | None] = {}
+        self._attention_model: AttentionSource | None = None
+        self.attention_note = ""  # whose attention the overlay shows, or why none
 
     @property
     def tapp(self) -> TakeoverApp:
@@ -205,7 +213,8 @@ class ReplayScreen(Screen[None]):
             with Vertical(id="replay-camera-box", classes="panel") as v:
                 choice = self.tapp.camera
                 v.border_title = f"camera ({choice.label})"
-                yield CameraView(id="replay-camera", renderer=choice.renderer)
+                yield CameraView(id="replay-camera", renderer=choice.renderer,
+                                 attention_source=self._attention_at_step)
             yield Static(id="replay-info", classes="panel")
         yield Static(id="timeline")
         yield Footer()
@@ -229,6 +238,40 @@ class ReplayScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def attention_onnx(self) -> list[Path]:
+        """The models to ask for attention, in order: the one that drove this episode, then the
+        deployed one."""
+        ws = self.tapp.workspace
+        if ws is None:
+            return []
+        from takeover.workspace.registry import deployed_onnx, models_dir
+
+        paths = []
+        if self.info.model_id:
+            paths.append(models_dir(ws) / self.info.model_id / "policy.onnx")
+        deployed = deployed_onnx(ws)
+        if deployed is not None:
+            paths.append(Path(deployed[1]))
+        return [p for i, p in enumerate(paths) if p.exists() and p not in paths[:i]]
+
+    def _attention_at_step(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
+        """The overlay's map for the step shown (the camera asks only while its overlay is on):
+        loads the model the first time, then one inference per step, cached."""
+        i = self.index
+        if i not in self._attention:
+            if self._attention_model is None:
+                notes = []
+                for onnx in self.attention_onnx():
+                    self._attention_model, note = runtime_attention_source(onnx)
+                    notes.append(note)
+                    if self._attention_model is not None:
+                        break
+                self.attention_note = notes[-1] if notes else "no model in this workspace"
+                if self._attention_model is None:
+                    raise LookupError(f"no attention: {self.attention_note}")
+            self._attention[i] = self._attention_model(frame)
+        return self._attention[i]
 
     def _frame(self, i: int) -> npt.NDArray[np.uint8] | None:
         if not self.reader.has_image or self.n == 0:
