@@ -327,14 +327,17 @@ class DockingPolicy(nn.Module):
         return actions, (self.pose(fused) if self.pose is not None else None)
 
     def encode(self, image_u8: torch.Tensor, scan_m: torch.Tensor, proprio: torch.Tensor,
-               with_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+               with_attention: bool = False, importance: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The fused features (B, F) the heads read and, with_attention, the attention map
-        (B, h, w) in 0..1 (`attention_map`), from the same pass."""
+        (B, h, w) in 0..1 (`attention_map`), from the same pass. `importance`: a CNN map's
+        weighting computed beforehand (`feature_importance`)."""
         x = self.preprocess_image(image_u8)
         attention = None
         if with_attention:
             img, projected, vit_map = self.image.forward_with_maps(x)
-            attention = vit_map if vit_map is not None else self.feature_importance_map(projected)
+            attention = vit_map if vit_map is not None else \
+                self.feature_importance_map(projected, importance)
         else:
             img = self.image(x)
         lidar = self.lidar(scan_m)
@@ -357,29 +360,38 @@ class DockingPolicy(nn.Module):
         # one head: exactly the graph of the model before the ensemble
         return self.head(fused).view(-1, k, 2)
 
-    def feature_importance_map(self, projected: torch.Tensor) -> torch.Tensor:
+    def feature_importance_map(self, projected: torch.Tensor,
+                               weight: torch.Tensor | None = None) -> torch.Tensor:
         """Where the image features the heads read come from: (B, C, h, w) projected map (after
         its ReLU, so >= 0) -> (B, h, w) in 0..1.
 
         Each projected activation is weighted by how strongly the heads' first layers read the
-        pooled feature it flows into (the L2 norm of that input's weight column, averaged over
-        the ensemble's members) and the channels are summed: a gradient-free class activation
-        map (Zhou et al. 2016, with the first layer's weights in place of a linear
-        classifier's). Not the channel mean of the backbone's activations: that shows where
-        the backbone fires, including channels the 1x1 projection and the head ignore; this
-        shows what reaches the actions, for the price of one multiply and sum (the weighting
-        is constant-folded at export)."""
-        c, h, w = projected.shape[1:]
+        pooled feature it flows into (`feature_importance`) and the channels are summed: a
+        gradient-free class activation map (Zhou et al. 2016, with the first layer's weights in
+        place of a linear classifier's). Not the channel mean of the backbone's activations:
+        that shows where the backbone fires, including channels the 1x1 projection and the head
+        ignore; this shows what reaches the actions, for one multiply and sum. `weight`: that
+        weighting computed beforehand (the exported graph holds it as a constant)."""
+        if weight is None:
+            weight = self.feature_importance()
+        return unit_scale((projected * weight.to(projected.dtype)).sum(dim=1))
+
+    def feature_importance(self) -> torch.Tensor:
+        """(C, h, w): per projected channel and map cell, the L2 norm of the first-layer weight
+        column that reads it (its pooled cell's), averaged over the ensemble's members."""
+        c = self.config.image_channels
+        h, w = self.image.map_size
         grid_h, grid_w = (h, w) if isinstance(self.image.pool, nn.Identity) else \
             (self.config.image_grid, self.config.image_grid)
         image_features = c * grid_h * grid_w
-        norms = torch.stack([head[0].weight[:, :image_features].norm(dim=0)
-                             for head in (self.head, *self.extra_heads)]).mean(dim=0)
+        firsts: list[nn.Linear] = [head[0] for head in (self.head, *self.extra_heads)]
+        norms = torch.stack([first.weight[:, :image_features].norm(dim=0)
+                             for first in firsts]).mean(dim=0)
         weight = norms.view(c, grid_h, grid_w)
         if (grid_h, grid_w) != (h, w):  # each pooled cell covers a block of the map
             weight = weight.repeat_interleave(h // grid_h, dim=1).repeat_interleave(
                 w // grid_w, dim=2)
-        return unit_scale((projected * weight.to(projected.dtype)).sum(dim=1))
+        return weight
 
     def denormalize(self, actions: torch.Tensor) -> torch.Tensor:
         return actions.float() * self.action_std + self.action_mean
@@ -412,14 +424,22 @@ class PhysicalPolicy(nn.Module):
     ensemble (heads > 1) also `novelty` (B, K), and with `attention_map` also `attention`
     (B, h, w), all from the same forward pass, in that order (spec.output_shapes)."""
 
+    importance: torch.Tensor
+
     def __init__(self, policy: DockingPolicy) -> None:
         super().__init__()
         self.policy = policy
+        # The CNN map's weighting, computed once from the weights as they are now: in the graph
+        # a constant. Computed from the weights inside the graph, onnxruntime did not fold it
+        # and the slices and norms of the five heads' first layers took 5 ms of every inference.
+        with torch.no_grad():
+            self.register_buffer("importance", policy.feature_importance().detach().clone())
 
     def forward(self, image: torch.Tensor, scan: torch.Tensor, proprio: torch.Tensor
                 ) -> Any:
         p = self.policy
-        fused, attention = p.encode(image, scan, proprio, with_attention=p.config.attention_map)
+        fused, attention = p.encode(image, scan, proprio, with_attention=p.config.attention_map,
+                                    importance=self.importance)
         if p.heads == 1:
             outputs: tuple[torch.Tensor, ...] = (p.denormalize(p.chunks(fused)),)
         else:
