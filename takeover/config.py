@@ -329,6 +329,11 @@ class HelpRiskConfig:
     # is pressed, this long (at least help_confirm_ms). A person walking past the robot holds
     # it for a second or two; measured in docs/safety.md.
     blocked_s: float = 2.0
+    # No approach: the robot has come no approach_m closer to the dock than its closest for
+    # no_approach_s (asks as no_progress; off without a known dock pose). Measured in
+    # docs/safety.md and docs/policy.md (Supervision).
+    no_approach_s: float = 8.0
+    approach_m: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -567,7 +572,8 @@ def _validate_supervision(sv: SupervisionConfig) -> None:
     for name, top in (("no_progress_s", 600.0), ("blocked_s", 600.0), ("still_v_mps", 1.0),
                       ("still_w_radps", 3.0),
                       ("clearance_margin_m", 5.0), ("front_half_angle_deg", 180.0),
-                      ("slip_v_mps", 2.0), ("slip_w_radps", 6.0)):
+                      ("slip_v_mps", 2.0), ("slip_w_radps", 6.0),
+                      ("no_approach_s", 600.0), ("approach_m", 5.0)):
         value = getattr(r, name)
         if not 0 <= value <= top:
             raise ConfigError(f"supervision.risk.{name} = {value}: must be between 0 (off) and "

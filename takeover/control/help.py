@@ -23,6 +23,18 @@ violation before uncertainty before risk; `HelpReason.priority`):
     stalled learned policy (pushing into an edge of the dock, wedged against a wall) is the
     most common silent failure on the simulator, and the docking outcome detector only calls
     it after `[docking] stall_s` (8 s): asking at 2 s gives the operator the remaining time.
+  - no approach: the robot (odometry) has come no `approach_m` closer to the dock than its
+    closest so far for `no_approach_s`, while AUTO drives. The other face of a lost policy:
+    it keeps driving, so no_progress (odometry still) never fires, and its ensemble agrees
+    with itself, so novelty stays low (docs/policy.md, Supervision: 7 of the 9 missed
+    failures were 60 s timeouts spent wandering 9-10 m). It needs the dock's pose in the
+    odometry frame (`HelpMonitor.dock`, set by the loop: the simulator's from the link, a
+    real base's anchored or configured face); without one it is off. It asks as
+    `no_progress` (no progress towards the dock; the detail says which; `HelpReason` has no
+    value of its own for it), held for `help_confirm_ms` after its own window. 5 cm in 8 s:
+    measured on the policy alone (seeds 6000-6099) it asked in 18 of 20 failures and 4 of
+    80 dockings (slow ones, 20-56 s); 6 s asked in half the dockings, during the last
+    centimetres.
   - clearance: the nearest return ahead (within `front_half_angle_deg`) comes within
     `clearance_margin_m` of the footprint while AUTO drives forward, outside the docking
     corridor. The protective field already stops the robot before contact; this asks a
@@ -58,6 +70,7 @@ from takeover.types import (
     FieldStatus,
     HelpReason,
     Observation,
+    Pose2D,
 )
 
 #: How long the command sent must stay steady before slip is judged: the base's acceleration
@@ -72,10 +85,22 @@ MOTION_FACTOR = 2.0
 
 @dataclass(frozen=True)
 class HelpSignal:
-    """One raised signal: its reason and a few words for the operator's banner."""
+    """One raised signal: its reason and a few words for the operator's banner. `window`
+    names the signal's own confirmation timer where two signals share a reason (no approach
+    asks as no_progress but is timed apart from the still-odometry one); empty: the reason."""
 
     reason: HelpReason
     detail: str
+    window: str = ""
+
+    @property
+    def timer(self) -> str:
+        return self.window or self.reason.value
+
+
+#: HelpSignal.window of the no-approach signal: its window (`no_approach_s`) has already run
+#: when it is raised, so it is confirmed after `help_confirm_ms` alone.
+NO_APPROACH = "no_approach"
 
 
 @dataclass(frozen=True)
@@ -121,9 +146,15 @@ class HelpMonitor:
     def __init__(self, supervision: SupervisionConfig, footprint_radius_m: float) -> None:
         self.supervision = supervision
         self.footprint_radius_m = footprint_radius_m
-        self._raised_since_ns: dict[HelpReason, int] = {}
+        self._raised_since_ns: dict[str, int] = {}
         self._steady_since_ns: int | None = None
         self._steady_command: Command | None = None
+        # The dock's pose in the odometry frame, for the no-approach signal; the loop sets it
+        # each tick (ControlLoop.tick). None: unknown, the signal is off.
+        self.dock: Pose2D | None = None
+        self._approach_dock: Pose2D | None = None  # the dock the closest distance is to
+        self._closest_m = math.inf  # the closest the robot has come to it (m)
+        self._closest_ns = 0  # when it last came `approach_m` closer
 
     def reset(self) -> None:
         """Forget every timer: after a hand-back, a takeover or any change of mode, a signal
@@ -131,13 +162,16 @@ class HelpMonitor:
         self._raised_since_ns.clear()
         self._steady_since_ns = None
         self._steady_command = None
+        self._approach_dock = None
 
-    def hold_ns(self, reason: HelpReason) -> int:
+    def hold_ns(self, signal: HelpSignal) -> int:
         sv = self.supervision
         hold_ms = sv.help_confirm_ms
-        if reason is HelpReason.NO_PROGRESS:
+        if signal.window == NO_APPROACH:
+            pass  # its window has run before it is raised
+        elif signal.reason is HelpReason.NO_PROGRESS:
             hold_ms = max(hold_ms, sv.risk.no_progress_s * 1000.0)
-        elif reason is HelpReason.BLOCKED:
+        elif signal.reason is HelpReason.BLOCKED:
             hold_ms = max(hold_ms, sv.risk.blocked_s * 1000.0)
         return round(hold_ms * 1e6)
 
@@ -149,14 +183,14 @@ class HelpMonitor:
         card's; [supervision] novelty_threshold overrides it."""
         threshold = self.supervision.novelty_threshold or novelty_threshold
         raised = self._signals(now_ns, obs, proposal, sent, field, novelty, threshold)
-        reasons = {s.reason for s in raised}
-        for reason in list(self._raised_since_ns):
-            if reason not in reasons:
-                del self._raised_since_ns[reason]
+        timers = {s.timer for s in raised}
+        for timer in list(self._raised_since_ns):
+            if timer not in timers:
+                del self._raised_since_ns[timer]
         confirmed: HelpSignal | None = None
         for signal in raised:  # highest priority first
-            since = self._raised_since_ns.setdefault(signal.reason, now_ns)
-            if confirmed is None and now_ns - since >= self.hold_ns(signal.reason):
+            since = self._raised_since_ns.setdefault(signal.timer, now_ns)
+            if confirmed is None and now_ns - since >= self.hold_ns(signal):
                 confirmed = signal
         return HelpVerdict(raised, confirmed,
                            math.nan if novelty is None else novelty,
@@ -186,6 +220,9 @@ class HelpMonitor:
         if r.no_progress_s > 0 and still and moving_asked and not obs.docked:
             out.append(HelpSignal(HelpReason.NO_PROGRESS,
                                   f"no progress for {r.no_progress_s:g} s"))
+        approach = self._no_approach(now_ns, obs)
+        if approach is not None:
+            out.append(approach)
         corridor = field is not None and field.state is FieldState.CORRIDOR
         if r.clearance_margin_m > 0 and sent.v_mps > MOTION_FACTOR * r.still_v_mps \
                 and not corridor and not obs.docked:
@@ -201,6 +238,29 @@ class HelpMonitor:
                                       f"{odom.w_radps:.2f} rad/s against the command"))
         out.sort(key=lambda s: -s.reason.priority)
         return tuple(out)
+
+    def _no_approach(self, now_ns: int, obs: Observation) -> HelpSignal | None:
+        """The no-approach signal: raised once the robot has come no `approach_m` closer to
+        the dock than its closest for `no_approach_s`. The closest distance starts afresh at
+        every reset (a change of mode), with a new dock pose, and on the charger."""
+        r = self.supervision.risk
+        dock = self.dock
+        if r.no_approach_s <= 0 or r.approach_m <= 0 or dock is None or obs.docked:
+            self._approach_dock = None
+            return None
+        distance_m = math.hypot(obs.odom.x_m - dock.x_m, obs.odom.y_m - dock.y_m)
+        # No allowance at the face: the lost policies measured loiter there, 3-40 cm out,
+        # coming back in again and again (docs/safety.md); a docking robot gets in within
+        # the window.
+        if dock != self._approach_dock or distance_m < self._closest_m - r.approach_m:
+            self._approach_dock = dock
+            self._closest_m, self._closest_ns = distance_m, now_ns
+            return None
+        if now_ns - self._closest_ns < r.no_approach_s * 1e9:
+            return None
+        return HelpSignal(HelpReason.NO_PROGRESS,
+                          f"{distance_m:.2f} m from the dock, no {100 * r.approach_m:.0f} cm "
+                          f"closer in {r.no_approach_s:g} s", NO_APPROACH)
 
     def _steady(self, now_ns: int, sent: Command) -> bool:
         """Whether the command sent has stayed (nearly) the same for SLIP_SETTLE_S."""

@@ -310,6 +310,10 @@ class ControlLoop:
                                             command=self.perturbation.apply(operator.command))
             else:
                 self.perturbation.rest()
+        # The help monitor's no-approach signal measures the distance to the dock the loop
+        # knows: the link's (a simulator) or anchored (a real base), else [safety.field.dock]'s.
+        arbiter.help_monitor.dock = (arbiter.link_dock if arbiter.link_dock is not None
+                                     else arbiter.dock_pose)
         decision = arbiter.decide(now_ns, obs, health_ok, asked, proposal, 1.0 / self.rate_hz,
                                   novelty=novelty, novelty_threshold=novelty_threshold)
         if decision.drop_policy_queue and self.policy is not None:
