@@ -230,24 +230,35 @@ def runtime_attention_source(onnx: Path | str) -> tuple[AttentionSource | None, 
     return runtime.attention_map, f"attention of model {runtime.model_id}"
 
 
-def app_attention_source(app: Any) -> tuple[AttentionSource | None, Any, str]:
-    """Where the app's model can give attention maps: the in-process loop's policy runtime, or
-    the session's deployed model loaded here. (source, key, why): key changes when the model
-    does (a deploy), so the caller knows to ask again."""
-    session = getattr(app, "session", None)
-    policy = getattr(getattr(session, "loop", None), "policy", None)
+def _app_policy_runtime(app: Any) -> Any:
+    """The in-process control loop's policy runtime, or None (a core in its own process)."""
+    policy = getattr(getattr(getattr(app, "session", None), "loop", None), "policy", None)
     runtime = getattr(policy, "runtime", None)
-    if runtime is not None and hasattr(runtime, "attention_map"):
-        key = ("runtime", id(runtime))
+    return runtime if runtime is not None and hasattr(runtime, "attention_map") else None
+
+
+def app_attention_key(app: Any) -> Any:
+    """What the app's attention would come from (changes with a deploy), found without loading
+    anything: the in-process runtime, or the session's model file."""
+    runtime = _app_policy_runtime(app)
+    if runtime is not None:
+        return ("runtime", id(runtime))
+    onnx = getattr(getattr(getattr(app, "session", None), "model", None), "onnx", None)
+    return None if onnx is None else ("file", str(onnx))
+
+
+def app_attention_source(app: Any) -> tuple[AttentionSource | None, str]:
+    """Where the app's model can give attention maps: the in-process loop's policy runtime, or
+    the session's deployed model loaded here. (source, whose map or why none)."""
+    runtime = _app_policy_runtime(app)
+    if runtime is not None:
         if not getattr(runtime, "has_attention", False):
-            return None, key, "the policy has no attention output (re-export it)"
-        return runtime.attention_map, key, "attention of the driving policy"
-    model = getattr(session, "model", None)
-    onnx = getattr(model, "onnx", None)
+            return None, "the policy has no attention output (re-export it)"
+        return runtime.attention_map, "attention of the driving policy"
+    onnx = getattr(getattr(getattr(app, "session", None), "model", None), "onnx", None)
     if onnx is None:
-        return None, None, "no model loaded: no attention to show"
-    source, why = runtime_attention_source(onnx)
-    return source, ("file", str(onnx)), why
+        return None, "no model loaded: no attention to show"
+    return runtime_attention_source(onnx)
 
 
 # --- the widget ------------------------------------------------------------------------------
@@ -297,6 +308,9 @@ def _kitty_widget_class() -> type[Widget]:
 SIXEL_MAX_PX = 192
 
 
+_NOT_ASKED = object()
+
+
 class CameraView(Widget):
     """The robot's camera: `show(frame)` with an (H, W, 3) uint8 RGB frame, or None for the
     caption. `renderer` (a `CameraChoice.renderer`) is fixed for the widget's life."""
@@ -332,7 +346,7 @@ class CameraView(Widget):
         self.attention: npt.NDArray[np.float32] | None = None  # the map drawn now
         self._given_attention: npt.NDArray[np.float32] | None = None
         self._own_source = attention_source is not None
-        self._app_source_key: Any = None
+        self._app_source_key: Any = _NOT_ASKED
         self._frame: npt.NDArray[np.uint8] | None = None  # the frame as drawn (tinted or not)
 
     def compose(self) -> ComposeResult:
@@ -378,11 +392,11 @@ class CameraView(Widget):
         deploy."""
         if self._own_source or not self.is_attached:
             return
-        source, key, why = app_attention_source(self.app)
-        if key != self._app_source_key or self.attention_source is None:
-            self._app_source_key = key
-            self.attention_source = source
-            self.attention_note = why
+        key = app_attention_key(self.app)
+        if key == self._app_source_key:
+            return  # asked already (a model without the output is not loaded again each frame)
+        self._app_source_key = key
+        self.attention_source, self.attention_note = app_attention_source(self.app)
 
     def _attention_for(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
         if self._given_attention is not None:

@@ -13,12 +13,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from textual.strip import Strip
 from tui_support import tiny_onnx_model, wait_for
 
 from takeover.config import Config
 from takeover.hw.base import open_link
 from takeover.policy.runtime import load_policy
+from takeover.tui import camera as camera_module
 from takeover.tui.app import make_app
 from takeover.tui.camera import CameraView, halfblock_rows, overlay_attention, upsample_map
 from takeover.tui.episodes import EpisodesScreen, ReplayScreen
@@ -105,7 +107,12 @@ async def test_drive_camera_overlay_toggles_and_changes_the_cells(config: Config
                        and app.session.loop.latest.mode is Mode.MANUAL, what="MANUAL")
 
 
-async def test_overlay_without_a_model_says_why(config: Config) -> None:
+async def test_overlay_without_a_model_says_why(config: Config,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    real = camera_module.app_attention_source
+    monkeypatch.setattr(camera_module, "app_attention_source",
+                        lambda app: asked.append(1) or real(app))
     app = make_app(config, open_link("sim://?seed=3"), None, None, use_gamepad=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.connected and app.session.loop.latest is not None,
@@ -116,6 +123,9 @@ async def test_overlay_without_a_model_says_why(config: Config) -> None:
         assert camera.attention_on and camera.attention is None
         assert camera._frame is camera._image  # drawn as it is
         assert "no model" in camera.attention_note
+        first = camera._image
+        await wait_for(pilot, lambda: camera._image is not first, what="the next frame")
+        assert camera.attention is None and len(asked) == 1  # asked once, not every frame
 
 
 # --- episode replay --------------------------------------------------------------------------
