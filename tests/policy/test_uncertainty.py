@@ -68,7 +68,7 @@ def _novelty0(runtime: PolicyRuntime, image: np.ndarray, scan: np.ndarray, propr
 
 def test_ensemble_graph_outputs_the_mean_chunk_and_novelty(ensemble: dict[str, Any]) -> None:
     runtime = PolicyRuntime(ensemble["onnx"])
-    assert [o.name for o in runtime.session.get_outputs()] == ["actions", "novelty"]
+    assert [o.name for o in runtime.session.get_outputs()] == ["actions", "novelty", "attention"]
     assert runtime.spec.heads == HEADS and runtime.has_novelty
     val = ensemble["val"]
     image, scan, proprio = (val.image[:8].numpy(), val.scan[:8].numpy(), val.proprio[:8].numpy())
@@ -87,7 +87,7 @@ def test_ensemble_graph_outputs_the_mean_chunk_and_novelty(ensemble: dict[str, A
     spread = members.std(dim=1, correction=0).mean(dim=-1).numpy()
     np.testing.assert_allclose(novelty, spread, atol=PARITY_TOLERANCE)
     export = ensemble["card"]["export"]
-    assert export["outputs"] == ["actions", "novelty"]
+    assert export["outputs"] == ["actions", "novelty", "attention"]
     assert export["parity_novelty_max_abs_error"] <= PARITY_TOLERANCE
     # The old entry points still give the chunk alone.
     assert runtime.infer_batch(image, scan, proprio).shape == (8, TINY_CHUNK, 2)
@@ -173,7 +173,7 @@ def test_one_head_model_has_no_novelty_and_loads_as_before(expert_workspace: Pat
         assert torch.equal(value, many.state_dict()[key]), key
     path = tmp_path / "policy.onnx"
     export_onnx(one.eval(), path, one.spec("r001"))
-    assert [o.name for o in PolicyRuntime(path).session.get_outputs()] == ["actions"]
+    assert [o.name for o in PolicyRuntime(path).session.get_outputs()] == ["actions", "attention"]
     # A file exported before the ensemble: its spec has no `heads` key.
     proto = onnx.load(str(path))
     for p in proto.metadata_props:
@@ -217,11 +217,11 @@ def test_warm_start_of_an_ensemble_from_a_one_head_model(expert_workspace: Path,
     tiny = TrainConfig(epochs=1, batch_size=16, threads=1, val_fraction=0.25, seed=1)
     first = train_workspace(ws, ModelConfig(**TINY_MODEL_ARGS, heads=1),  # type: ignore[arg-type]
                             tiny)
-    assert first["novelty"] is None and first["export"]["outputs"] == ["actions"]
+    assert first["novelty"] is None and first["export"]["outputs"] == ["actions", "attention"]
     checkpoint = ws / "models" / first["model_id"] / "checkpoint.pt"
     second = train_workspace(ws, ModelConfig(**TINY_MODEL_ARGS, heads=3),  # type: ignore[arg-type]
                              tiny, init_from=checkpoint)
-    assert second["export"]["outputs"] == ["actions", "novelty"]
+    assert second["export"]["outputs"] == ["actions", "novelty", "attention"]
     assert second["novelty"]["threshold"] is not None
 
 
