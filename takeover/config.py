@@ -173,7 +173,10 @@ class PolicyConfig:
     size, inputs) comes from its metadata."""
 
     execution: str = "receding"  # receding | ensemble
-    n_action_steps: int = 1  # receding: commands executed from each chunk before inferring again
+    # receding: commands executed from each chunk before inferring again. 5, not 1: a policy that
+    # re-plans every tick dithers between the approach and the back-out the demonstrations hold
+    # near the dock (docs/policy.md, "Why some demonstration sets fail").
+    n_action_steps: int = 5
     ensemble_k: float = 0.01  # ensemble: weights exp(-k * i) over stored predictions, i = 0 oldest
     threads: int = 1  # onnxruntime intra-op threads
 
@@ -446,7 +449,8 @@ def _validate(config: Config) -> None:
     if pc.execution not in ("receding", "ensemble"):
         raise ConfigError(f"policy.execution = {pc.execution!r}: use receding or ensemble")
     if not 1 <= pc.n_action_steps <= 100:
-        raise ConfigError("policy.n_action_steps must be between 1 and the model's chunk size")
+        raise ConfigError("policy.n_action_steps must be between 1 and 100 (a model with a shorter "
+                          "chunk executes its whole chunk)")
     if not 1 <= pc.threads <= 64:
         raise ConfigError("policy.threads must be between 1 and 64")
     t = config.train

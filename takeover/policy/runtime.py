@@ -25,15 +25,15 @@ for the model's help-request budget (metadata `takeover.novelty`, policy/uncerta
 request is `novelty > novelty_threshold`. Both are None for a model without the output (any
 model exported before the ensemble) or, for the threshold, without a calibration. Which score:
 
-- receding horizon: the score of the chunk step being executed (step i of the chunk inferred
-  i ticks ago; step 0, this tick's own observation, with the default n_action_steps = 1);
+- receding horizon: the step-0 score of the chunk being executed, for each of its
+  n_action_steps commands (how unsure the policy was of the observation it planned them from);
 - temporal ensembling: the newest chunk's step 0, i.e. the score of this tick's observation.
   Not a weighted mean over the stored chunks: the older chunks' later steps disagree more by
   construction (the far future is uncertain in every state), and with the oldest prediction
   weighted most a new, unfamiliar sight would reach the score only after K ticks.
 
-The threshold is calibrated on step-0 scores, so it means the same in both default cases; with
-n_action_steps > 1 the later steps score higher and the policy asks more often than budgeted.
+The threshold is calibrated on step-0 scores, so it means the same in both cases and for any
+n_action_steps.
 
 Attention (a model with spec `attention_height` > 0): the graph also returns `attention`
 (h, w), 0..1, where in the frame the policy looked (model.py: a CNN's feature-importance map, a
@@ -52,6 +52,7 @@ slower computer shows it in `takeover bench latency` and the loop timing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -284,11 +285,13 @@ class ExecutorConfig:
         if self.mode not in EXECUTION_MODES:
             raise PolicyError(f"execution mode {self.mode!r}: expected one of "
                               f"{', '.join(EXECUTION_MODES)}")
-        if self.mode == "receding" and not 1 <= self.n_action_steps <= chunk_size:
-            raise PolicyError(f"n_action_steps {self.n_action_steps}: must be between 1 and the "
-                              f"chunk size {chunk_size}")
+        if self.mode == "receding" and self.n_action_steps < 1:
+            raise PolicyError(f"n_action_steps {self.n_action_steps}: must be at least 1")
         if not math.isfinite(self.ensemble_k):
             raise PolicyError("ensemble_k must be a finite number")
+        if self.n_action_steps > chunk_size:
+            # A model with a shorter chunk than the setting executes its whole chunk.
+            return dataclasses.replace(self, n_action_steps=chunk_size)
         return self
 
 
@@ -331,8 +334,10 @@ class ChunkExecutor:
             self._queue.clear()
             self._queue.extend(chunk[:n])
             self._novelty_queue.clear()
-            self._novelty_queue.extend([None] * n if scores is None else
-                                       [float(x) for x in scores[:n]])
+            # Every command of the chunk carries its step-0 score: how unsure the policy was of
+            # the observation it planned them from (the calibrated quantity; the later steps
+            # disagree more in every state, the far future being uncertain by construction).
+            self._novelty_queue.extend([None if scores is None else float(scores[0])] * n)
 
     def ensemble_weights(self, count: int) -> FloatArray:
         """Weights of `count` predictions for one tick, oldest first (normalised)."""

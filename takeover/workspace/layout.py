@@ -147,7 +147,7 @@ timeout_s = 60.0          # the attempt's limit: failure
 [policy]
 # How the robot runs the ONNX policy.
 execution = "receding"    # receding | ensemble
-n_action_steps = 1        # receding: commands executed from each chunk before inferring again
+n_action_steps = 5        # receding: commands per inference (1: re-plan every tick; docs/policy.md)
 ensemble_k = 0.01         # ensemble: weights exp(-k i) over stored predictions
 threads = 1               # onnxruntime threads
 

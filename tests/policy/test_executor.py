@@ -85,7 +85,10 @@ def test_drop_queued_actions_forgets_the_old_plan(mode: str) -> None:
 
 def test_bad_executor_settings_are_one_line_errors() -> None:
     with pytest.raises(PolicyError, match="n_action_steps"):
-        ChunkExecutor(K, ExecutorConfig(mode="receding", n_action_steps=K + 1))
+        ChunkExecutor(K, ExecutorConfig(mode="receding", n_action_steps=0))
+    # More steps than the model's chunk holds: the whole chunk.
+    assert ChunkExecutor(K, ExecutorConfig(mode="receding", n_action_steps=K + 1)
+                         ).config.n_action_steps == K
     with pytest.raises(PolicyError, match="execution mode"):
         ChunkExecutor(K, ExecutorConfig(mode="sometimes"))
     with pytest.raises(PolicyError, match="chunk of shape"):

@@ -9,6 +9,7 @@ with one head (or one exported before the ensemble) still loads, with no novelty
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -142,7 +143,11 @@ def test_members_disagree_more_off_the_demonstrations(ensemble: dict[str, Any]) 
 
 
 def test_chunk_policy_reports_novelty_and_threshold(ensemble: dict[str, Any]) -> None:
-    policy = load_policy(ensemble["onnx"], workspace_config(ensemble["ws"]))
+    config = workspace_config(ensemble["ws"])
+    # One command per inference, so each tick's score is its own observation's.
+    config = dataclasses.replace(config, policy=dataclasses.replace(config.policy,
+                                                                    n_action_steps=1))
+    policy = load_policy(ensemble["onnx"], config)
     runtime = policy.runtime
     assert policy.novelty is None
     assert policy.novelty_threshold == pytest.approx(ensemble["card"]["novelty"]["threshold"])
@@ -225,7 +230,7 @@ def test_warm_start_of_an_ensemble_from_a_one_head_model(expert_workspace: Path,
     assert second["novelty"]["threshold"] is not None
 
 
-def test_executor_scores_the_step_it_executes() -> None:
+def test_executor_scores_each_command_by_its_chunks_observation() -> None:
     chunk = np.zeros((4, 2), dtype=np.float32)
     scores = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
     receding = ChunkExecutor(4, ExecutorConfig(mode="receding", n_action_steps=3))
@@ -234,7 +239,8 @@ def test_executor_scores_the_step_it_executes() -> None:
     for _ in range(3):
         receding.next_action()
         got.append(receding.novelty)
-    assert got == pytest.approx([0.1, 0.2, 0.3])
+    # The step-0 score (the calibrated quantity) for every command of the chunk.
+    assert got == pytest.approx([0.1, 0.1, 0.1])
     assert receding.next_action() is None and receding.novelty is None
     ensemble = ChunkExecutor(4, ExecutorConfig(mode="ensemble"))
     for tick in range(3):
