@@ -78,10 +78,15 @@ def test_operator_sim_takes_over_a_tiny_policy_and_keeps_hands_off_the_resets(
         tmp_path: Path) -> None:
     model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx")
     truth_log = tmp_path / "truth.jsonl"
+    config = config_with_docked_pose(tmp_path)
+    # Re-planning every tick, as this test was written for: executing its whole 5-step chunk
+    # (the default), this untrained policy's two attempts ran out their 6 s without the
+    # simulated operator ever stepping in, and there is nothing to take over from.
+    config.write_text(config.read_text() + "\n[policy]\nn_action_steps = 1\n")
     summary = run_drive(DriveRequest(
         robot_url=f"sim://?fast=1&reset=drive&seed={SEED}&truth_log={truth_log}",
         driver="operator-sim", policy=model, episodes=2, max_steps=600, reset="drive",
-        truth_log=truth_log, config_path=config_with_docked_pose(tmp_path)))
+        truth_log=truth_log, config_path=config))
     rows = summary["per_episode"]
     assert all(r["interventions"] >= 1 and r["human_steps"] > 0 for r in rows), rows
     assert all(r["outcome"] == r["outcome_truth"] for r in rows), rows
