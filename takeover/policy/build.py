@@ -108,17 +108,26 @@ def _export_and_check(model: DockingPolicy, out_dir: Path, model_id: str, digest
                       frames: ParityFrames, calibration: dict[str, Any] | None = None
                       ) -> dict[str, Any]:
     onnx_path = out_dir / ONNX_NAME
+    # Written and checked under another name, then moved over the old file in one step: a
+    # re-export beside a card (`takeover export`) is not refused as a file changed after
+    # training while it is checked, and a failed check leaves the old model as it was.
+    staged = out_dir / f"{ONNX_NAME}.partial"
     t0 = time.perf_counter()
     spec = model.spec(model_id=model_id, data_digest=digest)
-    export_onnx(model, onnx_path, spec, calibration)
-    errors = parity_errors(model, onnx_path, frames)
-    for name, error in errors.items():
-        check_parity(error, onnx_path, name)
+    try:
+        export_onnx(model, staged, spec, calibration)
+        errors = parity_errors(model, staged, frames)
+        for name, error in errors.items():
+            check_parity(error, onnx_path, name)
+        latency = measure_latency(staged, threads=1, iterations=1000)
+        sha256 = file_sha256(staged)
+        os.replace(staged, onnx_path)
+    finally:
+        staged.unlink(missing_ok=True)
     err = errors[OUTPUT_NAME]
-    latency = measure_latency(onnx_path, threads=1, iterations=1000)
     return {
         "onnx": ONNX_NAME,
-        "sha256": file_sha256(onnx_path),
+        "sha256": sha256,
         "opset": 17,
         "outputs": list(spec.output_shapes()),
         "parity_max_abs_error": err,
@@ -322,9 +331,8 @@ def export_checkpoint(checkpoint: Path, int8: bool = False, workspace: Path | No
                                calibration["threshold"] is not None else None)
     if calibration is not None:
         export["novelty"] = calibration
-    if int8:
-        export["int8"] = _int8(out_dir, frames)
     card_path = out_dir / CARD_NAME
+    card: dict[str, Any] | None = None
     if card_path.exists():
         try:
             card = json.loads(card_path.read_text())
@@ -333,9 +341,13 @@ def export_checkpoint(checkpoint: Path, int8: bool = False, workspace: Path | No
         card["export"] = {k: v for k, v in export.items() if k != "novelty"}
         if "novelty" in export:
             card["novelty"] = export["novelty"]
-        if int8:
-            card["int8"] = export["int8"]
+        # Now, not after the INT8 attempt: that loads the new file, checked against its card.
         _write_json_atomic(card_path, card)
+    if int8:
+        export["int8"] = _int8(out_dir, frames)
+        if card is not None:
+            card["int8"] = export["int8"]
+            _write_json_atomic(card_path, card)
     return export
 
 

@@ -100,6 +100,22 @@ def test_export_cli_reexports_with_parity(trained: dict[str, Any],
     assert direct["sha256"] == out["sha256"]  # deterministic export
 
 
+def test_reexport_replaces_a_model_its_card_described_differently(trained: dict[str, Any]
+                                                                  ) -> None:
+    """A checkpoint re-exported by a newer takeover (another graph: new outputs) is checked
+    under another name and then replaces the old file; its card follows. It was refused, the
+    parity check finding the new file at odds with the old card."""
+    model_dir = trained["ws"] / "models" / "r001"
+    card_path = model_dir / "card.json"
+    card = json.loads(card_path.read_text())
+    card["export"]["sha256"] = "0" * 64  # the card of an export that is not this one
+    card_path.write_text(json.dumps(card))
+    export = export_checkpoint(model_dir / "checkpoint.pt")
+    assert json.loads(card_path.read_text())["export"]["sha256"] == export["sha256"]
+    assert not (model_dir / "policy.onnx.partial").exists()
+    load_policy(model_dir / "policy.onnx", workspace_config(trained["ws"]))  # accepted
+
+
 def test_export_int8_reports_what_it_did(trained: dict[str, Any],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """`takeover export --int8`: static quantisation tried on real frames; kept or not, the
