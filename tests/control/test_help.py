@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from expert_driver import ExpertDriver
 
 from takeover.config import (
     HelpRiskConfig,
@@ -246,20 +247,7 @@ def test_human_mode_records_the_signal_but_never_holds() -> None:
 def test_a_policy_without_novelty_still_drives() -> None:
     link, loop, _hand, _policy = build()
 
-    class Plain:
-        def __init__(self) -> None:
-            self.expert = DockingExpert(link.dock_pose())
-
-        def propose(self, obs: Observation) -> Command | None:
-            return self.expert.command(obs.odom)
-
-        def drop_queued_actions(self) -> None:
-            pass
-
-        def reset(self) -> None:
-            pass
-
-    loop.set_policy(Plain())
+    loop.set_policy(ExpertDriver(link))  # no `novelty` attribute at all
     engage(loop)
     records = ticks(loop, 100)
     assert not any(asking(r) for r in records)

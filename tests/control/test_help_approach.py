@@ -8,13 +8,13 @@ import dataclasses
 import math
 
 import pytest
+from expert_driver import ExpertDriver
 
 from takeover.config import HelpRiskConfig, SafetyConfig, SupervisionConfig, config_from_dict
 from takeover.control.arbiter import Arbiter, OperatorEvent, OperatorInput
 from takeover.control.help import HelpMonitor
 from takeover.control.loop import ControlLoop
 from takeover.errors import ConfigError
-from takeover.sim.expert import DockingExpert
 from takeover.sim.link import SimLink
 from takeover.types import (
     Command,
@@ -48,22 +48,6 @@ class Wanderer:
         pass
 
 
-class Docker:
-    """A PolicyDriver that approaches steadily: the simulator's docking expert."""
-
-    def __init__(self, link: SimLink) -> None:
-        self.expert = DockingExpert(link.dock_pose())
-
-    def propose(self, obs: Observation) -> Command | None:
-        return self.expert.command(obs.odom)
-
-    def drop_queued_actions(self) -> None:
-        pass
-
-    def reset(self) -> None:
-        self.expert.reset()
-
-
 class Deadman:
     def read(self, obs: Observation | None, now_ns: int) -> OperatorInput:
         return OperatorInput(deadman=True)
@@ -73,7 +57,7 @@ def build(policy: str, *, seed: int = 3, dock_known: bool = True, mode: str = "r
           risk: HelpRiskConfig = RISK) -> tuple[SimLink, ControlLoop]:
     link = SimLink("sim://?fast=1", seed=seed, with_image=False)
     link.connect()
-    driver = Wanderer() if policy == "wander" else Docker(link)
+    driver = Wanderer() if policy == "wander" else ExpertDriver(link)
     arbiter = Arbiter(SafetyConfig(), policy_available=True,
                       supervision=SupervisionConfig(mode=mode, risk=risk))
     loop = ControlLoop(link, arbiter, Deadman(), driver, rate_hz=RATE_HZ)
