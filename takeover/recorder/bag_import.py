@@ -54,9 +54,7 @@ from takeover.recorder.layout import (
     INIT_SUFFIX,
     WorkspaceLock,
     check_workspace,
-    episode_name,
-    make_dirs,
-    next_episode_index,
+    reserve_episode,
     round_dir,
 )
 from takeover.recorder.schema import MODE_CODES, SOURCE_CODES
@@ -456,8 +454,7 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
         extra: dict[str, str | int] = {"bag": str(bag), "segment": seg_no, DIGEST_KEY: digest}
         if stuck:
             extra.update({FLAGS_KEY: STUCK_FLAG, STUCK_FLAG: stuck})
-        make_dirs(directory)
-        index = next_episode_index(directory)
+        index, final = reserve_episode(directory)
         meta = EpisodeMeta(
             round=opts.round, rate_hz=opts.rate_hz, operator=opts.operator,
             robot_url=f"bag://{bag.name}", origin=kind, start_time_ns=int(grid[0]),
@@ -465,9 +462,8 @@ def _write_episodes(reader: Any, streams: dict[str, _Stream], topics: dict[str, 
                                "action_timeout_ms": opts.action_timeout_ms}},
             extra=extra,
         )
-        out = EpisodeFileWriter(directory / episode_name(index), meta, spec, compression,
-                                episode_index=index, crash_safe=False,
-                                staging_suffix=INIT_SUFFIX)
+        out = EpisodeFileWriter(final, meta, spec, compression, episode_index=index,
+                                crash_safe=False, staging_suffix=INIT_SUFFIX, reserved=True)
         try:
             bad_frames = 0
             for k in range(n):

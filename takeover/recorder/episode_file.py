@@ -39,6 +39,7 @@ from takeover.recorder.codec import Compression
 from takeover.recorder.layout import (
     INIT_SUFFIX,
     PARTIAL_SUFFIX,
+    check_robot_name,
 )
 from takeover.recorder.safeio import GuardedFile, WriteFailed
 from takeover.recorder.schema import (
@@ -73,6 +74,9 @@ class EpisodeMeta:
     rate_hz: the control loop's rate. config: the configuration in force (stored as JSON).
     extra: small caller metadata, e.g. {"seed": 7} for simulated episodes.
     start_time_ns: wall-clock start (ns since the Unix epoch); default: when the file is made.
+    robot_name: the robot's name when several record into one workspace ([[robots]] name,
+    `[a-z0-9][a-z0-9_-]{0,31}`): in the file's name and its `robot_name` attribute; "" for the
+    one unnamed robot. (`robot_url` is how the robot was reached, not who it is.)
     """
 
     round: int
@@ -84,8 +88,10 @@ class EpisodeMeta:
     extra: Mapping[str, JsonValue] = field(default_factory=dict)
     origin: str = "recorder"
     start_time_ns: int | None = None
+    robot_name: str = ""
 
     def __post_init__(self) -> None:
+        check_robot_name(self.robot_name)
         if self.round < 0:
             raise ValueError(f"round must be >= 0, got {self.round}")
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
@@ -314,6 +320,7 @@ def write_start_attrs(
     a["model_id"] = meta.model_id
     a["operator"] = meta.operator
     a["robot_url"] = meta.robot_url
+    a["robot_name"] = meta.robot_name
     a["rate_hz"] = float(meta.rate_hz)
     a["start_time_ns"] = np.int64(start_ns)
     a["start_time"] = dt.datetime.fromtimestamp(start_ns / 1e9, dt.timezone.utc).isoformat()
@@ -430,6 +437,9 @@ class EpisodeFileWriter:
     staging_suffix: the name suffix while writing when not crash-safe (`.init`: deleted by
     recovery, `.recovering`: likewise).
     fsync: fsync at every commit (survives power loss, not just a process crash).
+    reserved: the `.init` file was created by `layout.reserve_episode` to hold the episode's
+    number; it is built in place (deleting it first would let another recorder take the
+    number).
     """
 
     def __init__(
@@ -443,6 +453,7 @@ class EpisodeFileWriter:
         crash_safe: bool = True,
         staging_suffix: str = INIT_SUFFIX,
         fsync: bool = True,
+        reserved: bool = False,
     ) -> None:
         self.final = final
         self.meta = meta
@@ -463,10 +474,12 @@ class EpisodeFileWriter:
 
         creating = final.with_name(final.name + INIT_SUFFIX)
         self.path = final.with_name(final.name + (PARTIAL_SUFFIX if crash_safe else staging_suffix))
+        build_at = creating if crash_safe else self.path
         for stale in (creating, self.path):
+            if reserved and stale == build_at:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-        build_at = creating if crash_safe else self.path
         if final.exists():
             raise FileExistsError(f"{final} exists already; an episode is never overwritten")
         self._io = GuardedFile(build_at)

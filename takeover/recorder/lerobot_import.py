@@ -48,9 +48,7 @@ from takeover.recorder.layout import (
     INIT_SUFFIX,
     WorkspaceLock,
     check_workspace,
-    episode_name,
-    make_dirs,
-    next_episode_index,
+    reserve_episode,
     round_dir,
 )
 from takeover.recorder.video import read_frames
@@ -361,11 +359,9 @@ class _Plan:
             extra=extra,
         )
         directory = round_dir(ws, self.opts.round)
-        make_dirs(directory)
-        number = next_episode_index(directory)
-        out = EpisodeFileWriter(directory / episode_name(number), meta, spec, compression,
-                                episode_index=number, crash_safe=False,
-                                staging_suffix=INIT_SUFFIX)
+        number, final = reserve_episode(directory)
+        out = EpisodeFileWriter(final, meta, spec, compression, episode_index=number,
+                                crash_safe=False, staging_suffix=INIT_SUFFIX, reserved=True)
         try:
             for k in range(n):
                 out.write_frame(frames[k] if frames is not None and found[k] else None)

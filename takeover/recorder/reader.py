@@ -119,6 +119,9 @@ class EpisodeInfo:
     # in files written before it existed).
     detected_outcome: str = ""
     outcome_evidence: dict[str, Any] = field(default_factory=dict)
+    # The robot's name when several record into one workspace ("" for the unnamed robot and
+    # in files written before names existed).
+    robot_name: str = ""
 
     @property
     def key(self) -> str:
@@ -145,7 +148,7 @@ class EpisodeInfo:
                 check_schema(path, values)
                 if "extra" not in values:
                     values["extra"] = attr_text(attrs.get("extra", "{}"))
-                for name in ("detected_outcome", "outcome_evidence"):  # not in the summary
+                for name in ("detected_outcome", "outcome_evidence", "robot_name"):  # not in it
                     if name in attrs:
                         values[name] = attrs[name]
                 try:
@@ -191,6 +194,7 @@ class EpisodeInfo:
                 protective_stops=int(attrs.get("protective_stops", 0)),
                 detected_outcome=attr_text(attrs.get("detected_outcome", "")),
                 outcome_evidence=_evidence(attrs.get("outcome_evidence", "{}")),
+                robot_name=attr_text(attrs.get("robot_name", "")),
             )
         except KeyError as err:
             raise EpisodeError(f"{path}: attribute {err.args[0]!r} is missing") from None

@@ -8,8 +8,11 @@
   recovery) are deleted.
 - A partial that HDF5 cannot open at all is moved to `quarantine/` and reported.
 
-Finished episodes are never opened for writing. Recovery takes the workspace lock, so it never
-touches the open episode of a process that is still recording.
+Finished episodes are never opened for writing. A leftover belongs to the robot its name
+says (`ep_N_<robot>.hdf5.partial`; unnamed: the unnamed robot), and recovery takes that robot's
+recorder lock first, so it never touches the open episode of a recorder that is still running:
+with several robots recording into one workspace, the live files of the others are left alone
+(reported as `live`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 from takeover.recorder import schema
 from takeover.recorder.codec import Compression
 from takeover.recorder.episode_file import EpisodeFileWriter, EpisodeMeta, ObsSpec, duration_of
-from takeover.recorder.errors import EpisodeError
+from takeover.recorder.errors import EpisodeError, WorkspaceBusyError
 from takeover.recorder.layout import (
     INIT_SUFFIX,
     PARTIAL_SUFFIX,
@@ -38,7 +41,7 @@ from takeover.recorder.layout import (
     check_workspace,
     final_path_of,
     make_dirs,
-    parse_episode,
+    parse_episode_name,
     round_dirs,
 )
 from takeover.recorder.reader import attr_text, open_h5
@@ -53,7 +56,7 @@ class RecoveryResult:
     """What recovery did with one leftover file; `message` is one line for people."""
 
     path: Path
-    action: str  # "recovered" | "removed" | "quarantined" | "failed"
+    action: str  # "recovered" | "removed" | "quarantined" | "failed" | "live" (left alone)
     final: Path | None
     steps: int
     message: str
@@ -63,15 +66,22 @@ class RecoveryResult:
         return self.action != "failed"
 
 
-def find_leftovers(workspace: Path) -> list[Path]:
-    """Every .partial, .init and .recovering file in the workspace's rounds."""
+def find_leftovers(workspace: Path, robot_name: str | None = None) -> list[Path]:
+    """Every .partial, .init and .recovering file in the workspace's rounds (of one robot:
+    robot_name, "" for the unnamed one; None: of every robot)."""
     found = []
     for _, directory in round_dirs(workspace):
         for entry in directory.iterdir():
-            parsed = parse_episode(entry.name)
-            if parsed is not None and parsed[1]:
+            parsed = parse_episode_name(entry.name)
+            if parsed is not None and parsed.state and robot_name in (None, parsed.robot):
                 found.append(entry)
     return sorted(found)
+
+
+def leftover_robot(path: Path) -> str:
+    """The robot whose recorder made a leftover file ("" for the unnamed robot)."""
+    parsed = parse_episode_name(path.name)
+    return parsed.robot if parsed is not None else ""
 
 
 def _rel(path: Path) -> str:
@@ -240,6 +250,9 @@ def _rebuild(path: Path, final: Path, src: h5py.File, limit: int | None = None) 
         extra=extra if isinstance(extra, dict) else {},
         origin=attr_text(attrs.get("origin", "recorder")),
         start_time_ns=int(attrs.get("start_time_ns", 0)),
+        # The file name's robot (the writer wrote the same into the attribute): the name the
+        # rebuilt file keeps.
+        robot_name=leftover_robot(path),
     )
     stored_outcome = attr_text(attrs.get("outcome", schema.OUTCOME_RECORDING))
     finished = stored_outcome in {o.value for o in Outcome}
@@ -303,21 +316,41 @@ def _copy_frames(image: h5py.Dataset, out: EpisodeFileWriter, n: int) -> None:
             out.write_frame(np.asarray(image[i]))
 
 
-def recover_workspace(workspace: Path | str, *, take_lock: bool = True) -> list[RecoveryResult]:
-    """Recover every leftover file in the workspace (see the module doc).
+def recover_workspace(workspace: Path | str, *, take_lock: bool = True,
+                      robot_name: str | None = None) -> list[RecoveryResult]:
+    """Recover leftover files in the workspace (see the module doc).
 
-    take_lock=False is for a caller that already holds the workspace lock (the writer).
-    Raises WorkspaceBusyError if another process is recording in the workspace.
+    robot_name None: every robot's; each robot's lock is taken in turn, and the files of a
+    robot whose recorder is running are left alone (action "live"). robot_name given: only
+    that robot's ("" the unnamed one); WorkspaceBusyError if its recorder is running.
+    take_lock=False: the caller (that robot's writer) holds its lock already.
     """
     ws = check_workspace(workspace)
-    lock = WorkspaceLock(ws)
-    if take_lock:
-        lock.acquire()
-    try:
-        leftovers = find_leftovers(ws)
-        # Stale staging files first, so that a partial's rebuild can use its .recovering name.
-        leftovers.sort(key=lambda p: (p.name.endswith(PARTIAL_SUFFIX), str(p)))
-        return [recover_file(p) for p in leftovers if p.exists()]
-    finally:
+    by_robot: dict[str, list[Path]] = {}
+    for path in find_leftovers(ws, robot_name):
+        by_robot.setdefault(leftover_robot(path), []).append(path)
+    if robot_name is not None:
+        by_robot.setdefault(robot_name, [])  # its lock is checked even with nothing to do
+    results: list[RecoveryResult] = []
+    for robot, leftovers in sorted(by_robot.items()):
+        lock = WorkspaceLock(ws, robot)
         if take_lock:
-            lock.release()
+            try:
+                lock.acquire()
+            except WorkspaceBusyError:
+                if robot_name is not None:
+                    raise
+                who = f"robot {robot!r}" if robot else "the unnamed robot"
+                results.extend(RecoveryResult(p, "live", None, 0,
+                                              f"{_rel(p)}: left alone, {who} is recording now")
+                               for p in leftovers)
+                continue
+        try:
+            # Stale staging files first, so that a partial's rebuild can use its .recovering
+            # name.
+            leftovers.sort(key=lambda p: (p.name.endswith(PARTIAL_SUFFIX), str(p)))
+            results.extend(recover_file(p) for p in leftovers if p.exists())
+        finally:
+            if take_lock:
+                lock.release()
+    return results

@@ -232,6 +232,10 @@ OPTIONAL_ATTR_TYPES: dict[str, type] = {
     # docked_topic, bumper, stall, timeout, no_charge, operator), "t_ns" (the control loop's
     # clock) and the signal's figures (value_a, held_ms, ...); "{}" when nothing ran it.
     "outcome_evidence": str,
+    # The robot's name when several robots record into one workspace (also in the file's
+    # name, ep_NNNN_<robot>.hdf5); "" for the one unnamed robot. Not in `summary` (older
+    # readers compare it with the attributes they know), read beside it.
+    "robot_name": str,
 }
 #: The detector's attributes, created with the file at fixed sizes (SWMR cannot add them later).
 DETECTION_ATTR_DTYPES: dict[str, np.dtype] = {

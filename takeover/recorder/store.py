@@ -22,7 +22,9 @@ from takeover.recorder.layout import (
     INDEX_NAME,
     ROUNDS_DIR,
     check_workspace,
+    episode_name,
     parse_episode,
+    parse_episode_name,
     parse_round,
     round_dir,
     round_dirs,
@@ -139,16 +141,24 @@ class EpisodeStore:
         if r is None and parts and parts[0].lstrip("r").isdigit():
             r = int(parts[0].lstrip("r"))
         ep: int | None = None
+        robot: str | None = None  # None: any robot (the number alone is unique in its round)
         if len(parts) == 2:
             tail = parts[1].removesuffix(".hdf5").removeprefix("ep_")
-            ep = int(tail) if tail.isdigit() else None
+            number, _, robot_part = tail.partition("_")
+            ep = int(number) if number.isdigit() else None
+            robot = robot_part if robot_part else None
         if r is None or ep is None or len(parts) != 2:
             raise EpisodeError(f"{name!r} does not name an episode; use ROUND/EPISODE like "
-                               "r001/ep_0003, or a path to the .hdf5 file")
-        path = self.round_dir(r) / f"ep_{ep:04d}.hdf5"
-        if not path.exists():
-            raise EpisodeError(f"episode {name} not found ({path} does not exist)")
-        return path
+                               "r001/ep_0003 (or r001/ep_0003_ROBOT), or a path to the .hdf5 "
+                               "file")
+        directory = self.round_dir(r)
+        found = [p for p in directory.glob(f"ep_{ep:04d}*.hdf5") if p.is_file()
+                 and (parsed := parse_episode_name(p.name)) is not None and parsed.number == ep
+                 and not parsed.state and robot in (None, parsed.robot)]
+        if not found:
+            raise EpisodeError(f"episode {name} not found (no {directory / episode_name(ep)} "
+                               "or a robot's file of that number)")
+        return sorted(found)[0]
 
 
 def _load_index(path: Path) -> dict[str, Any]:

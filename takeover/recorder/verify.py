@@ -22,11 +22,11 @@ from takeover.recorder.layout import (
     QUARANTINE_DIR,
     WorkspaceLock,
     check_workspace,
-    parse_episode,
+    parse_episode_name,
     parse_round,
 )
 from takeover.recorder.reader import attr_text, open_h5
-from takeover.recorder.recover import find_leftovers
+from takeover.recorder.recover import find_leftovers, leftover_robot
 from takeover.recorder.store import EpisodeStore
 from takeover.types import Outcome
 
@@ -84,9 +84,12 @@ def _check(path: Path, f: h5py.File, deep: bool) -> list[str]:
     if outcome not in {o.value for o in Outcome}:
         problems.append(f"outcome {outcome!r} is not one of "
                         f"{', '.join(o.value for o in Outcome)}")
-    parsed = parse_episode(path.name)
-    if parsed is not None and parsed[0] != int(a["episode"]):
+    parsed = parse_episode_name(path.name)
+    if parsed is not None and parsed.number != int(a["episode"]):
         problems.append(f"attribute episode={int(a['episode'])} does not match the file name")
+    robot = attr_text(a.get("robot_name", ""))
+    if parsed is not None and robot != parsed.robot:
+        problems.append(f"attribute robot_name={robot!r} does not match the file name")
     r = parse_round(path.parent.name)
     if r is not None and r != int(a["round"]):
         problems.append(f"attribute round={int(a['round'])} does not match directory "
@@ -231,7 +234,7 @@ class VerifyReport:
 
     files_checked: int = 0
     problems: list[str] = field(default_factory=list)
-    live: list[Path] = field(default_factory=list)  # partials of a process recording now
+    live: list[Path] = field(default_factory=list)  # partials of a robot recording now
     quarantined: int = 0
 
     @property
@@ -248,11 +251,14 @@ def verify_workspace(workspace: Path | str, *, deep: bool = False,
     for path in store.episode_paths(round):
         report.files_checked += 1
         report.problems.extend(verify_episode(path, deep=deep, workspace=ws))
-    recording_now = WorkspaceLock(ws).is_held_elsewhere()
+    recording_now: dict[str, bool] = {}  # robot name -> its recorder is running
     for path in find_leftovers(ws):
         if round is not None and parse_round(path.parent.name) != round:
             continue
-        if recording_now:
+        robot = leftover_robot(path)
+        if robot not in recording_now:
+            recording_now[robot] = WorkspaceLock(ws, robot).is_held_elsewhere()
+        if recording_now[robot]:
             report.live.append(path)
         else:
             report.problems.append(f"{_rel(path, ws)}: left by an interrupted recording; run "

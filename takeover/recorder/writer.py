@@ -22,6 +22,7 @@ control loop is never touched by them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -38,10 +39,10 @@ from takeover.recorder.codec import Compression
 from takeover.recorder.episode_file import EpisodeFileWriter, EpisodeMeta, ObsSpec, StepColumns
 from takeover.recorder.layout import (
     WorkspaceLock,
+    check_robot_name,
     check_workspace,
-    episode_name,
     make_dirs,
-    next_episode_index,
+    reserve_episode,
     round_dir,
 )
 from takeover.recorder.recover import RecoveryResult, recover_workspace
@@ -217,6 +218,11 @@ class EpisodeWriter(threading.Thread):
     where there is no real-time loop to protect.
     raw_when_behind_s: with a compression, frames are stored raw while this much backlog is
     queued (None: always compress).
+    robot_name: the robot this writer records when several share the workspace ("" for the
+    one unnamed robot): its lock (`rounds/.recorder.<robot>.lock`, so recorders of other robots
+    run beside it and a second one of the same robot is refused), the leftovers it recovers on
+    start (its own), its files' names (`ep_NNNN_<robot>.hdf5`) and each episode's
+    `robot_name` (a meta without one gets it; a meta naming another robot is refused).
     """
 
     def __init__(
@@ -233,8 +239,11 @@ class EpisodeWriter(threading.Thread):
         backpressure: bool = False,
         on_alert: Callable[[RecorderAlert], None] | None = None,
         raw_when_behind_s: float | None = 0.25,
+        robot_name: str = "",
     ) -> None:
-        super().__init__(name="takeover-recorder", daemon=True)
+        self.robot_name = check_robot_name(robot_name)
+        super().__init__(name=f"takeover-recorder-{robot_name}" if robot_name
+                         else "takeover-recorder", daemon=True)
         self.workspace = check_workspace(workspace)
         self.compression = Compression.parse(compression)
         if not (rate_hz > 0 and math.isfinite(rate_hz)):
@@ -250,7 +259,7 @@ class EpisodeWriter(threading.Thread):
         self.on_alert = on_alert
         self.recovered: list[RecoveryResult] = []
         self._inbox = _Inbox(max(16, math.ceil(queue_s * rate_hz)))
-        self._lock = WorkspaceLock(self.workspace)
+        self._lock = WorkspaceLock(self.workspace, self.robot_name)
         # Caller-side state (the controlling thread and the loop thread).
         self._generation = 0
         self._failed_generation = -1
@@ -278,13 +287,18 @@ class EpisodeWriter(threading.Thread):
     # --- the controlling thread ----------------------------------------------------------
 
     def start(self) -> None:
-        """Take the workspace lock (WorkspaceBusyError if another process records there) and
-        start the thread, which first recovers leftover files."""
+        """Take the robot's lock (WorkspaceBusyError if another recorder records this robot
+        there) and start the thread, which first recovers the robot's leftover files."""
         self._lock.acquire()
         super().start()
 
     def begin_episode(self, meta: EpisodeMeta) -> None:
         """Start recording a new episode (an open one is ended as aborted). Never blocks."""
+        if not meta.robot_name:
+            meta = dataclasses.replace(meta, robot_name=self.robot_name)
+        elif meta.robot_name != self.robot_name:
+            raise ValueError(f"episode of robot {meta.robot_name!r} given to the recorder of "
+                             f"robot {self.robot_name!r}")
         self._generation += 1
         self._inbox.put_control(_Begin(meta, self._generation))
         self._open = True
@@ -428,7 +442,8 @@ class EpisodeWriter(threading.Thread):
 
     def _recover(self) -> None:
         try:
-            self.recovered = recover_workspace(self.workspace, take_lock=False)
+            self.recovered = recover_workspace(self.workspace, take_lock=False,
+                                               robot_name=self.robot_name)
         except Exception as err:
             log.exception("recovery failed")
             self._alert("error", "recovery_failed", f"recovery of leftover episodes failed: {err}")
@@ -464,10 +479,9 @@ class EpisodeWriter(threading.Thread):
             self._fail(f"disk full: {free / 2**20:.0f} MiB free in {self.workspace}; "
                        "recording did not start, free space and begin a new episode", "disk_full")
             return False
-        index = next_episode_index(directory)
-        final = directory / episode_name(index)
-        ep.file = EpisodeFileWriter(final, ep.meta, spec, self.compression,
-                                    episode_index=index, crash_safe=True, fsync=self.fsync)
+        index, final = reserve_episode(directory, self.robot_name)
+        ep.file = EpisodeFileWriter(final, ep.meta, spec, self.compression, episode_index=index,
+                                    crash_safe=True, fsync=self.fsync, reserved=True)
         ep.columns = StepColumns(spec)
         ep.key = f"r{ep.meta.round:03d}/ep_{index:04d}"
         return True

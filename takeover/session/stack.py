@@ -59,10 +59,14 @@ def simulated_operator(dock: Pose2D, loop: ControlLoop, rate_hz: float,
 
 
 def start_recorder(workspace: Path, rate_hz: float, *, lockstep: bool = False,
-                   on_alert: Callable[[RecorderAlert], None] | None = None) -> EpisodeWriter:
+                   on_alert: Callable[[RecorderAlert], None] | None = None,
+                   robot_name: str = "") -> EpisodeWriter:
     """The episode writer of a workspace, started. In lockstep nothing is real time, so the
-    simulation waits for the disk (backpressure) rather than drop a step."""
-    writer = EpisodeWriter(workspace, rate_hz=rate_hz, backpressure=lockstep, on_alert=on_alert)
+    simulation waits for the disk (backpressure) rather than drop a step. robot_name: the
+    robot's name when several record into the workspace ("" for one unnamed robot): its lock,
+    its files' names and its episodes' `robot_name` (recorder/writer.py)."""
+    writer = EpisodeWriter(workspace, rate_hz=rate_hz, backpressure=lockstep, on_alert=on_alert,
+                           robot_name=robot_name)
     writer.start()
     return writer
 
