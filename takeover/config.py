@@ -7,6 +7,7 @@ key that is wrong (unknown, wrong type, out of range) in one line. Units are in 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -370,6 +371,25 @@ class Config:
     demonstration: DemonstrationConfig = field(default_factory=DemonstrationConfig)
     docking: DockingConfig = field(default_factory=DockingConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
+    # [[robots]]: several robots in one `takeover run` (empty: the one robot of [robot]).
+    robots: tuple[RobotEntry, ...] = ()
+
+
+#: A robot's name in [[robots]]: in episode file names, so short and path-safe.
+ROBOT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+#: The tables a [[robots]] entry may override, merged key by key over the workspace's.
+ROBOT_OVERRIDES = ("robot", "safety", "supervision", "docking")
+
+
+@dataclass(frozen=True)
+class RobotEntry:
+    """One robot of [[robots]]: its name, its URL, and the whole config its control core runs
+    with (the workspace's, with the entry's own [robots.safety], [robots.supervision],
+    [robots.robot] and [robots.docking] keys merged over it; `robots` itself empty)."""
+
+    name: str
+    url: str
+    config: Config
 
 
 T = TypeVar("T")
@@ -620,11 +640,72 @@ def _validate_inputs(config: Config) -> None:
 
 def config_from_dict(table: dict[str, Any], source: str = CONFIG_FILENAME) -> Config:
     try:
-        config = _build(Config, table, "")
+        shared = {k: v for k, v in table.items() if k != "robots"}
+        config = _build(Config, shared, "")
         _validate(config)
+        if "robots" in table:
+            robots = _robots(table["robots"], shared)
+            config = dataclasses.replace(config, robots=robots)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return config
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base` key by key, tables recursively (neither is changed)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _robots(raw: Any, shared: dict[str, Any]) -> tuple[RobotEntry, ...]:
+    """[[robots]]: each entry's name and URL checked, its overrides merged over the
+    workspace's tables and the result validated as a whole config (so a limit that breaks a
+    rule with the workspace's other values is named too)."""
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise ConfigError("robots: expected [[robots]] tables (name, url, and overrides)")
+    entries: list[RobotEntry] = []
+    for i, entry in enumerate(raw):
+        name = entry.get("name")
+        where = f"robots[{i}]" if not isinstance(name, str) else f"robots[{i}] ({name})"
+        if not isinstance(name, str) or not ROBOT_NAME.fullmatch(name):
+            raise ConfigError(f"{where}.name = {name!r}: 1 to 32 of a-z 0-9 _ -, starting with "
+                              "a letter or digit (it names the robot's episode files)")
+        if any(e.name == name for e in entries):
+            raise ConfigError(f"{where}.name = {name!r}: used by an earlier robot; names must "
+                              "be unique")
+        url = entry.get("url")
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"{where}.url: a robot URL is required (sim://, serial://..., "
+                              "socket://HOST:PORT, ws://HOST:9090, ros2://NS)")
+        overrides: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key in ("name", "url"):
+                continue
+            if key not in ROBOT_OVERRIDES:
+                raise ConfigError(f"unknown key 'robots.{key}' in {where}; known keys here: "
+                                  f"name, url, {', '.join(ROBOT_OVERRIDES)}")
+            if not isinstance(value, dict):
+                raise ConfigError(f"robots.{key} in {where}: expected a table, got {value!r}")
+            overrides[key] = value
+        overrides = _merged(overrides, {"robot": {"url": url}})
+        try:
+            config = _build(Config, _merged(shared, overrides), "")
+            _validate(config)
+        except ConfigError as e:
+            # The key named as the robot's: "robots.safety.deadman_in_aut" (in robots[1] (b)).
+            message = str(e)
+            for key in ROBOT_OVERRIDES:
+                message = message.replace(f"'{key}.", f"'robots.{key}.")
+                if message.startswith(f"{key}."):
+                    message = f"robots.{message}"
+            raise ConfigError(f"{message} (in {where})") from None
+        entries.append(RobotEntry(name, url, config))
+    return tuple(entries)
 
 
 def load_config(path: Path | None) -> Config:

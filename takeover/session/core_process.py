@@ -33,6 +33,13 @@ of its own, so the terminal's signals reach only the TUI, which then closes it i
 child dies, `RemoteSession.lost` says why and the UI shows it; nothing restarts motion (a real
 base stops by its own watchdog; the simulator exits with the process that owns it).
 
+Focus (several robots, session/fleet.py). One operator drives one robot at a time: a core that
+is not focused reads no operator input (deadman released, sticks centred) and ignores its
+gamepad's buttons but the e-stop, so nothing the operator does moves it; only its own policy, by
+the supervision rules, does. A core that gains focus passes the operator's input on only once
+the deadman has been released and the sticks centred (`FocusGate`): a hand still on the pad
+from the robot focused before never jerks the new one into motion.
+
 PR_SET_PDEATHSIG fires when the *thread* that started the child exits: create `RemoteSession`
 on a thread that lives as long as it (the main thread; `make_app` does).
 """
@@ -62,8 +69,8 @@ from types import FrameType
 from typing import Any
 
 from takeover.config import Config
-from takeover.control.arbiter import OperatorEvent
-from takeover.control.loop import LoopTiming
+from takeover.control.arbiter import NO_INPUT, OperatorEvent, OperatorInput
+from takeover.control.loop import LoopTiming, OperatorSource
 from takeover.errors import TakeoverError
 from takeover.hw.base import LinkHealth, LinkOptions, open_link
 from takeover.inputs.keyboard import DRIVE_KEYS, HOLD_KEY
@@ -78,7 +85,7 @@ from takeover.session.operator import (
     start_training_job,
 )
 from takeover.session.training import TrainingJob
-from takeover.types import Mode, Pose2D, StepRecord
+from takeover.types import Mode, Observation, Pose2D, StepRecord
 
 PR_SET_PDEATHSIG = 1
 CALL_TIMEOUT_S = 5.0  # an ordinary request; the child answers in well under a millisecond
@@ -111,6 +118,10 @@ class CoreSpec:
     model: ModelRef | None = None
     use_gamepad: bool | None = None
     policy_loader: PolicyLoader | None = None
+    # Several robots (session/fleet.py): the robot's name (its episode files carry it) and
+    # whether it starts focused (the operator's inputs move it); one robot: "", focused.
+    robot_name: str = ""
+    focused: bool = True
 
 
 # --- the parent's side ---------------------------------------------------------------------
@@ -240,6 +251,10 @@ class RemoteSession:
 
     def estop(self) -> None:
         self._cast("post", OperatorEvent.ESTOP)
+
+    def focus(self, focused: bool) -> None:
+        """Give this robot the operator's inputs, or take them away (the module docstring)."""
+        self._cast("focus", focused)
 
     def press_key(self, key: str, t_ns: int | None = None) -> bool:
         if key not in DRIVE_KEYS and key != HOLD_KEY:
@@ -378,6 +393,38 @@ class RemoteSession:
 # --- the child's side ------------------------------------------------------------------------
 
 
+class FocusGate:
+    """The operator's input as the loop of a robot sees it: passed on while the robot is
+    focused, else no input at all (deadman released, sticks centred: `NO_INPUT`). On gaining
+    focus it passes nothing from the gamepad on until its deadman is released and its sticks
+    are centred once."""
+
+    def __init__(self, inner: OperatorSource, focused: bool) -> None:
+        self.inner = inner
+        self.focused = focused
+        self._armed = focused
+
+    def set_focused(self, focused: bool) -> None:
+        # Armed last: the loop's thread must never see focused with a stale arm.
+        self._armed = False
+        self.focused = focused
+
+    def read(self, obs: Observation | None, now_ns: int) -> OperatorInput:
+        operator = self.inner.read(obs, now_ns)  # read anyway: device status stays current
+        if not self.focused:
+            return NO_INPUT
+        if not self._armed:
+            # Keys reach only the focused core, and those held before were released when the
+            # focus moved: a key now is a fresh press for this robot. The pad is read by every
+            # core: it must be let go once. (The pad wins over the keys while it is held, so
+            # input from the keys also means the pad is let go.)
+            held = operator.deadman or operator.deflection > 0.0
+            if held and getattr(self.inner, "last_device", "gamepad") != "keyboard":
+                return replace(NO_INPUT, connected=operator.connected)
+            self._armed = True
+        return operator
+
+
 class _ParentGone(BaseException):
     """Raised in the child's main thread by SIGTERM (PR_SET_PDEATHSIG) or SIGHUP."""
 
@@ -398,7 +445,13 @@ class CoreServer:
                                                      camera_height=config.robot.camera_height))
         self.session = OperatorSession(config, link, None, spec.workspace,
                                        use_gamepad=spec.use_gamepad,
-                                       policy_loader=spec.policy_loader, pace_gc=True)
+                                       policy_loader=spec.policy_loader, pace_gc=True,
+                                       robot_name=spec.robot_name)
+        # The operator's inputs move this robot only while it is focused (several robots).
+        self.gate = FocusGate(self.session.loop.operator, spec.focused)
+        self.session.loop.operator = self.gate
+        if self.session.gamepad is not None:
+            self.session.gamepad.on_action = self._gamepad_action
         # No model until open() deploys spec.model (not the workspace's current one by itself).
         self.session.model = None
         self.session.episode = EpisodeState(round=self.session.round)
@@ -450,7 +503,17 @@ class CoreServer:
         if name == "post":
             session.post(args[0])
         elif name == "key":
-            session.press_key(args[0], args[1])
+            if self.gate.focused:
+                session.press_key(args[0], args[1])
+        elif name == "focus":
+            self.gate.set_focused(bool(args[0]))
+            session.keyboard.release_all()  # a key held for the robot focused before
+
+    def _gamepad_action(self, action: str) -> None:
+        """A gamepad button (gamepad thread): the e-stop always acts, the rest only while
+        focused (every core reads the one pad; its e-stop stops every robot, like space)."""
+        if action == "estop" or self.gate.focused:
+            self.session.gamepad_action(action)
 
     def _call(self, request_id: int, name: str, args: tuple[Any, ...]) -> None:
         try:

@@ -203,10 +203,12 @@ class OperatorSession:
                  workspace: Path | None = None, *, gamepad: GamepadInput | None = None,
                  use_gamepad: bool | None = None, policy_loader: PolicyLoader | None = None,
                  model: ModelRef | None = None, train_command: list[str] | None = None,
-                 close_link: bool = True, pace_gc: bool = False) -> None:
+                 close_link: bool = True, pace_gc: bool = False, robot_name: str = "") -> None:
         """pace_gc: run full garbage collections between ticks (see gc_pacing.py); for a
-        process with a UI."""
+        process with a UI. robot_name: the robot's name when several record into the workspace
+        (its episode files carry it), "" for one robot."""
         self.config = config
+        self.robot_name = robot_name
         self.link = link
         self.workspace = workspace
         self.close_link = close_link
@@ -274,7 +276,8 @@ class OperatorSession:
         self.loop.refresh_dock_pose()  # the protective field's docking corridor
         if self.workspace is not None:
             self.writer = start_recorder(self.workspace, self.config.loop.rate_hz,
-                                         lockstep=self.link.lockstep, on_alert=self._on_alert)
+                                         lockstep=self.link.lockstep, on_alert=self._on_alert,
+                                         robot_name=self.robot_name)
             self.loop.sinks.append(self.writer)
         if not self.link.lockstep:
             self.loop.start()
