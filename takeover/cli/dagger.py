@@ -23,7 +23,12 @@ from typing import Any
 from takeover.cli.common import add_workspace_option
 from takeover.cli.output import print_json
 from takeover.config import WEIGHTINGS
-from takeover.dagger.metrics import format_status_table, intervention_trend, workspace_metrics
+from takeover.dagger.metrics import (
+    format_status_table,
+    intervention_trend,
+    workspace_metrics,
+    workspace_metrics_by_robot,
+)
 from takeover.errors import UsageError
 from takeover.recorder.store import EpisodeStore
 
@@ -39,6 +44,9 @@ def add_dagger_parser(subparsers: Any) -> None:
     status = dsub.add_parser("status", help="per-round metrics: interventions, autonomy, success")
     _workspace_arg(status)
     status.add_argument("--json", action="store_true")
+    status.add_argument("--by-robot", action="store_true",
+                        help="one row per round and robot (several robots in one workspace); "
+                             "--json always has them as `per_robot`")
     status.set_defaults(func=_cmd_status)
 
     train = dsub.add_parser(
@@ -179,17 +187,23 @@ def add_dagger_bench(bench_sub: Any) -> None:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     store = EpisodeStore(args.workspace)
-    rows = workspace_metrics(store.episodes())
+    infos = store.episodes()
+    rows = workspace_metrics(infos)
+    per_robot = workspace_metrics_by_robot(infos)
     trend = intervention_trend(rows)
     if args.json:
+        # `rounds` stays pooled over the robots (the CLI contract); `per_robot` is additive.
         print_json({"workspace": str(store.workspace),
-                                     "rounds": [r.as_json() for r in rows],
-                                     "trend": trend.as_json() if trend else None})
+                    "rounds": [r.as_json() for r in rows],
+                    "per_robot": [{"robot": robot, **m.as_json()} for robot, m in per_robot],
+                    "trend": trend.as_json() if trend else None})
         return 0
     if not rows:
         print(f"{store.workspace}: no episodes recorded yet")
         return 0
-    for line in format_status_table(rows):
+    table = format_status_table([m for _, m in per_robot], [robot for robot, _ in per_robot]) \
+        if args.by_robot else format_status_table(rows)
+    for line in table:
         print(line)
     if trend is not None:
         print(f"\n{trend.describe()}")

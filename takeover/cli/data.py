@@ -34,8 +34,8 @@ def add_data_parser(subparsers: Any) -> None:
     """Add `data` and its subcommands to an argparse subparsers object."""
     p = subparsers.add_parser(
         "data", help="list, check, recover, import and export recorded episodes",
-        description="Episodes live in WORKSPACE/rounds/rNNN/ep_NNNN.hdf5 "
-                    "(format: docs/dataset-format.md).")
+        description="Episodes live in WORKSPACE/rounds/rNNN/ep_NNNN.hdf5, or "
+                    "ep_NNNN_ROBOT.hdf5 for a named robot (format: docs/dataset-format.md).")
     sub = p.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
     def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
@@ -203,14 +203,18 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no episodes in {store.workspace}")
     else:
-        rows = [["episode", "outcome", "steps", "duration", "demo", "robot", "takeover",
-                 "interv.", "model", "size"]]
+        # Several robots in the workspace: which one recorded each episode.
+        named = any(i.robot_name for i in infos)
+        rows = [["episode", *(["robot"] if named else []), "outcome", "steps", "duration",
+                 "demo", "robot", "takeover", "interv.", "model", "size"]]
         for i in infos:
-            rows.append([i.key, i.outcome + (" (recovered)" if i.recovered else ""),
+            rows.append([i.key, *([i.robot_name or "-"] if named else []),
+                         i.outcome + (" (recovered)" if i.recovered else ""),
                          str(i.num_steps), f"{i.duration_s:.1f} s", str(i.demo_steps),
                          str(i.robot_steps), str(i.intervention_steps), str(i.interventions),
                          i.model_id or "-", _size(i.size_bytes)])
-        print("\n".join(_table(rows, {2, 3, 4, 5, 6, 7, 9})))
+        shift = 1 if named else 0
+        print("\n".join(_table(rows, {c + shift for c in (2, 3, 4, 5, 6, 7, 9)})))
         steps = sum(i.num_steps for i in infos)
         minutes = sum(i.duration_s for i in infos) / 60
         print(f"{len(infos)} episodes, {steps} steps, {minutes:.1f} min")
@@ -243,6 +247,7 @@ def _round_summary(infos: list[EpisodeInfo]) -> list[dict[str, Any]]:
             "intervention_steps": sum(e.intervention_steps for e in eps),
             "interventions": sum(e.interventions for e in eps),
             "models": sorted({e.model_id for e in eps if e.model_id}),
+            "robots": sorted({e.robot_name for e in eps if e.robot_name}),
             "size_bytes": sum(e.size_bytes for e in eps), **outcomes,
         })
     return out
@@ -260,13 +265,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if not summary:
         print(f"no episodes in {store.workspace}")
     else:
+        named = any(s["robots"] for s in summary)
         rows = [["round", "episodes", "steps", "minutes", "success", "failure", "aborted",
-                 "interrupted", "human steps", "interv.", "size"]]
+                 "interrupted", "human steps", "interv.", "size",
+                 *(["robots"] if named else [])]]
         for s in summary:
             rows.append([f"r{s['round']:03d}", str(s["episodes"]), str(s["steps"]),
                          f"{s['duration_s'] / 60:.1f}", str(s["success"]), str(s["failure"]),
                          str(s["aborted"]), str(s["interrupted"]), str(s["human_steps"]),
-                         str(s["interventions"]), _size(s["size_bytes"])])
+                         str(s["interventions"]), _size(s["size_bytes"]),
+                         *([",".join(s["robots"]) or "-"] if named else [])])
         print("\n".join(_table(rows, set(range(1, 11)))))
     note = _leftover_note(store)
     if note:
@@ -323,7 +331,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for line in report.problems:
         print(line)
     for path in report.live:
-        print(f"{path.parent.name}/{path.name}: being recorded by another process, skipped")
+        print(f"{path.parent.name}/{path.name}: being recorded now, skipped")
     if report.quarantined:
         print(f"note: {report.quarantined} unreadable file(s) kept in quarantine/")
     verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
@@ -341,7 +349,9 @@ def _cmd_recover(args: argparse.Namespace) -> int:
         print(r.message)
     failed = sum(not r.ok for r in results)
     recovered = sum(r.action == "recovered" for r in results)
-    print(f"recover: {recovered} episode(s) recovered, {failed} failed")
+    live = sum(r.action == "live" for r in results)
+    print(f"recover: {recovered} episode(s) recovered, {failed} failed"
+          + (f", {live} being recorded now left alone" if live else ""))
     return 1 if failed else 0
 
 

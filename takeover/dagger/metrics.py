@@ -15,6 +15,10 @@ Per round (rounds/rNNN):
 - protective_stops: how often the LiDAR protective field stopped the robot (near misses; the
   episodes' `protective_stops`, 0 for files recorded before the field).
 
+With several robots recording into one workspace, the rows above stay pooled over every robot
+(a round is one policy, whichever robot ran it); `workspace_metrics_by_robot` gives the same
+metrics per (round, robot), the robot being the episodes' `robot_name` ("" unnamed).
+
 Robot-gated supervision (control/help.py), from the per-step help datasets (`help_counts`;
 columns only, no frames):
 - requests: how often the robot asked for help (runs of `help/requested`);
@@ -181,6 +185,16 @@ def workspace_metrics(infos: Iterable[EpisodeInfo]) -> list[RoundMetrics]:
     return [round_metrics(r, by_round[r]) for r in sorted(by_round)]
 
 
+def workspace_metrics_by_robot(infos: Iterable[EpisodeInfo]) -> list[tuple[str, RoundMetrics]]:
+    """(robot name, its RoundMetrics) per round and robot present, in (round, robot) order;
+    partial files are skipped. The unnamed robot is ""."""
+    groups: dict[tuple[int, str], list[EpisodeInfo]] = {}
+    for info in infos:
+        if not info.partial:
+            groups.setdefault((info.round, info.robot_name), []).append(info)
+    return [(robot, round_metrics(r, groups[(r, robot)])) for r, robot in sorted(groups)]
+
+
 def trend_verdict(ci_low: float, ci_high: float) -> str:
     """Words for a per-round ratio's interval: below 1 throughout is falling."""
     return "falling" if ci_high < 1 else "rising" if ci_low > 1 else "no clear trend"
@@ -255,16 +269,23 @@ def _delta(cur: float | None, prev: float | None, spec: str) -> str:
     return f" ({d:+{spec}})"
 
 
-def format_status_table(rows: Sequence[RoundMetrics]) -> list[str]:
-    """The `dagger status` table: one row per round, with the change against the previous."""
+def format_status_table(rows: Sequence[RoundMetrics],
+                        robots: Sequence[str] | None = None) -> list[str]:
+    """The `dagger status` table: one row per round, with the change against the previous.
+    robots: each row's robot (`workspace_metrics_by_robot`): a robot column, and the change
+    against that robot's previous row."""
     header = ["round", "episodes", "steps", "human", "interv.", "interv./min", "MTBI",
               "autonomy", "success", "95% CI", "prot. stops"]
+    if robots is not None:
+        header.insert(1, "robot")
     table = [header]
-    prev: RoundMetrics | None = None
-    for m in rows:
-        p = prev
+    prev_of: dict[str, RoundMetrics] = {}
+    for i, m in enumerate(rows):
+        robot = robots[i] if robots is not None else ""
+        p = prev_of.get(robot)
         table.append([
             f"r{m.round:03d}",
+            *([robot or "-"] if robots is not None else []),
             str(m.episodes),
             str(m.steps),
             str(m.human_steps),
@@ -283,7 +304,8 @@ def format_status_table(rows: Sequence[RoundMetrics]) -> list[str]:
             else f"{100 * m.ci_low:.0f}-{100 * m.ci_high:.0f}%",
             str(m.protective_stops),
         ])
-        prev = m
+        prev_of[robot] = m
+    first_number = 1 if robots is None else 2  # round (and robot) left-aligned, figures right
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    return ["  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r))
-            for r in table]
+    return ["  ".join(c.rjust(widths[i]) if i >= first_number else c.ljust(widths[i])
+                      for i, c in enumerate(r)).rstrip() for r in table]

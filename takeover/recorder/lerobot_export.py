@@ -297,6 +297,7 @@ class _DatasetWriter:
         self._sources.append({"episode_index": self.episodes, "takeover_episode": info.key,
                               "outcome": info.outcome, "model_id": info.model_id,
                               "operator": info.operator, "robot_url": info.robot_url,
+                              "robot_name": info.robot_name,
                               "rate_hz": info.rate_hz, "start_time_ns": info.start_time_ns,
                               "steps": len(step), "frames": n})
         self.episodes += 1

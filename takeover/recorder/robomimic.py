@@ -3,7 +3,7 @@
 ```
 data                      attrs: total (steps in all demos), env_args (JSON)
 data/demo_N               attrs: num_samples, takeover_episode ("r001/ep_0003"), outcome,
-                                 model_id, round
+                                 model_id, round, robot_name ("" unnamed)
   obs/image  (N, H, W, 3) uint8      present when the robot has a camera
   obs/scan   (N, B) float32          present when the robot has a LiDAR
   obs/odom   (N, 5) float64          x_m, y_m, yaw_rad, v_mps, w_radps
@@ -187,6 +187,7 @@ def _write_demo(demo: h5py.Group, src: h5py.File, info: EpisodeInfo, keep: np.nd
     demo.attrs["outcome"] = info.outcome
     demo.attrs["model_id"] = info.model_id
     demo.attrs["round"] = info.round
+    demo.attrs["robot_name"] = info.robot_name  # "" for an unnamed robot
     small = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
     last = len(src["action_mode"]) - 1
     successor = np.minimum(keep + 1, last)
