@@ -18,7 +18,7 @@ from takeover.errors import UsageError
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (medians and percentiles, measured in one run)")
     bsub = p.add_subparsers(dest="bench", required=True,
-                            metavar="{loop,sim,recorder,links,latency,dagger,spread,supervision,safety}")
+                            metavar="{loop,sim,recorder,links,latency,dagger,spread,supervision,fleet,safety}")
     loop = bsub.add_parser("loop", help="control-loop timing on the real-time simulator")
     loop.add_argument("--seconds", type=float, default=30.0, help="per rate (default 30)")
     loop.add_argument("--rates", default="20,50", help="comma-separated loop rates in Hz")
@@ -48,6 +48,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_dagger_bench(bsub)
     add_spread_bench(bsub)
     add_supervision_bench(bsub)
+    add_fleet_bench(bsub)
     safety = bsub.add_parser(
         "safety", help="the LiDAR protective field, off against on: collisions with obstacles "
         "that walk in, protective stops, docking (the expert in AUTO, unaware of them)")
@@ -154,6 +155,54 @@ def _cmd_bench_supervision(args: argparse.Namespace) -> int:
                                     max_steps=args.max_steps, policy=args.policy,
                                     workspace=args.workspace, seed=args.seed)
     result = run_supervision_bench(settings, progress=sys.stderr)
+    # With --json the table goes to stderr, so stdout is the one JSON line scripts read.
+    print("\n".join(table_lines(result)), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+def add_fleet_bench(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`takeover bench fleet` (takeover/bench/fleet.py). --robots, --episodes and --max-steps
+    default to None so that --quick supplies its own and an option given with it still wins."""
+    p = bsub.add_parser(
+        "fleet", help="one simulated operator and N robots: successes per minute on duty (ROHE), "
+        "attention, idle time; human-gated against robot-gated",
+        description="For each number of robots and each supervision mode, the same episodes on "
+        "the same held-out seeds (spread over the robots) with ONE simulated operator on duty "
+        "for the whole run, attending to one robot at a time (takeover drive --robots N). Per "
+        "row: success with its 95%% Wilson interval, operator_min (the run's simulated length), "
+        "attention_min, rohe (successes per operator minute), rohe_ratio (against one robot), "
+        "idle_frac.")
+    p.add_argument("--robots", default=None, metavar="N,N,...",
+                   help="robot counts, comma-separated (default 1,2,4,8)")
+    p.add_argument("--supervision", default=None, metavar="MODE,...",
+                   help="human and/or robot, comma-separated (default human,robot)")
+    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                   help="the ONNX model to measure (its model card holds the novelty threshold)")
+    add_workspace_option(p, required=False,
+                         help="take the camera, [safety] and [supervision] from this workspace's "
+                         "takeover.toml (default: the defaults)")
+    p.add_argument("--episodes", type=int, default=None, metavar="E",
+                   help="episodes per row, spread over its robots (default 40)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="first seed (default 5000, the held-out evaluation seeds)")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="steps before an episode times out (default 1200: 60 s at 20 Hz)")
+    p.add_argument("--quick", action="store_true",
+                   help="without --policy: record 2 demonstrations and train a tiny ensemble, then "
+                   "2 short episodes for 1 and 2 robots; a smoke test, not a measurement")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_fleet)
+
+
+def _cmd_bench_fleet(args: argparse.Namespace) -> int:
+    from takeover.bench.fleet import fleet_settings, run_fleet_bench, table_lines
+
+    settings = fleet_settings(quick=args.quick, robots=args.robots, supervision=args.supervision,
+                              episodes=args.episodes, max_steps=args.max_steps,
+                              policy=args.policy, workspace=args.workspace, seed=args.seed)
+    result = run_fleet_bench(settings, progress=sys.stderr)
     # With --json the table goes to stderr, so stdout is the one JSON line scripts read.
     print("\n".join(table_lines(result)), file=sys.stderr if args.json else sys.stdout)
     if args.json:

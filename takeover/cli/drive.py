@@ -48,6 +48,10 @@ def add_drive_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    "mode, human): human (the operator watches and takes over), robot (the "
                    "robot asks for help and holds still until answered; the simulated operator "
                    "looks only then) or both")
+    p.add_argument("--robots", type=int, default=None, metavar="N",
+                   help="N simulated robots (sim://, in lockstep as --fast) with ONE simulated "
+                   "operator who attends to one at a time (--driver operator-sim; --driver "
+                   "policy: no operator); the episodes are spread over the robots")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd_drive)
 
@@ -77,7 +81,13 @@ def _cmd_drive(args: argparse.Namespace) -> int:
         supervision=args.supervision,
     )
     progress = sys.stderr if args.json else sys.stdout
-    summary = run_drive(request, progress=progress, count_help=episode_help_counts)
+    if args.robots is not None:
+        from takeover.session.fleet_drive import FleetRun, run_fleet_drive
+
+        summary = run_fleet_drive(request, FleetRun(robots=args.robots), progress=progress,
+                                  count_help=episode_help_counts)
+    else:
+        summary = run_drive(request, progress=progress, count_help=episode_help_counts)
     if args.json:
         print_json(summary)
     return 0

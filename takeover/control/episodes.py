@@ -102,13 +102,17 @@ class EpisodeRunner:
                  on_record: Callable[[StepRecord], None] | None = None,
                  keep_records: bool = False, acknowledge_faults: bool = True,
                  on_event: Callable[[str], None] | None = None,
-                 docking: DockingConfig | None = None, end_on_detection: bool = False) -> None:
+                 docking: DockingConfig | None = None, end_on_detection: bool = False,
+                 tick: Callable[[], StepRecord] | None = None) -> None:
         """acknowledge_faults: a latched e-stop or link loss left by the previous episode is
         acknowledged before the next one starts, as the operator running a batch would (the
         Arbiter refuses it while the cause persists, and the episode then aborts).
         docking: run the docking outcome detector beside the episode's own rules.
         end_on_detection: the detector's decision ends the attempt and is its outcome (needs
-        `docking`); the base's docked flag and bumper are left to the detector."""
+        `docking`); the base's docked flag and bumper are left to the detector.
+        tick: in lockstep, how one tick is taken (default `loop.tick`): the headless fleet
+        (session/fleet_drive.py) passes one that first waits for this robot's turn on the
+        fleet's clock, so that N robots advance one tick each per fleet tick."""
         if end_on_detection and docking is None:
             raise ValueError("end_on_detection needs a [docking] config")
         self.loop = loop
@@ -122,6 +126,7 @@ class EpisodeRunner:
         self.max_steps = max_steps
         self.on_record = on_record
         self.keep_records = keep_records
+        self._tick = tick or loop.tick
         self._queue: SinkQueue | None = None
         if not loop.link.lockstep:
             # Sized for a whole episode, so the reader can fall behind without losing steps.
@@ -303,7 +308,7 @@ class EpisodeRunner:
         loop = self.loop
         if loop.link.lockstep:
             while True:
-                yield loop.tick()
+                yield self._tick()
         assert self._queue is not None
         while True:
             rec = self._queue.get(timeout_s=2.0)
@@ -320,7 +325,7 @@ class EpisodeRunner:
             return
         loop.post(OperatorEvent.STOP)
         if loop.link.lockstep:
-            loop.tick()
+            self._tick()
             return
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:

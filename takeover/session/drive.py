@@ -89,7 +89,7 @@ class DriveRequest:
     supervision: str | None = None
 
 
-def _demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
+def demonstration_noise(request: DriveRequest, config: Config) -> DemonstrationConfig:
     demo = config.demonstration
     if request.demo_noise_w_radps is not None:
         demo = dataclasses.replace(demo, noise_w_radps=request.demo_noise_w_radps)
@@ -100,7 +100,7 @@ def _demonstration_noise(request: DriveRequest, config: Config) -> Demonstration
     return demo
 
 
-def _config_for(request: DriveRequest) -> Config:
+def drive_config(request: DriveRequest) -> Config:
     if request.config_path is not None:
         config = load_config(request.config_path)
     elif request.workspace is not None:
@@ -131,7 +131,7 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None,
     """Run the episodes and return the `--json` summary (DESIGN.md's `drive` fields).
     count_help: dagger.metrics.episode_help_counts, to add the help figures (HELP_FIELDS of
     session/help_tally.py) to each episode and to the totals."""
-    config = _config_for(request)
+    config = drive_config(request)
     if request.driver not in ("expert", "policy", "operator-sim"):
         raise UsageError(f"unknown --driver {request.driver}; use expert, policy or operator-sim")
     if request.reset not in RESET_MODES:
@@ -139,7 +139,7 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None,
     if request.truth_log is not None and request.reset != "drive":
         raise UsageError("--truth-log goes with --reset drive (a simulator run as a real base "
                          "keeps its truth there); with teleport resets the truth is in the JSON")
-    policy = _load_policy(request, config) if request.driver != "expert" else None
+    policy = load_drive_policy(request, config) if request.driver != "expert" else None
     if request.record and request.workspace is None:
         raise UsageError("--record needs --workspace DIR (episodes go to DIR/rounds/rNNN/)")
     url = request.robot_url or config.robot.url
@@ -158,7 +158,7 @@ def run_drive(request: DriveRequest, progress: TextIO | None = None,
         _check_robot_for(request, link, url)
         if request.reset == "drive":
             return run_drive_resets(link, config, request, rate_hz, progress, policy,
-                                    _demonstration_noise(request, config), count_help)
+                                    demonstration_noise(request, config), count_help)
         return _run_episodes(link, config, request, rate_hz, progress, policy, count_help)
     finally:
         link.close()
@@ -190,7 +190,7 @@ def _check_robot_for(request: DriveRequest, link: RobotLink, url: str) -> None:
         )
 
 
-def _load_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
+def load_drive_policy(request: DriveRequest, config: Config) -> ChunkPolicy:
     """The ONNX policy (--policy PATH, else the workspace's models/current), checked against
     the configured camera before anything moves."""
     path = resolve_policy_path(request.policy, request.workspace,
@@ -212,7 +212,7 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
         operator = DeadmanHolder()  # replaced below by the simulated operator, if asked for
         engage, model_id = OperatorEvent.AUTO, policy.runtime.model_id
         operator_name = "operator-sim" if request.driver == "operator-sim" else "deadman-holder"
-    demo_noise = _demonstration_noise(request, config)
+    demo_noise = demonstration_noise(request, config)
     recorded_config = dataclasses.replace(config, demonstration=demo_noise)  # what was in effect
     loop = build_control_loop(config, link, operator, policy, rate_hz=rate_hz,
                               demonstration=demo_noise)
