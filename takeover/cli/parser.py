@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from takeover import __version__
 from takeover.cli.bench import add_bench_parser
 from takeover.cli.common import resolve_workspace_option
+from takeover.cli.core import add_core_parser
 from takeover.cli.dagger import add_dagger_parser
 from takeover.cli.data import add_data_parser
 from takeover.cli.drive import add_drive_parser
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dagger_parser(sub)
     add_bench_parser(sub)
     add_policy_parsers(sub)
+    add_core_parser(sub)
     return parser
 
 
