@@ -1,7 +1,9 @@
-"""`takeover run [--robot URL] [--workspace DIR] [--policy PATH]`: the operator's terminal.
+"""`takeover run [--robot URL]... [--workspace DIR] [--policy PATH]`: the operator's terminal.
 
 This module only parses arguments; Textual is imported when the command runs, so other
-commands never pay for it. The control core runs in a child process (session/core_process.py).
+commands never pay for it. The control core runs in a child process (session/core_process.py);
+with several robots (--robot repeated, or [[robots]] in takeover.toml) one per robot
+(session/fleet.py), and the terminal opens on the fleet screen.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from takeover.cli.common import add_workspace_option
-from takeover.config import Config, workspace_config
+from takeover.config import ROBOT_NAME, Config, RobotEntry, workspace_config
 from takeover.errors import UsageError
 
 
@@ -21,7 +23,9 @@ def add_run_parser(subparsers: Any) -> None:
         "run", help="the operator's terminal: drive, record, supervise, train, deploy",
         description="Open the operator's terminal (TUI). With no robot configured it starts on "
         "the built-in simulator (sim://). Space is the e-stop key everywhere.")
-    p.add_argument("--robot", metavar="URL", help="robot URL (default: config, else sim://)")
+    p.add_argument("--robot", metavar="URL", action="append", default=None,
+                   help="robot URL (default: config, else sim://); repeat it for several "
+                   "robots (named robot1, robot2, ..., or --robot NAME=URL)")
     add_workspace_option(p, required=False, help="workspace for episodes and models (default: "
                          "the current directory if it holds a takeover.toml; without one, "
                          "recording is off)")
@@ -38,6 +42,29 @@ def _existing(workspace: Path | None) -> Path | None:
     return None if workspace is None else workspace.resolve()
 
 
+def robots_to_run(config: Config, given: list[str] | None) -> list[RobotEntry]:
+    """The robots of this run: each --robot (NAME=URL, or a URL named robotN), with the config of
+    the [[robots]] entry of that name where there is one; else [[robots]]; else [robot]."""
+    if not given:
+        if config.robots:
+            return list(config.robots)
+        return [RobotEntry("", config.robot.url, config)]
+    by_name = {e.name: e for e in config.robots}
+    entries: list[RobotEntry] = []
+    for i, text in enumerate(given, 1):
+        name, sep, url = text.partition("=")
+        if not sep or not ROBOT_NAME.fullmatch(name):  # a URL's own "=" (?baud=...)
+            name, url = (f"robot{i}", text) if len(given) > 1 else ("", text)
+        if not url:
+            raise UsageError(f"--robot {text}: no URL after the name")
+        if name and any(e.name == name for e in entries):
+            raise UsageError(f"--robot {text}: the name {name} is given twice")
+        entry = by_name.get(name)
+        robot_config = entry.config if entry is not None else config
+        entries.append(RobotEntry(name, url, robot_config))
+    return entries
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from takeover.hw.base import LinkOptions, open_link
@@ -45,14 +72,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     workspace = _existing(args.workspace)
     config = workspace_config(workspace) if workspace is not None else Config()
-    url = args.robot or config.robot.url
-    # Checked here, for one line before the terminal is taken over; the link itself is opened
-    # and connected by the control core's process.
-    link = open_link(url, LinkOptions(camera_width=config.robot.camera_width,
-                                      camera_height=config.robot.camera_height))
-    if link.lockstep:
-        raise UsageError(f"{url}: takeover run drives a robot in real time; a lockstep simulator "
-                         "(fast=1) is for `takeover drive --fast`. Use sim:// instead")
+    robots = robots_to_run(config, args.robot)
+    for robot in robots:
+        # Checked here, for one line before the terminal is taken over; the link itself is
+        # opened and connected by the control core's process.
+        rc = robot.config.robot
+        link = open_link(robot.url, LinkOptions(camera_width=rc.camera_width,
+                                                camera_height=rc.camera_height))
+        if link.lockstep:
+            raise UsageError(f"{robot.url}: takeover run drives a robot in real time; a lockstep "
+                             "simulator (fast=1) is for `takeover drive --fast`. Use sim:// "
+                             "instead")
     model: ModelRef | None = None
     if args.policy is not None:
         if not args.policy.is_file():
@@ -61,12 +91,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         model = current_model(workspace)
     from takeover.session.core_process import CoreSpec, RemoteSession
+    from takeover.session.fleet import Fleet, FleetRobot
 
     # The control core (link, loop, recorder, policy, gamepad) runs in a child process, started
     # before Textual is imported so that both start-ups overlap. A model that does not load
     # there is reported on the screen, and driving by hand still works.
-    core = RemoteSession(CoreSpec(config, url, workspace, model,
-                                  use_gamepad=False if args.no_gamepad else None))
+    use_gamepad = False if args.no_gamepad else None
+    core: RemoteSession | Fleet
+    if len(robots) == 1:
+        robot = robots[0]
+        core = RemoteSession(CoreSpec(robot.config, robot.url, workspace, model, use_gamepad,
+                                      robot_name=robot.name))
+    else:
+        core = Fleet([FleetRobot(r.name, CoreSpec(r.config, r.url, workspace, model,
+                                                  use_gamepad))
+                      for r in robots])
     from takeover.tui.camera import probe_terminal_graphics
 
     # Kitty/Sixel support is asked of the terminal now, while the core starts up: the answers

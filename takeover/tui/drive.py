@@ -166,7 +166,7 @@ class DriveScreen(Screen[None]):
         if asking:
             hint = "move a stick (or t) to take over and correct · h: hand back, let it drive on"
         self.query_one(ModeBanner).show(mode if app.connected else None, snap.reason, hint, alarm,
-                                        field, help_status)
+                                        field, help_status, robot=app.robot_name)
         if rec is None or rec.step == self._last_record_step:
             return
         self._last_record_step = rec.step
@@ -301,6 +301,16 @@ class DriveScreen(Screen[None]):
                      f"  saved {w.episodes_saved}\n")
         docking_lines(t, snap.docking)
         self.query_one("#system", Static).update(t)
+
+    def robot_changed(self) -> None:
+        """Another robot of the fleet was focused: what was shown of the last one goes (its
+        record step, its help request), so the next snapshot is drawn in full."""
+        self._last_record_step = -1
+        self._last_image_t = 0.0
+        self._asking = False
+        if self.ready:
+            self.query_one(ModeBanner).show(None, f"{self.tapp.robot_name}: waiting for its "
+                                            "telemetry...", robot=self.tapp.robot_name)
 
     def show_round(self, text: Text) -> None:
         self.query_one("#round", Static).update(text)

@@ -224,10 +224,12 @@ class ModeBanner(Static):
     """The mode, large and in its colour, with the reason underneath."""
 
     def show(self, mode: Mode | None, reason: str, extra: str = "", alarm: str = "",
-             field: FieldStatus | None = None, help: HelpStatus | None = None) -> None:
+             field: FieldStatus | None = None, help: HelpStatus | None = None,
+             robot: str = "") -> None:
         """field: the protective field's verdict; when it warns or acts, a line says so in its
         colour (a protective stop in red). help: the help monitor's status; while the robot
-        asks, the banner turns to the asking colour and says why in place of the reason."""
+        asks, the banner turns to the asking colour and says why in place of the reason.
+        robot: the robot's name when there are several (before the mode: whose mode it is)."""
         asking = help is not None and help.requested and not alarm
         for m in Mode:
             self.set_class(m is mode, f"mode-{m.value.lower()}")
@@ -235,6 +237,8 @@ class ModeBanner(Static):
         self.set_class(asking, "asking")
         label = "CONNECTING" if mode is None else MODE_LABEL[mode]
         text = Text(justify="center")
+        if robot:
+            text.append(f"{robot}  ·  ", style="bold")
         text.append(" ".join(label) + "\n", style="bold")
         if asking:
             assert help is not None
