@@ -290,12 +290,12 @@ class TakeoverApp(App[None]):
                 if not (row.name == self.focused_robot and isinstance(self.screen, DriveScreen)):
                     self.help_alerts += 1
                     self.bell()
-                self.fleet_alert = ask_line(row)
                 if not isinstance(self.screen, FleetScreen):
-                    self.say(f"{self.fleet_alert} · 0: fleet")
+                    self.say(f"{ask_line(row)} · 0: fleet")
             view.asking = asking
-        if not any(r.help is not None for r in rows):
-            self.fleet_alert = ""
+        # The banner names the robot to serve first (rows are in C.U.R. order), its wait now.
+        first = next((r for r in rows if r.help is not None), None)
+        self.fleet_alert = ask_line(first) if first is not None else ""
         if not self.screen_stack:
             return
         screen = self.screen
