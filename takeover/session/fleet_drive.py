@@ -168,6 +168,8 @@ class FleetOperator:
         self.current: _Robot | None = None
         self.robots: list[_Robot] = []
         self._last_watched = -1
+        # A robot's thread failed: every robot is e-stopped and none starts another attempt.
+        self.stopping = False
 
     def assign(self, now_ns: int) -> None:
         """Turn to the next robot if the operator is free."""
@@ -411,10 +413,12 @@ def _run(robots: list[_Robot], fleet: FleetOperator, clock: FleetClock, request:
                 if watching:
                     robot.waiting_watch = True
                     fleet.assign(clock.now_ns)
-                    while fleet.current is not robot:
+                    while fleet.current is not robot and not fleet.stopping:
                         clock.next_turn(robot)  # a turn spent waiting, the robot stopped
                         robot.idle_turns += 1
                     robot.waiting_watch = False
+                if fleet.stopping:
+                    break  # another robot failed: no new attempt starts
 
                 def prepare(seed: int = seed) -> None:
                     robot.in_episode = True
@@ -470,16 +474,17 @@ def _run(robots: list[_Robot], fleet: FleetOperator, clock: FleetClock, request:
             if not robot.finished:
                 clock.give_turn(robot)
         if any(r.error is not None for r in robots):
-            _stop_all(robots, clock)
+            _stop_all(robots, fleet, clock)
             break
         clock.ticks += 1
     for t in threads:
         t.join(timeout=5.0)
 
 
-def _stop_all(robots: list[_Robot], clock: FleetClock) -> None:
-    """A robot's thread failed: stop every robot (no robot drives on unsupervised by the
-    fleet), letting each thread run to its end."""
+def _stop_all(robots: list[_Robot], fleet: FleetOperator, clock: FleetClock) -> None:
+    """A robot's thread failed: e-stop every robot (latched: its attempt ends as aborted and
+    nothing restarts it) and let each thread run to its end."""
+    fleet.stopping = True
     for robot in robots:
         robot.loop.post(OperatorEvent.ESTOP)
     for robot in robots:

@@ -20,7 +20,7 @@ from takeover.dagger.metrics import episode_help_counts
 from takeover.hw.base import RobotLink
 from takeover.session.drive import DriveRequest
 from takeover.session.fleet_drive import FleetRun, TickTrace, run_fleet_drive, seed_shares
-from takeover.types import Command, CommandSource, Mode
+from takeover.types import Command, CommandSource, Mode, Observation
 from takeover.workspace.layout import init_workspace
 
 RATE_HZ = 20.0
@@ -194,3 +194,37 @@ def test_json_line_is_strict(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert "NaN" not in line and "Infinity" not in line
     out = json.loads(line)
     assert out["robots"] == 2 and len(out["per_robot"]) == 2
+
+
+class FailingPolicy(DockingPolicy):
+    """Docks, then fails (an exception in the policy) on its 60th proposal."""
+
+    def __init__(self, link: RobotLink) -> None:
+        super().__init__(link)
+        self.calls = 0
+
+    def propose(self, obs: Observation) -> Command | None:
+        self.calls += 1
+        if self.calls == 60:
+            raise RuntimeError("policy blew up")
+        return super().propose(obs)
+
+
+def test_a_failing_robot_stops_the_whole_fleet_and_the_error_is_raised() -> None:
+    trace: list[TickTrace] = []
+    made: list[RobotLink] = []
+
+    def factory(link: RobotLink) -> DockingPolicy:
+        made.append(link)
+        return FailingPolicy(link) if len(made) == 2 else DockingPolicy(link)
+
+    with pytest.raises(RuntimeError, match="policy blew up"):
+        run_fleet_drive(
+            DriveRequest(robot_url="sim://", driver="operator-sim", episodes=4, seed=5000,
+                         fast=True, max_steps=600, supervision="robot"),
+            FleetRun(robots=2, policy_factory=factory), trace=trace)
+    # robot1 was e-stopped mid-attempt: its last ticks are latched with a zero command, and
+    # it started no further attempt.
+    last = [t for t in trace if t.robot == "robot1"][-1]
+    assert last.mode is Mode.ESTOP and last.v_mps == last.w_radps == 0.0
+    assert sum(1 for t in trace if t.robot == "robot1" and t.mode is Mode.AUTO) < 600
