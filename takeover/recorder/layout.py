@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from takeover.config import ROBOT_NAME
 from takeover.errors import UsageError
 from takeover.recorder.errors import WorkspaceBusyError, WorkspaceError
 from takeover.workspace.atomic import fsync_dir
@@ -51,9 +52,9 @@ PARTIAL_SUFFIX = ".partial"
 INIT_SUFFIX = ".init"
 RECOVERING_SUFFIX = ".recovering"
 
-#: A robot's name: part of its episode files' names and of its lock's, so short and path-safe.
-ROBOT_NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,31}"
-_ROBOT_NAME_RE = re.compile(ROBOT_NAME_PATTERN)
+#: A robot's name (config's, the [[robots]] name): part of its episode files' names and of its
+#: lock's, so short and path-safe.
+ROBOT_NAME_PATTERN = ROBOT_NAME.pattern
 _ROUND_RE = re.compile(r"^r(\d{3,})$")
 _EPISODE_RE = re.compile(
     rf"^ep_(\d{{4,}})(?:_({ROBOT_NAME_PATTERN}))?\.hdf5(\.partial|\.init|\.recovering)?$")
@@ -62,7 +63,7 @@ _EPISODE_RE = re.compile(
 def check_robot_name(name: str) -> str:
     """`name` if it is a valid robot name ("" means unnamed: the one robot of old
     workspaces); UsageError (one line) otherwise."""
-    if name == "" or (isinstance(name, str) and _ROBOT_NAME_RE.fullmatch(name)):
+    if name == "" or (isinstance(name, str) and ROBOT_NAME.fullmatch(name)):
         return name
     raise UsageError(f"robot name {name!r}: use 1 to 32 of a-z 0-9 _ -, starting with a letter "
                      "or digit (it names the robot's episode files)")
