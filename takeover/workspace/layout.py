@@ -38,6 +38,21 @@ url = "sim://"
 camera_width = 96
 camera_height = 96
 
+# Several robots in one `takeover run` (the fleet screen; docs/configuration.md): a [[robots]]
+# table each, with a name (a-z 0-9 _ -, in its episode files) and a URL, and its own [robot],
+# [safety], [supervision] or [docking] keys merged over the tables of this file. Without any,
+# the one robot is [robot]'s. For example:
+# [[robots]]
+# name = "bay1"
+# url = "socket://10.0.0.11:5760"
+# [[robots]]
+# name = "bay2"
+# url = "socket://10.0.0.12:5760"
+# [robots.safety]
+# deadman_in_auto = false # this robot runs its policy while another one is focused
+# [robots.supervision]
+# mode = "robot"          # and asks for help when unsure
+
 [loop]
 rate_hz = 20.0            # control rate, 1..50
 realtime_priority = 10    # SCHED_FIFO priority of the loop thread (Linux, needs root or CAP_SYS_NICE); 0: off

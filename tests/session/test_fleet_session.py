@@ -130,3 +130,65 @@ def test_one_robot_is_stopped_alone(fleet: Fleet) -> None:
     assert [r.need for r in rows] == [NEED_STOPPED, NEED_NONE, NEED_NONE]
     with pytest.raises(Exception, match="no robot named"):
         fleet.stop("zz")
+
+
+# --- the fleet's configuration: [[robots]] and --robot ----------------------------------------
+
+
+def test_robots_entries_merge_their_overrides_over_the_workspace() -> None:
+    from takeover.config import config_from_dict
+
+    config = config_from_dict({
+        "safety": {"deadman_in_auto": True, "auto": {"max_v_mps": 0.3}},
+        "robots": [{"name": "bay1", "url": "sim://?seed=1"},
+                   {"name": "bay2", "url": "sim://?seed=2", "safety": {"deadman_in_auto": False},
+                    "supervision": {"mode": "robot"}}]})
+    one, two = config.robots
+    assert (one.name, one.url, one.config.robot.url) == ("bay1", "sim://?seed=1", "sim://?seed=1")
+    assert one.config.safety.deadman_in_auto and one.config.supervision.mode == "human"
+    assert not two.config.safety.deadman_in_auto and two.config.supervision.mode == "robot"
+    assert two.config.safety.auto.max_v_mps == 0.3  # the workspace's, not the default 0.4
+    assert two.config.robots == () and config.safety.deadman_in_auto
+
+
+@pytest.mark.parametrize(("robots", "says"), [
+    ([{"name": "Bay1", "url": "sim://"}], "robots[0] (Bay1).name = 'Bay1': 1 to 32 of a-z"),
+    ([{"name": "a", "url": "sim://"}, {"name": "a", "url": "sim://"}], "names must be unique"),
+    ([{"name": "a", "url": "sim://", "safety": {"deadman_in_aut": False}}],
+     "unknown key 'robots.safety.deadman_in_aut'"),
+    ([{"name": "a", "url": "sim://", "loop": {"rate_hz": 10}}], "unknown key 'robots.loop'"),
+    ([{"name": "a"}], "robots[0] (a).url: a robot URL is required"),
+    ([{"name": "a", "url": "sim://", "supervision": {"mode": "x"}}],
+     "robots.supervision.mode = 'x'"),
+    ({"name": "a"}, "expected [[robots]] tables"),
+])
+def test_a_bad_robots_entry_is_one_line_naming_it(robots: object, says: str) -> None:
+    from takeover.config import config_from_dict
+    from takeover.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"robots": robots}, "takeover.toml")
+    assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_run_robot_flags_name_the_robots() -> None:
+    from takeover.cli.run import robots_to_run
+    from takeover.config import config_from_dict
+    from takeover.errors import UsageError
+
+    plain = Config()
+    assert [(r.name, r.url) for r in robots_to_run(plain, None)] == [("", "sim://")]
+    # One --robot: today's single robot, unnamed; a URL's own "=" is not a name.
+    assert [(r.name, r.url) for r in robots_to_run(plain, ["serial:///dev/x?baud=9600"])] == [
+        ("", "serial:///dev/x?baud=9600")]
+    got = robots_to_run(plain, ["sim://?seed=1", "sim://?seed=2"])
+    assert [(r.name, r.url) for r in got] == [("robot1", "sim://?seed=1"),
+                                            ("robot2", "sim://?seed=2")]
+    configured = config_from_dict({"robots": [
+        {"name": "bay2", "url": "sim://", "safety": {"deadman_in_auto": False}}]})
+    got = robots_to_run(configured, ["bay2=sim://?seed=5", "other=sim://?seed=6"])
+    assert [(r.name, r.url) for r in got] == [("bay2", "sim://?seed=5"), ("other", "sim://?seed=6")]
+    assert not got[0].config.safety.deadman_in_auto and got[1].config.safety.deadman_in_auto
+    assert [r.name for r in robots_to_run(configured, None)] == ["bay2"]
+    with pytest.raises(UsageError, match="given twice"):
+        robots_to_run(plain, ["a=sim://", "a=sim://?seed=2"])
