@@ -2,7 +2,7 @@
 `takeover run` cost each robot's loop.
 
     .venv/bin/python benchmarks/fleet_cores.py [--robots 1,2,4,8] [--seconds 30] [--warmup 5]
-                                               [--no-record] [--json]
+                                               [--no-record] [--no-rt] [--json]
 
 For each N: a `Fleet` (session/fleet.py) of N control cores, each in its own process on its own
 real-time simulator (`sim://?seed=i`), as `takeover run` starts them; every core drives its robot
@@ -16,6 +16,8 @@ the loop period p50 and the lateness p99 and max of its tick starts against thei
 deadlines (`LoopTiming`), overruns (ticks that started more than a period late), and the
 attempts ended in the window (docked or decided: the robots did drive). Nothing is
 asserted: the numbers depend on the machine and on whatever else it runs; say which.
+--no-rt: [loop] realtime_priority = 0 (what a user without CAP_SYS_NICE gets; the default asks
+for SCHED_FIFO 10, granted to root).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from takeover.config import Config, SafetyConfig
+from takeover.config import Config, LoopConfig, SafetyConfig
 from takeover.control.arbiter import OperatorEvent
 from takeover.control.loop import LoopTiming
 from takeover.session.core_process import CoreSpec
@@ -92,8 +94,10 @@ def redock_if_done(session: OperatorSession, seed: int, record: bool) -> bool:
     return True
 
 
-def run(n: int, seconds: float, warmup_s: float, record: bool) -> list[dict[str, Any]]:
-    config = Config(safety=SafetyConfig(deadman_in_auto=False))
+def run(n: int, seconds: float, warmup_s: float, record: bool, rt: bool = True
+        ) -> list[dict[str, Any]]:
+    config = Config(safety=SafetyConfig(deadman_in_auto=False),
+                    loop=LoopConfig() if rt else LoopConfig(realtime_priority=0))
     with tempfile.TemporaryDirectory() as tmp:
         workspace = init_workspace(Path(tmp) / "ws") if record else None
         fleet = Fleet([FleetRobot(f"robot{i}", CoreSpec(config, f"sim://?seed={i}", workspace,
@@ -141,6 +145,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--no-rt", action="store_true", help="no SCHED_FIFO for the loops")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     counts = [int(x) for x in args.robots.split(",") if x]
@@ -150,7 +155,7 @@ def main() -> None:
     print(f"{'N':>3} {'robot':<8} {'Hz':>6} {'period p50':>10} {'late p99':>9} {'late max':>9} "
           f"{'overruns':>8} {'attempts':>8}")
     for n in counts:
-        rows = run(n, args.seconds, args.warmup, not args.no_record)
+        rows = run(n, args.seconds, args.warmup, not args.no_record, rt=not args.no_rt)
         all_rows.extend(rows)
         for r in rows:
             print(f"{n:>3} {r['robot']:<8} {r['rate_hz']:>6.2f} {_f(r['period_ms_p50']):>10} "
