@@ -350,6 +350,9 @@ class SupervisionConfig:
     help_confirm_ms: float = 300.0  # a signal held this long in AUTO is a request
     novelty_threshold: float | None = None  # override of the model card's threshold
     operator_reaction_s: float = 1.0  # the simulated operator's reaction to a request
+    # Several robots: a request waiting this long is served before newer ones of a higher C.U.R.
+    # priority (control/help_queue.py; strict C.U.R. starves `no_progress` when saturated).
+    help_max_wait_s: float = 20.0
     risk: HelpRiskConfig = field(default_factory=HelpRiskConfig)
 
     @property
@@ -592,6 +595,9 @@ def _validate_supervision(sv: SupervisionConfig) -> None:
     if not 0 <= sv.operator_reaction_s <= 30:
         raise ConfigError(f"supervision.operator_reaction_s = {sv.operator_reaction_s}: must be "
                           "between 0 and 30")
+    if not 0 < sv.help_max_wait_s <= 3600:
+        raise ConfigError(f"supervision.help_max_wait_s = {sv.help_max_wait_s}: must be above 0 "
+                          "and at most 3600")
     r = sv.risk
     for name, top in (("no_progress_s", 600.0), ("blocked_s", 600.0), ("still_v_mps", 1.0),
                       ("still_w_radps", 3.0),

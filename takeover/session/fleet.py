@@ -204,7 +204,7 @@ class Fleet:
         (control/help_queue.py), then stopped ones (e-stopped or lost), then the rest; within
         the last two, the fleet's own order."""
         snaps = snapshots if snapshots is not None else self.snapshots()
-        queue = HelpQueue()
+        queue = HelpQueue(round(self.robots[0].spec.config.supervision.help_max_wait_s * 1e9))
         rows: dict[str, RobotRow] = {}
         now_ns = time.monotonic_ns()
         for name, snap in snaps.items():
@@ -215,7 +215,7 @@ class Fleet:
                 waited_ns = int((row.waiting_s or 0.0) * 1e9)
                 queue.push(HelpTicket(name, row.help.reason, row.novelty, now_ns - waited_ns,
                                       row.help.reason.value))
-        asking = [rows[t.robot] for t in queue.ordered()]
+        asking = [rows[t.robot] for t in queue.ordered(now_ns)]
         rest = [r for r in rows.values() if r.name not in queue]
         rest.sort(key=lambda r: r.need)  # stable: the fleet's order within a need
         return asking + rest

@@ -162,9 +162,9 @@ class FleetOperator:
     """One operator's attention over the fleet: which robot it attends (`current`), the
     queue of requests (robot-gated) or the robots waiting to be watched (human-gated)."""
 
-    def __init__(self, supervision: str) -> None:
+    def __init__(self, supervision: str, max_wait_ns: int | None = None) -> None:
         self.supervision = supervision
-        self.queue = HelpQueue()
+        self.queue = HelpQueue(max_wait_ns)
         self.current: _Robot | None = None
         self.robots: list[_Robot] = []
         self._last_watched = -1
@@ -177,7 +177,7 @@ class FleetOperator:
             return
         if self.supervision == "robot":
             by_name = {r.name: r for r in self.robots}
-            while (ticket := self.queue.pop_next()) is not None:
+            while (ticket := self.queue.pop_next(now_ns)) is not None:
                 robot = by_name[ticket.robot]
                 if robot.asking and robot.in_episode:
                     self.current = robot
@@ -296,7 +296,7 @@ def run_fleet_drive(request: DriveRequest, run: FleetRun, progress: TextIO | Non
     shares = seed_shares(request.seed, request.episodes, run.robots)
     demo = demonstration_noise(request, config)
     supervision = config.supervision.mode
-    fleet = FleetOperator(supervision)
+    fleet = FleetOperator(supervision, round(config.supervision.help_max_wait_s * 1e9))
     clock = FleetClock(round(1e9 / rate_hz))
     robots: list[_Robot] = []
     model_id = ""

@@ -139,3 +139,19 @@ def test_property_order_is_total_and_independent_of_arrival(pushes: list[HelpTic
     while (popped := a.pop_next()) is not None:
         drained.append(popped)
     assert drained == b.ordered() and len(a) == 0
+
+
+def test_a_request_that_waited_too_long_goes_first_oldest_first() -> None:
+    """Aging: strict C.U.R. would serve the new novelty requests before the old no_progress one
+    for ever while they keep coming; past max_wait the old one is served first."""
+    s = 1_000_000_000
+    q = HelpQueue(max_wait_ns=20 * s)
+    q.push(_t("stuck", HelpReason.NO_PROGRESS, since_ns=0))
+    q.push(_t("unsure", HelpReason.NOVELTY, score=0.9, since_ns=15 * s))
+    q.push(_t("blocked", HelpReason.BLOCKED, since_ns=16 * s))
+    assert [t.robot for t in q.ordered(now_ns=19 * s)] == ["blocked", "unsure", "stuck"]
+    assert [t.robot for t in q.ordered(now_ns=20 * s)] == ["stuck", "blocked", "unsure"]
+    assert [t.robot for t in q.ordered()] == ["blocked", "unsure", "stuck"]  # no clock: C.U.R.
+    q.push(_t("older_stuck", HelpReason.CLEARANCE, since_ns=-s))
+    assert [t.robot for t in q.ordered(now_ns=40 * s)][:2] == ["older_stuck", "stuck"]
+    assert q.pop_next(now_ns=40 * s).robot == "older_stuck"  # type: ignore[union-attr]
