@@ -30,6 +30,7 @@ import base64
 import binascii
 import dataclasses
 import enum
+import functools
 import json
 import math
 import types
@@ -98,6 +99,13 @@ def encode(value: Any) -> bytes:
 
 
 def _enc(v: Any, depth: int) -> Any:
+    kind = type(v)
+    if kind is float:  # the common case first: a snapshot is mostly floats (trail, odometry)
+        return v if math.isfinite(v) else _enc_nonfinite(v)
+    if kind is str or kind is int or kind is bool or v is None:
+        return v
+    if kind is tuple and depth < MAX_DEPTH and all(type(x) is float for x in v):
+        return [x if math.isfinite(x) else _enc_nonfinite(x) for x in v]
     if depth > MAX_DEPTH:
         raise WireError(f"nesting deeper than {MAX_DEPTH}")
     if isinstance(v, enum.Enum):  # before int: an IntEnum is an int
@@ -108,9 +116,7 @@ def _enc(v: Any, depth: int) -> Any:
     if v is None or isinstance(v, bool | int | str):
         return v
     if isinstance(v, float):
-        if math.isfinite(v):
-            return v
-        return {"$f": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
+        return v if math.isfinite(v) else _enc_nonfinite(v)
     if isinstance(v, np.ndarray):
         return _enc_array(v)
     if isinstance(v, np.generic):
@@ -135,6 +141,10 @@ def _enc(v: Any, depth: int) -> Any:
             out[key] = _enc(item, depth + 1)
         return out
     raise WireError(f"type {type(v).__name__} is not carried by the core protocol")
+
+
+def _enc_nonfinite(v: float) -> dict[str, str]:
+    return {"$f": "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")}
 
 
 def _enc_array(a: np.ndarray) -> dict[str, Any]:
@@ -164,7 +174,13 @@ def decode(data: bytes | str, hint: Any = Any) -> Any:
         raise WireError(f"not a JSON message: {err}") from None
     except RecursionError:
         raise WireError(f"nesting deeper than {MAX_DEPTH}") from None
-    return conform(_dec(raw, 0, "message"), hint, "message")
+    try:
+        return conform(_dec(raw, 0, "message"), hint, "message")
+    except WireError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as err:
+        # A case the checks above missed: still one line, never a crash of the reader.
+        raise WireError(f"malformed message ({type(err).__name__}: {err})") from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -172,12 +188,17 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _dec(v: Any, depth: int, where: str) -> Any:
+    if type(v) is float or type(v) is int or type(v) is str:
+        return v
     if depth > MAX_DEPTH:
         raise WireError(f"{where}: nesting deeper than {MAX_DEPTH}")
     if v is None or isinstance(v, bool | int | float | str):
         return v
     if isinstance(v, list):
-        return [_dec(item, depth + 1, f"{where}[{i}]") for i, item in enumerate(v)]
+        if all(type(item) is float or type(item) is int for item in v):
+            return v  # a row of numbers (a trail point): nothing to build
+        # `where` names fields, not list indices: a string per item costs more than the item.
+        return [_dec(item, depth + 1, where) for item in v]
     if not isinstance(v, dict):
         raise WireError(f"{where}: unexpected JSON value")
     tags = [key for key in v if key.startswith("$")]
@@ -192,7 +213,7 @@ def _dec(v: Any, depth: int, where: str) -> Any:
         return _dec_enum(v, where)
     if tag == "$f":
         _keys(v, {"$f"}, where)
-        if v["$f"] not in _NONFINITE:
+        if not isinstance(v["$f"], str) or v["$f"] not in _NONFINITE:
             raise WireError(f"{where}: $f is one of nan, inf, -inf")
         return _NONFINITE[v["$f"]]
     if tag == "$p":
@@ -287,11 +308,17 @@ def _hints(cls: type) -> dict[str, Any]:
 def conform(value: Any, hint: Any, where: str = "value") -> Any:
     """`value` (decoded) as the annotation `hint` says, or WireError: a tuple where a tuple is
     meant, an int accepted for a float; nothing else is converted."""
-    if hint is Any or hint is object:
+    if hint is float:  # the common cases first (a snapshot has hundreds of floats)
+        if type(value) is float:
+            return value
+    elif hint is Any or hint is object:
         return value
-    origin = typing.get_origin(hint)
+    origin, args = _origin_args(hint)
+    if origin is tuple and type(value) is list and args == (float, float) and len(value) == 2 \
+            and type(value[0]) is float and type(value[1]) is float:
+        return (value[0], value[1])  # a trail point
     if origin is Union or origin is types.UnionType:
-        for arm in typing.get_args(hint):
+        for arm in args:
             try:
                 return conform(value, arm, where)
             except WireError:
@@ -311,11 +338,15 @@ def conform(value: Any, hint: Any, where: str = "value") -> Any:
             return value
     elif origin is list:
         if isinstance(value, list):
-            (item,) = typing.get_args(hint) or (Any,)
-            return [conform(x, item, f"{where}[{i}]") for i, x in enumerate(value)]
+            (item,) = args or (Any,)
+            try:  # as in _dec: the index is named only for the item that is wrong
+                return [conform(x, item, where) for x in value]
+            except WireError:
+                for i, x in enumerate(value):
+                    conform(x, item, f"{where}[{i}]")
+                raise
     elif origin is tuple:
         if isinstance(value, list | tuple):
-            args = typing.get_args(hint)
             if len(args) == 2 and args[1] is Ellipsis:
                 return tuple(conform(x, args[0], f"{where}[{i}]") for i, x in enumerate(value))
             if len(args) == len(value):
@@ -323,11 +354,11 @@ def conform(value: Any, hint: Any, where: str = "value") -> Any:
                              for i, (x, a) in enumerate(zip(value, args, strict=True)))
     elif origin is dict:
         if isinstance(value, dict):
-            _, item = typing.get_args(hint) or (str, Any)
+            _, item = args or (str, Any)
             return {k: conform(x, item, f"{where}.{k}") for k, x in value.items()}
     elif origin is np.ndarray:
         if isinstance(value, np.ndarray):
-            dtype_args = typing.get_args(typing.get_args(hint)[1])
+            dtype_args = typing.get_args(args[1])
             want = dtype_args[0] if dtype_args else Any
             if want is Any or isinstance(want, typing.TypeVar) or value.dtype == np.dtype(want):
                 return value
@@ -337,6 +368,11 @@ def conform(value: Any, hint: Any, where: str = "value") -> Any:
     else:
         raise WireError(f"{where}: the protocol has no rule for {_hint_name(hint)}")
     raise WireError(f"{where}: {_kind(value)} is not {_hint_name(hint)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_args(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    return typing.get_origin(hint), typing.get_args(hint)
 
 
 def _kind(value: Any) -> str:
