@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tui_support import wait_for as tui_wait_for
 from waiting import wait_for
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
@@ -45,6 +46,7 @@ from takeover.session.core_net import (
 )
 from takeover.session.core_process import CoreError
 from takeover.session.operator import ModelRef
+from takeover.tui.app import TakeoverApp
 from takeover.types import CommandSource, Mode, StepRecord
 from takeover.workspace.layout import init_workspace
 
@@ -415,3 +417,26 @@ def test_a_core_on_plain_ws_only_on_loopback(site: Site, net_config: Config) -> 
         wait_for(lambda: server.holder is None or stopped.is_set(), WAIT_S, "released")
     finally:
         server.shutdown()
+
+
+async def test_the_operators_terminal_drives_through_a_network_core(
+        core: CoreServer, site: Site, net_config: Config, wire_log: ModeLog) -> None:
+    """The TUI as it is, with a NetworkSession in place of the local core's RemoteSession."""
+    app = TakeoverApp(NetworkSession(net_config, site.url(core.port)))
+    async with app.run_test(size=(140, 44)) as pilot:
+        await tui_wait_for(pilot, lambda: app.connected and app.session.poll().record is not None,
+                           what="the network core")
+        assert core.holder == "alice"
+        await pilot.press("m")
+        for _ in range(200):
+            await pilot.press("up")
+            rec = app.session.poll().record
+            if rec is not None and rec.command.v_mps > 0:
+                break
+        assert any(v > 0 for _, v, _ in sent(wire_log)), "the robot never moved"
+        moving_at = sent(wire_log)[-1][0]
+        await pilot.press("space")
+        await tui_wait_for(pilot, lambda: latched_and_still(wire_log, moving_at),
+                           what="the e-stop on the robot's computer")
+        await pilot.press("ctrl+q")
+    wait_for(lambda: core.holder is None, WAIT_S, "the robot released when the terminal quit")
