@@ -77,6 +77,7 @@ from takeover.session.operator import (
     ModelRef,
     OpenResult,
     OperatorSession,
+    Session,
     SessionSnapshot,
     round_for_model,
 )
@@ -890,3 +891,8 @@ class NetworkSession:
         for future in pending:
             if not future.done():
                 future.set_exception(CoreLostError(self._lost))
+
+
+def _a_session(session: NetworkSession) -> Session:
+    """mypy checks here that a NetworkSession is a `Session` the TUI can use."""
+    return session
