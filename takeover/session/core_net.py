@@ -320,6 +320,8 @@ class CoreServer:
             response.headers["WWW-Authenticate"] = 'Bearer realm="takeover core"'
             return response
         with self._lock:
+            if self._closed:
+                return conn.respond(503, "the core is shutting down\n")
             if self._holder is not None:
                 return conn.respond(409, self._held_line() + "\n")
             self._authenticated[id(conn)] = operator
@@ -447,9 +449,14 @@ class CoreServer:
         take the next operator."""
         session = self.session
         session.post(OperatorEvent.ESTOP)
-        abort = self._calls.submit(self._abort, f"operator {holder.operator} lost: {why}")
-        with contextlib.suppress(Exception):
-            abort.result(timeout=30.0)
+        reason = f"operator {holder.operator} lost: {why}"
+        try:  # after the calls already queued, never beside one
+            abort = self._calls.submit(self._abort, reason)
+        except RuntimeError:  # shutting down: session.close() saves the episode as aborted
+            abort = None
+        if abort is not None:
+            with contextlib.suppress(Exception):
+                abort.result(timeout=30.0)
         with self._lock:
             if self._holder is holder:
                 self._holder = None

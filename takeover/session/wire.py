@@ -12,7 +12,7 @@ Encoding (UTF-8 JSON, no NaN tokens):
     None, bool, int, str        as themselves
     float                       as itself; NaN and +-inf as {"$f": "nan" | "inf" | "-inf"}
     list, tuple                 arrays (a tuple comes back as a tuple where the field says so)
-    dict (str keys)             objects; a key starting with "$" is refused (it would read as a tag)
+    dict (str keys)             objects; with a key starting with "$": {"$d": [[key, value], ...]}
     dataclass                   {"$t": "StepRecord", field: value, ...}   (registered types only)
     enum                        {"$e": "Mode", "n": "AUTO"}                (member names only)
     pathlib.Path                {"$p": "/robot/ws/rounds/r001/ep_0004.hdf5"}
@@ -134,12 +134,11 @@ def _enc(v: Any, depth: int) -> Any:
     if isinstance(v, list | tuple):
         return [_enc(item, depth + 1) for item in v]
     if isinstance(v, dict):
-        out = {}
-        for key, item in v.items():
-            if not isinstance(key, str) or key.startswith("$"):
-                raise WireError(f"dict key {key!r}: keys are strings not starting with '$'")
-            out[key] = _enc(item, depth + 1)
-        return out
+        if not all(isinstance(key, str) for key in v):
+            raise WireError(f"dict keys are strings, not {sorted(map(repr, v))[0]}")
+        if any(key.startswith("$") for key in v):  # would read as a tag: as pairs instead
+            return {"$d": [[key, _enc(item, depth + 1)] for key, item in v.items()]}
+        return {key: _enc(item, depth + 1) for key, item in v.items()}
     raise WireError(f"type {type(v).__name__} is not carried by the core protocol")
 
 
@@ -223,6 +222,13 @@ def _dec(v: Any, depth: int, where: str) -> Any:
         return Path(v["$p"])
     if tag == "$a":
         return _dec_array(v, where)
+    if tag == "$d":
+        _keys(v, {"$d"}, where)
+        pairs = v["$d"]
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+            raise WireError(f"{where}: $d is a list of [key, value] pairs")
+        return {key: _dec(item, depth + 1, where) for key, item in pairs}
     raise WireError(f"{where}: unknown tag {tag!r}")
 
 
