@@ -3,7 +3,9 @@
 This module only parses arguments; Textual is imported when the command runs, so other
 commands never pay for it. The control core runs in a child process (session/core_process.py);
 with several robots (--robot repeated, or [[robots]] in takeover.toml) one per robot
-(session/fleet.py), and the terminal opens on the fleet screen.
+(session/fleet.py), and the terminal opens on the fleet screen. A `core+wss://HOST:PORT` robot
+is a core already running on the robot's own computer (`takeover core serve`,
+docs/remote_cores.md), reached over TLS with the operator's token.
 """
 
 from __future__ import annotations
@@ -73,7 +75,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     workspace = _existing(args.workspace)
     config = workspace_config(workspace) if workspace is not None else Config()
     robots = robots_to_run(config, args.robot)
+    from takeover.session.core_net import NetworkSession, is_core_url, parse_core_url
+
     for robot in robots:
+        if is_core_url(robot.url):
+            # A core on the robot's own computer (`takeover core serve`): its link, policy and
+            # workspace are there. The URL is checked now, for one line.
+            parse_core_url(robot.url)
+            if args.policy is not None:
+                raise UsageError(f"--policy with {robot.url}: the policy is the robot's; give it "
+                                 "to `takeover core serve --policy` on that computer")
+            continue
         # Checked here, for one line before the terminal is taken over; the link itself is
         # opened and connected by the control core's process.
         rc = robot.config.robot
@@ -97,8 +109,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # before Textual is imported so that both start-ups overlap. A model that does not load
     # there is reported on the screen, and driving by hand still works.
     use_gamepad = False if args.no_gamepad else None
-    core: RemoteSession | Fleet
-    if len(robots) == 1:
+    core: RemoteSession | NetworkSession | Fleet
+    if len(robots) == 1 and is_core_url(robots[0].url):
+        core = NetworkSession(robots[0].config, robots[0].url)
+    elif len(robots) == 1:
         robot = robots[0]
         core = RemoteSession(CoreSpec(robot.config, robot.url, workspace, model, use_gamepad,
                                       robot_name=robot.name))

@@ -642,6 +642,9 @@ class NetworkSession:
         self._last_rx = time.monotonic()
         self._stop = threading.Event()
         self.errors: list[str] = []  # what the core could not read of ours
+        # In a fleet, the operator's keys go to the focused robot only (session/fleet.py). The
+        # operator's gamepad is not forwarded to a network core, so the gate is the keys'.
+        self._focused = True
 
     @property
     def url(self) -> str:
@@ -751,10 +754,15 @@ class NetworkSession:
     def estop(self) -> None:
         self._cast("post", OperatorEvent.ESTOP)
 
+    def focus(self, focused: bool) -> None:
+        """Give this robot the operator's keys, or take them away (a fleet's focus). Keys held
+        for it stop arriving, and the core releases a key it stops hearing."""
+        self._focused = focused
+
     def press_key(self, key: str, t_ns: int | None = None) -> bool:
         from takeover.inputs.keyboard import DRIVE_KEYS, HOLD_KEY
 
-        if key not in DRIVE_KEYS and key != HOLD_KEY:
+        if not self._focused or (key not in DRIVE_KEYS and key != HOLD_KEY):
             return False
         self._cast("key", key)  # the core stamps it on arrival, with its own clock
         return True

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from takeover.control.help_queue import HelpQueue, HelpTicket
 from takeover.errors import TakeoverError, UsageError
 from takeover.hw.base import LinkHealth
+from takeover.session.core_net import NetworkSession, is_core_url
 from takeover.session.core_process import CoreSpec, RemoteSession
 from takeover.session.operator import OpenResult, SessionSnapshot
 from takeover.types import HelpStatus, Mode
@@ -85,7 +86,7 @@ class Fleet:
         if len(set(names)) != len(names):
             raise UsageError(f"robot names must be unique: {', '.join(names)}")
         self.robots = list(robots)
-        self.sessions: dict[str, RemoteSession] = {}
+        self.sessions: dict[str, RemoteSession | NetworkSession] = {}
         self._focused = names[0]
         self._opened: dict[str, OpenResult] = {}
         self._lock = threading.Lock()
@@ -94,7 +95,12 @@ class Fleet:
                 # Only the first robot starts focused: no core is ever born driveable but it.
                 spec = replace(robot.spec, robot_name=robot.name,
                                focused=robot.name == self._focused)
-                self.sessions[robot.name] = RemoteSession(spec, train_command=train_command)
+                if is_core_url(spec.robot_url):  # a core on the robot's own computer
+                    network = NetworkSession(spec.config, spec.robot_url)
+                    network.focus(spec.focused)
+                    self.sessions[robot.name] = network
+                else:
+                    self.sessions[robot.name] = RemoteSession(spec, train_command=train_command)
         except BaseException:
             self.close()
             raise
@@ -111,7 +117,7 @@ class Fleet:
         return self._focused
 
     @property
-    def focused_session(self) -> RemoteSession:
+    def focused_session(self) -> RemoteSession | NetworkSession:
         return self.sessions[self._focused]
 
     def focus(self, name: str) -> None:
@@ -149,7 +155,7 @@ class Fleet:
         returns each robot's result, or the one line that says why it did not open."""
         answers: dict[str, OpenResult | str] = {}
 
-        def open_one(name: str, session: RemoteSession) -> None:
+        def open_one(name: str, session: RemoteSession | NetworkSession) -> None:
             try:
                 result = session.open(connect)
             except TakeoverError as err:

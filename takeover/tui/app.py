@@ -44,6 +44,7 @@ from takeover.errors import TakeoverError
 from takeover.hw.base import RobotLink
 from takeover.inputs.gamepad import GamepadInput, button_help
 from takeover.recorder.store import EpisodeStore
+from takeover.session.core_net import NetworkSession
 from takeover.session.core_process import CoreSpec, RemoteSession
 from takeover.session.fleet import Fleet, RobotRow
 from takeover.session.operator import (
@@ -467,7 +468,7 @@ def help_text(config: Config, fleet: bool = False) -> Text:
     return t
 
 
-def make_app(config: Config, link: RobotLink | str | RemoteSession | Fleet,
+def make_app(config: Config, link: RobotLink | str | RemoteSession | NetworkSession | Fleet,
              policy: PolicyDriver | None = None,
              workspace: Path | None = None, *, model: ModelRef | None = None,
              gamepad: GamepadInput | None = None, use_gamepad: bool | None = None,
@@ -479,6 +480,9 @@ def make_app(config: Config, link: RobotLink | str | RemoteSession | Fleet,
     `takeover run` does), which opens the link, and loads `model` with `policy_loader` (a
     module-level function, or None for the ONNX runtime). Call it on the main thread (the
     child is told to die with the thread that starts it).
+
+    `link` a NetworkSession: a core on the robot's own computer (`takeover core serve`,
+    docs/remote_cores.md), reached at a core+wss:// URL.
 
     `link` a RemoteSession: that core, already started (`takeover run` starts it before it
     imports Textual, so that both start up at once).
@@ -494,7 +498,7 @@ def make_app(config: Config, link: RobotLink | str | RemoteSession | Fleet,
     """
     if isinstance(link, Fleet):
         return TakeoverApp(link.focused_session, graphics=graphics, fleet=link)
-    if isinstance(link, RemoteSession):
+    if isinstance(link, RemoteSession | NetworkSession):
         return TakeoverApp(link, graphics=graphics)
     if isinstance(link, str):
         if policy is not None or gamepad is not None:

@@ -6,6 +6,7 @@ stops, the e-stop latches, the episode is saved as aborted), and what a hostile 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import json
@@ -16,8 +17,10 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from core_hooks import StepLog
@@ -438,5 +441,79 @@ async def test_the_operators_terminal_drives_through_a_network_core(
         await pilot.press("space")
         await tui_wait_for(pilot, lambda: latched_and_still(wire_log, moving_at),
                            what="the e-stop on the robot's computer")
+        await pilot.press("ctrl+q")
+    wait_for(lambda: core.holder is None, WAIT_S, "the robot released when the terminal quit")
+
+
+async def press_until(pilot: Any, key: str, done: Callable[[], bool]) -> bool:
+    """Press `key` (a held arrow repeats) until `done`, for at most WAIT_S: a busy machine
+    delays the cores' answers, never a figure under test."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        await pilot.press(key)
+        if done():
+            return True
+        await asyncio.sleep(0.05)
+    return done()
+
+
+async def focus_on(pilot: Any, app: Any, name: str) -> None:
+    """On the fleet screen: move the cursor to `name`'s row (rows are ordered by need, which
+    changes as the robots do) and press enter (focus it, open its drive screen)."""
+    from takeover.tui.fleet import FleetScreen
+
+    screen = app.screen
+    assert isinstance(screen, FleetScreen)
+    for key in ("down", "up"):  # the cursor does not wrap round
+        for _ in range(len(app.fleet.names)):
+            if screen.selected() == name:
+                break
+            await pilot.press(key)
+    assert screen.selected() == name
+    await pilot.press("enter")
+    assert app.fleet.focused == name
+
+
+async def test_a_fleet_with_a_network_core_moves_only_the_focused_robot(
+        core: CoreServer, site: Site, net_config: Config, wire_log: ModeLog) -> None:
+    """`takeover run --robot here=sim:// --robot there=core+wss://...`: a local core and a core
+    on another computer in one fleet. The driving keys reach the focused robot only, and space
+    stops both (the network robot latched and still from its next ticks on)."""
+    from takeover.session.core_process import CoreSpec
+    from takeover.session.fleet import Fleet, FleetRobot
+    from takeover.tui.app import make_app
+
+    fleet = Fleet([FleetRobot("here", CoreSpec(net_config, "sim://?seed=4", use_gamepad=False)),
+                   FleetRobot("there", CoreSpec(net_config, site.url(core.port)))])
+    here, there = fleet.sessions["here"], fleet.sessions["there"]
+    assert isinstance(there, NetworkSession)
+    app = make_app(net_config, fleet)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await tui_wait_for(pilot, lambda: all(s.poll().record is not None
+                                              for s in fleet.sessions.values()),
+                           what="both robots")
+        assert core.holder == "alice" and fleet.focused == "here"
+        for session in (here, there):
+            session.post(OperatorEvent.MANUAL)
+        await tui_wait_for(pilot, lambda: all(s.poll().mode is Mode.MANUAL
+                                              for s in fleet.sessions.values()), what="MANUAL")
+        await focus_on(pilot, app, "here")
+
+        def here_moving() -> bool:
+            rec = here.poll().record
+            return rec is not None and rec.command.v_mps > 0
+
+        assert await press_until(pilot, "up", here_moving), "the focused robot never moved"
+        assert not any(v or w for _, v, w in sent(wire_log)), "the unfocused network robot moved"
+        assert there.press_key("up") is False  # its session keeps keys off it while unfocused
+        await pilot.press("0")
+        await focus_on(pilot, app, "there")  # the robot on its own computer
+        assert fleet.focused == "there"
+        assert await press_until(pilot, "up", lambda: any(v > 0 for _, v, _ in sent(wire_log))), \
+            "the focused network robot never moved"
+        moving_at = sent(wire_log)[-1][0]
+        await pilot.press("space")  # every robot
+        await tui_wait_for(pilot, lambda: latched_and_still(wire_log, moving_at)
+                           and here.poll().mode is Mode.ESTOP, what="both robots e-stopped")
         await pilot.press("ctrl+q")
     wait_for(lambda: core.holder is None, WAIT_S, "the robot released when the terminal quit")
