@@ -335,7 +335,9 @@ class RemoteSession:
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):
+                # TypeError: close() on another thread closed the connection under this recv
+                # (multiprocessing's Connection then reads from a None handle).
                 break
             kind = message[0]
             if kind == "snapshot":
