@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from core_hooks import gamepad_to_wire_ticks, policy_settings
+from core_hooks import gamepad_to_wire_ticks, policy_settings, unfocused_pad_moves_nothing
 from tui_support import HERE, tiny_onnx_model, wait_for
 
 from takeover.config import Config, GamepadConfig, PolicyConfig
@@ -260,3 +260,18 @@ def test_a_model_for_another_camera_is_refused_in_one_line(workspace: Path, tmp_
                    and (first is None or r.step > first.step), "ticks from the core")
     finally:
         session.close()
+
+
+def test_an_unfocused_core_ignores_the_gamepad_but_its_estop(workspace: Path) -> None:
+    """A fleet's robot the operator has not focused: the pad held with the stick up moves it
+    not at all; focusing it while the pad is held still moves nothing until the deadman is let
+    go and pressed again; the pad's e-stop latches it whether focused or not."""
+    session = RemoteSession(CoreSpec(Config(gamepad=GamepadConfig(expo=0.0)), "sim://?seed=5",
+                                     workspace, use_gamepad=True, focused=False))
+    try:
+        session.open()
+        seen = session.run_in_core(unfocused_pad_moves_nothing)
+    finally:
+        session.close()
+    assert seen == {"unfocused": False, "held_through_focus": False, "pressed_again": True,
+                    "estop": "ESTOP"}, seen

@@ -129,3 +129,59 @@ def policy_settings(session: OperatorSession) -> dict[str, Any] | None:
     return {"mode": executor.mode, "n_action_steps": executor.n_action_steps,
             "ensemble_k": executor.ensemble_k,
             "threads": policy.runtime.intra_op_threads}  # type: ignore[attr-defined]
+
+
+def unfocused_pad_moves_nothing(session: OperatorSession) -> dict[str, Any]:
+    """In the core's process of a robot the operator has NOT focused (a fleet): plug a virtual
+    SDL pad, take MANUAL by the session (as the terminal would), hold the deadman with the stick
+    up; then focus the robot with the pad still held, then let go and press again. Returns what
+    went out at each stage, and whether the pad's e-stop still latched the unfocused robot."""
+    from _sdlpad import VirtualPad
+
+    from takeover.control.arbiter import OperatorEvent
+
+    gamepad = session.gamepad
+    assert gamepad is not None, "the core was started without a gamepad"
+    # The core's FocusGate (not isinstance: the core runs core_process.py as __main__).
+    gate: Any = session.loop.operator
+    assert type(gate).__name__ == "FocusGate" and not gate.focused, gate
+    _wait(lambda: gamepad.available, "SDL")
+    pad = VirtualPad()
+    log = StepLog()
+    session.loop.sinks.append(log)
+    period_s = 1.0 / session.config.loop.rate_hz
+
+    def moved_during(seconds: float) -> bool:
+        latest = session.loop.latest
+        start = latest.step if latest is not None else -1
+        time.sleep(seconds)
+        _wait(lambda: (s := session.loop.latest) is not None and s.step > start + 3, "ticks")
+        return log.first_step_after(start, lambda c: not c.is_zero) is not None
+
+    try:
+        _wait(lambda: gamepad.status().connected, "the pad")
+        session.post(OperatorEvent.MANUAL)
+        _wait(lambda: session.mode.value == "MANUAL", "MANUAL")
+        pad.axis("lefty", -1.0)
+        pad.button("leftshoulder", True)
+        unfocused = moved_during(20 * period_s)
+        gate.set_focused(True)  # the operator focuses it with the pad still held
+        held_through_focus = moved_during(20 * period_s)
+        pad.button("leftshoulder", False)
+        pad.axis("lefty", 0.0)
+        time.sleep(5 * period_s)
+        pad.axis("lefty", -1.0)
+        pad.button("leftshoulder", True)
+        pressed_again = moved_during(20 * period_s)
+        pad.button("leftshoulder", False)
+        pad.axis("lefty", 0.0)
+        gate.set_focused(False)
+        pad.button("b", True)  # the pad's e-stop acts on every robot, focused or not
+        time.sleep(3 * period_s)
+        pad.button("b", False)
+        _wait(lambda: session.mode.value == "ESTOP", "the pad's e-stop")
+        return {"unfocused": unfocused, "held_through_focus": held_through_focus,
+                "pressed_again": pressed_again, "estop": session.mode.value}
+    finally:
+        session.loop.sinks.remove(log)
+        pad.unplug()
