@@ -338,6 +338,14 @@ class HelpRiskConfig:
     # docs/safety.md and docs/policy.md (Supervision).
     no_approach_s: float = 8.0
     approach_m: float = 0.05
+    # Misaligned: driving forward with the robot's front (the [safety.field] footprint radius
+    # ahead of its centre) within misaligned_gap_m of the dock face, and its heading off the
+    # dock's by more than misaligned_heading_deg or its centre off the axis by more than
+    # misaligned_lateral_m: a contact there misses the charger's tolerance (off without a known
+    # dock pose; gap 0: off). Measured in docs/policy.md (Supervision).
+    misaligned_gap_m: float = 0.06
+    misaligned_heading_deg: float = 3.5
+    misaligned_lateral_m: float = 0.025
 
 
 @dataclass(frozen=True)
@@ -603,11 +611,19 @@ def _validate_supervision(sv: SupervisionConfig) -> None:
                       ("still_w_radps", 3.0),
                       ("clearance_margin_m", 5.0), ("front_half_angle_deg", 180.0),
                       ("slip_v_mps", 2.0), ("slip_w_radps", 6.0),
-                      ("no_approach_s", 600.0), ("approach_m", 5.0)):
+                      ("no_approach_s", 600.0), ("approach_m", 5.0),
+                      ("misaligned_gap_m", 1.0)):
         value = getattr(r, name)
         if not 0 <= value <= top:
             raise ConfigError(f"supervision.risk.{name} = {value}: must be between 0 (off) and "
                               f"{top:g}")
+    # The misaligned signal's tolerances: 0 would call every approach misaligned (its gap
+    # turns it off).
+    for name, top in (("misaligned_heading_deg", 90.0), ("misaligned_lateral_m", 1.0)):
+        value = getattr(r, name)
+        if not 0 < value <= top:
+            raise ConfigError(f"supervision.risk.{name} = {value}: must be above 0 and at most "
+                              f"{top:g} (misaligned_gap_m = 0 turns the signal off)")
 
 
 def _validate_inputs(config: Config) -> None:

@@ -170,6 +170,8 @@ class HelpReason(enum.Enum):
     NO_PROGRESS = "no_progress"  # risk: odometry still while the policy commands motion
     CLEARANCE = "clearance"  # risk: LiDAR clearance ahead below the margin while driving forward
     SLIP = "slip"  # risk: the measured twist diverges from the command sent
+    # risk: creeping into the dock face off its axis or heading, beyond the contact tolerance
+    MISALIGNED = "misaligned"
 
     @property
     def priority(self) -> HelpPriority:
@@ -191,6 +193,7 @@ _HELP_PRIORITY = {
     HelpReason.NO_PROGRESS: HelpPriority.RISK,
     HelpReason.CLEARANCE: HelpPriority.RISK,
     HelpReason.SLIP: HelpPriority.RISK,
+    HelpReason.MISALIGNED: HelpPriority.RISK,
 }
 
 

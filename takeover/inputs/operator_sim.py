@@ -30,6 +30,11 @@ Supervision ([supervision] mode, control/help.py):
   or stuck (a person would drive it out), or the robot asks again within `help_repeat_s` of
   a hand-back, it takes over and corrects; otherwise it hands back (OperatorEvent.HAND_BACK: a
   false alarm). It never looks otherwise, so a failure the robot does not ask about is missed.
+  Asked, it also judges the contact ahead, as a person looking at the dock would: within
+  `misaligned_gap_m` of the face and off the charger's tolerance (`misaligned_heading_deg`,
+  `misaligned_lateral_m`: the simulated base's 3 degrees and 2 cm), it takes over, backs out
+  (the expert's BACKUP) and docks the robot itself: the policy that drove in misaligned, handed
+  the same approach back, mostly does it again.
 - `both`: it watches as in `human` and answers requests as in `robot`.
 `attention_s` counts the time it spent looking (all of AUTO in human-gated supervision; from a
 request's first moment to its answer or the end of the correction in robot-gated).
@@ -79,6 +84,11 @@ class OperatorSimParams:
     # how soon a repeated request after a hand-back is answered with a takeover.
     help_reaction_s: float = 1.0
     help_repeat_s: float = 3.0
+    # Asked for help this close to the dock face (the robot's front), a contact off these
+    # (the simulated charger's DockingTolerance) is a deviation: back out and dock again.
+    misaligned_gap_m: float = 0.10
+    misaligned_heading_deg: float = 3.0
+    misaligned_lateral_m: float = 0.02
 
 
 def _wrap(a: float) -> float:
@@ -122,6 +132,7 @@ class SimulatedOperator:
         self._help: HelpStatus | None = None  # the robot's help status on the last tick
         self._auto = False  # the last tick was in AUTO
         self._asked_s = 0.0  # how long the current request has waited for an answer
+        self._redock = False  # the takeover backs out of a misaligned approach and docks
         self._handed_back_ago_s = math.inf  # since the last hand-back
         self.attention_s = 0.0
         self.requests_answered = 0
@@ -150,6 +161,7 @@ class SimulatedOperator:
                 self._back_on_track(obs) or self._driving_s >= p.max_takeover_s
             ):
                 self.driving = False
+                self._redock = False
                 self._deviation_s = 0.0
                 self._since_progress_s = 0.0
                 self.request(OperatorEvent.AUTO)
@@ -170,13 +182,18 @@ class SimulatedOperator:
             return self._take_over(obs, reason)
         return OperatorInput(deadman=True)
 
-    def _take_over(self, obs: Observation, reason: str) -> OperatorInput:
+    def _take_over(self, obs: Observation, reason: str, redock: bool = False) -> OperatorInput:
+        """redock: back out first (the expert's BACKUP, which by itself backs out only far off
+        the axis: 3-5 degrees off, it would drive straight in) and dock, never hand back."""
         self.driving = True
         self.takeovers += 1
         self.last_reason = reason
         self._driving_s = 0.0
+        self._redock = redock
         # The expert may be mid-plan from an earlier takeover: start it afresh here.
         self.expert.reset()
+        if redock:
+            self.expert.phase = ExpertPhase.BACKUP
         expert_cmd = self.expert.command(obs.odom)
         return OperatorInput(deadman=True, command=expert_cmd, deflection=1.0)
 
@@ -190,6 +207,9 @@ class SimulatedOperator:
         self.requests_answered += 1
         assert self._help is not None
         why = self._help.reason
+        misaligned = self._misaligned(obs)
+        if misaligned:
+            return self._take_over(obs, misaligned, redock=True)
         reason = self._deviation(obs, expert_cmd)
         if not reason and why in (HelpReason.BLOCKED, HelpReason.NO_PROGRESS):
             reason = f"asked for help: {why.value}"
@@ -234,10 +254,27 @@ class SimulatedOperator:
                 return "no progress towards the dock"
         return ""
 
-    def _back_on_track(self, obs: Observation) -> bool:
-        """Guiding (not backing out), heading as the law wants, and, close in, on the axis."""
+    def _misaligned(self, obs: Observation) -> str:
+        """Close to the dock face and off the charger's tolerance: what touching it now would
+        miss by ("" when nothing). Any heading within 90 degrees of facing the dock: one
+        facing away is not about to touch it."""
         p = self.params
-        if self.expert.phase is ExpertPhase.BACKUP:
+        f = self.expert.dock_frame(obs.odom)
+        heading_deg = math.degrees(f.heading_rad)
+        if not (-ROBOT_RADIUS_M < f.gap_m < p.misaligned_gap_m) or abs(heading_deg) >= 90 \
+                or abs(f.lateral_m) > ROBOT_RADIUS_M:
+            return ""
+        if abs(heading_deg) <= p.misaligned_heading_deg \
+                and abs(f.lateral_m) <= p.misaligned_lateral_m:
+            return ""
+        return (f"misaligned at the dock: {heading_deg:+.1f} deg, "
+                f"{100 * f.lateral_m:+.1f} cm off its axis")
+
+    def _back_on_track(self, obs: Observation) -> bool:
+        """Guiding (not backing out), heading as the law wants, and, close in, on the axis.
+        Never while re-docking: the operator docks the robot itself."""
+        p = self.params
+        if self.expert.phase is ExpertPhase.BACKUP or self._redock:
             return False
         f = self.expert.dock_frame(obs.odom)
         if p.finish_close_in and f.gap_m < p.close_gap_m:

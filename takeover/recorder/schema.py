@@ -87,6 +87,7 @@ HELP_REASON_CODES: dict[HelpReason | None, int] = {
     HelpReason.NO_PROGRESS: 3,
     HelpReason.CLEARANCE: 4,
     HelpReason.SLIP: 5,
+    HelpReason.MISALIGNED: 6,  # appended: the codes of files already written keep their meaning
 }
 HELP_REASON_BY_CODE = {code: reason for reason, code in HELP_REASON_CODES.items()}
 #: The help datasets (optional in version 2: absent in files written before them).
@@ -166,8 +167,8 @@ DATASETS: tuple[DatasetSpec, ...] = (
                 "the robot is asking for help on this step (AUTO, holding still until the "
                 "operator takes over or hands back)", optional=True, since=2),
     DatasetSpec("help/reason", _dt("u1"), (), "-",
-                "while requested, why: 1 blocked, 2 novelty, 3 no_progress, 4 clearance, 5 slip; "
-                "otherwise the highest-priority signal raised but not yet confirmed; 0 none",
+                "while requested, why: 1 blocked, 2 novelty, 3 no_progress, 4 clearance, 5 slip, "
+                "6 misaligned; otherwise the highest-priority signal raised but not yet confirmed; 0 none",
                 optional=True, since=2),
     DatasetSpec("help/score", _dt("<f4"), (), "-",
                 "the policy's novelty (ensemble disagreement) for this step's proposal; "

@@ -208,10 +208,15 @@ MODE_LABEL = {Mode.IDLE: "IDLE", Mode.MANUAL: "MANUAL", Mode.AUTO: "AUTO",
               Mode.RESET: "RESET"}
 
 
+#: Banner words for a reason whose name alone does not say where to look.
+HELP_WORDS = {HelpReason.MISALIGNED: "misaligned at the dock"}
+
+
 def help_line(help: HelpStatus) -> str:
     """What the banner says while the robot asks for help: why, and the two answers.
     A novelty request names its score against the threshold in force."""
-    why = "help" if help.reason is None else help.reason.value.replace("_", " ")
+    why = "help" if help.reason is None else HELP_WORDS.get(help.reason,
+                                                           help.reason.value.replace("_", " "))
     if math.isfinite(help.score) and math.isfinite(help.threshold):
         if help.reason is HelpReason.NOVELTY:
             why = f"novelty {help.score:.3g} > {help.threshold:.3g}"

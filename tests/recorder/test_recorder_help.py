@@ -109,7 +109,8 @@ def test_help_is_recorded_per_step_and_counted(tmp_path: Path) -> None:
     assert set(episode.help_reason[asked].tolist()) == {schema.HELP_REASON_CODES[
         HelpReason.NOVELTY]}
     with h5py.File(path) as f:
-        assert f["help/reason"].attrs["labels"] == "none,blocked,novelty,no_progress,clearance,slip"
+        assert f["help/reason"].attrs["labels"] == ("none,blocked,novelty,no_progress,clearance,slip,"
+                                                   "misaligned")
     counts = help_counts([episode])
     assert counts.requests == int(np.count_nonzero(asked & ~np.r_[False, asked[:-1]]))
     assert counts.false_alarms == operator.hand_backs
