@@ -234,3 +234,20 @@ def test_bad_gap_names_the_key(value: float) -> None:
 def test_the_banner_says_where_to_look() -> None:
     line = help_line(HelpStatus(requested=True, reason=HelpReason.MISALIGNED))
     assert line.startswith("robot asks for help: misaligned at the dock —"), line
+
+
+def test_once_raised_it_holds_until_well_inside_the_tolerance() -> None:
+    """A policy straightening up slowly hovers about the threshold (3.5 degrees): the signal
+    stays raised down to 80 % of it (2.8 degrees), so the hover does not restart its timer."""
+    m = monitor()
+
+    def tick(step: int, heading_deg: float) -> tuple[HelpReason, ...]:
+        obs = Observation(t_ns=0, odom=pose_at(0.05 - 0.002 * step, 0.0, heading_deg))
+        verdict = m.update(round(step * DT_S * 1e9), obs, CREEP, CREEP, None, None, None)
+        return tuple(s.reason for s in verdict.raised)
+
+    assert tick(0, 3.2) == ()  # never raised: inside the tolerance
+    assert tick(1, 4.0) == (HelpReason.MISALIGNED,)
+    assert tick(2, 3.2) == (HelpReason.MISALIGNED,)  # hovering below 3.5: still raised
+    assert tick(3, 2.7) == ()  # well inside: cleared
+    assert tick(4, 3.2) == ()  # and the hysteresis is gone with it
