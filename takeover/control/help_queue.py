@@ -3,7 +3,7 @@
 Several robots may ask for help (control/help.py) while the operator can attend to only one.
 Requests are served in Fleet-DAgger's C.U.R. order (Hoque et al., CoRL 2022): a constraint
 violation (the robot is blocked) before uncertainty (novelty) before risk (no progress,
-clearance, slip), `HelpReason.priority`; within a priority, the higher score first (the
+clearance, slip, misaligned), `HelpReason.priority`; within a priority, the higher score first (the
 policy's novelty: the more unsure robot has more to teach and more to lose), then the request
 that has waited longest. A robot holds at most one ticket: a robot that asks again, or for a
 new reason, replaces its ticket, and keeps its place in the wait (`since_ns`) while the reason

@@ -212,7 +212,8 @@ def test_an_unauthenticated_or_wrong_token_client_is_refused(core: CoreServer, s
     for headers in (None, Headers(Authorization="Bearer not-a-token"),
                     Headers(Authorization="Basic YWxpY2U6cHc=")):
         with pytest.raises(InvalidStatus) as refused:
-            ws_connect(uri, ssl=context, proxy=None, additional_headers=headers)
+            ws_connect(uri, ssl=context, proxy=None, additional_headers=headers,
+                       open_timeout=WAIT_S)  # a bound for a busy machine, not a figure
         assert refused.value.response.status_code == 401
     wrong = site.root / "wrong.token"
     wrong.write_text("x" * 43)
