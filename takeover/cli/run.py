@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from takeover.cli.common import add_workspace_option
 from takeover.config import ROBOT_NAME, Config, RobotEntry, workspace_config
 from takeover.errors import UsageError
+
+if TYPE_CHECKING:
+    from takeover.session.core_net import NetworkSession
 
 
 def add_run_parser(subparsers: Any) -> None:
@@ -75,12 +78,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     workspace = _existing(args.workspace)
     config = workspace_config(workspace) if workspace is not None else Config()
     robots = robots_to_run(config, args.robot)
-    from takeover.session.core_net import NetworkSession, is_core_url, parse_core_url
+    from takeover.session.core_url import is_core_url
 
     for robot in robots:
         if is_core_url(robot.url):
             # A core on the robot's own computer (`takeover core serve`): its link, policy and
             # workspace are there. The URL is checked now, for one line.
+            from takeover.session.core_net import parse_core_url
+
             parse_core_url(robot.url)
             if args.policy is not None:
                 raise UsageError(f"--policy with {robot.url}: the policy is the robot's; give it "
@@ -111,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     use_gamepad = False if args.no_gamepad else None
     core: RemoteSession | NetworkSession | Fleet
     if len(robots) == 1 and is_core_url(robots[0].url):
+        from takeover.session.core_net import NetworkSession
+
         core = NetworkSession(robots[0].config, robots[0].url)
     elif len(robots) == 1:
         robot = robots[0]

@@ -72,6 +72,7 @@ from takeover.hw.base import LinkHealth, LinkOptions, open_link
 from takeover.hw.url_options import UrlOptions
 from takeover.session import wire
 from takeover.session.core_process import CoreError, CoreLostError
+from takeover.session.core_url import LOCAL_SCHEME, SECURE_SCHEME
 from takeover.session.operator import (
     EpisodeState,
     ModelRef,
@@ -85,8 +86,6 @@ from takeover.session.training import TrainingJob
 from takeover.types import Mode, Pose2D, StepRecord
 from takeover.workspace.atomic import atomic_write_bytes
 
-SECURE_SCHEME = "core+wss"
-LOCAL_SCHEME = "core+ws"  # plain WebSocket: only to a core bound to the loopback interface
 TOKEN_ENV = "TAKEOVER_CORE_TOKEN"
 HEARTBEAT_S = 0.2  # the client says it is there this often
 HEARTBEAT_TIMEOUT_S = 1.0  # the core stops the robot after this long without a word
@@ -557,10 +556,6 @@ class CoreUrl:
     def ws_uri(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}/"
-
-
-def is_core_url(url: str) -> bool:
-    return url.startswith((SECURE_SCHEME + "://", LOCAL_SCHEME + "://"))
 
 
 def parse_core_url(url: str, environ: dict[str, str] | None = None) -> CoreUrl:

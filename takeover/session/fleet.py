@@ -28,14 +28,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from takeover.control.help_queue import HelpQueue, HelpTicket
 from takeover.errors import TakeoverError, UsageError
 from takeover.hw.base import LinkHealth
-from takeover.session.core_net import NetworkSession, is_core_url
 from takeover.session.core_process import CoreSpec, RemoteSession
+from takeover.session.core_url import is_core_url
 from takeover.session.operator import OpenResult, SessionSnapshot
 from takeover.types import HelpStatus, Mode
+
+if TYPE_CHECKING:  # imported when a robot needs it: most fleets have no network core
+    from takeover.session.core_net import NetworkSession
 
 #: Rows' need, lowest first: asking for help, then stopped (e-stopped or lost), then the rest.
 NEED_HELP, NEED_STOPPED, NEED_NONE = 0, 1, 2
@@ -96,6 +100,8 @@ class Fleet:
                 spec = replace(robot.spec, robot_name=robot.name,
                                focused=robot.name == self._focused)
                 if is_core_url(spec.robot_url):  # a core on the robot's own computer
+                    from takeover.session.core_net import NetworkSession
+
                     network = NetworkSession(spec.config, spec.robot_url)
                     network.focus(spec.focused)
                     self.sessions[robot.name] = network

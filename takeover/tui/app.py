@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -44,7 +45,6 @@ from takeover.errors import TakeoverError
 from takeover.hw.base import RobotLink
 from takeover.inputs.gamepad import GamepadInput, button_help
 from takeover.recorder.store import EpisodeStore
-from takeover.session.core_net import NetworkSession
 from takeover.session.core_process import CoreSpec, RemoteSession
 from takeover.session.fleet import Fleet, RobotRow
 from takeover.session.operator import (
@@ -62,6 +62,9 @@ from takeover.tui.episodes import EpisodesScreen
 from takeover.tui.fleet import FleetScreen, ask_line
 from takeover.tui.rounds import RoundsScreen
 from takeover.types import Pose2D
+
+if TYPE_CHECKING:  # imported only where a robot is a network core (session/core_url.py)
+    from takeover.session.core_net import NetworkSession
 
 
 @dataclass
@@ -498,7 +501,10 @@ def make_app(config: Config, link: RobotLink | str | RemoteSession | NetworkSess
     """
     if isinstance(link, Fleet):
         return TakeoverApp(link.focused_session, graphics=graphics, fleet=link)
-    if isinstance(link, RemoteSession | NetworkSession):
+    # A NetworkSession exists only once its module is loaded: no need to load it to check.
+    core_net = sys.modules.get("takeover.session.core_net")
+    if isinstance(link, RemoteSession) or (
+            core_net is not None and isinstance(link, core_net.NetworkSession)):
         return TakeoverApp(link, graphics=graphics)
     if isinstance(link, str):
         if policy is not None or gamepad is not None:
@@ -507,7 +513,8 @@ def make_app(config: Config, link: RobotLink | str | RemoteSession | NetworkSess
         remote = RemoteSession(CoreSpec(config, link, workspace, model, use_gamepad, policy_loader),
                                train_command=train_command)
         return TakeoverApp(remote, graphics=graphics)
-    session = OperatorSession(config, link, policy, workspace, gamepad=gamepad,
+    robot = cast("RobotLink", link)  # every session kind has returned above
+    session = OperatorSession(config, robot, policy, workspace, gamepad=gamepad,
                               use_gamepad=use_gamepad, policy_loader=policy_loader, model=model,
                               train_command=train_command, pace_gc=True)
     return TakeoverApp(session, connect=connect, graphics=graphics)
