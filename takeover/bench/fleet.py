@@ -36,7 +36,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from takeover.bench.supervision import _quick_model  # one tiny model for both benches
+from takeover.bench.supervision import (  # one tiny model and one set of checks for both
+    check_model_options,
+    check_run_options,
+    quick_model,
+)
 from takeover.bench.workspaces import ProgressLog
 from takeover.dagger.evaluate import DEFAULT_EVAL_SEED
 from takeover.dagger.metrics import episode_help_counts, wilson_interval
@@ -65,13 +69,7 @@ class FleetSettings:
     quick: bool = False
 
     def validate(self) -> None:
-        if self.policy is None and not self.quick:
-            raise UsageError("bench fleet needs --policy PATH (an ONNX model), or --quick to "
-                             "train a tiny one")
-        if self.policy is not None and not self.policy.is_file():
-            raise UsageError(f"--policy {self.policy}: no such file")
-        if self.workspace is not None and not (self.workspace / "takeover.toml").is_file():
-            raise UsageError(f"--workspace {self.workspace}: no takeover.toml there")
+        check_model_options("bench fleet", self.policy, self.workspace, self.quick)
         if not self.robots or any(not 1 <= n <= MAX_ROBOTS for n in self.robots):
             raise UsageError(f"--robots {','.join(map(str, self.robots))}: each between 1 and "
                              f"{MAX_ROBOTS}")
@@ -81,10 +79,7 @@ class FleetSettings:
         if self.episodes < max(self.robots):
             raise UsageError(f"--episodes {self.episodes}: at least one per robot (up to "
                              f"{max(self.robots)} robots)")
-        if self.max_steps < 1:
-            raise UsageError(f"--max-steps {self.max_steps}: must be at least 1")
-        if self.seed < 0:
-            raise UsageError(f"--seed {self.seed}: must be 0 or more")
+        check_run_options(self.seed, self.max_steps)
 
 
 def parse_list(flag: str, text: str, kind: type) -> tuple[Any, ...]:
@@ -167,7 +162,7 @@ def run_fleet_bench(settings: FleetSettings, progress: TextIO | None = None) -> 
     with tempfile.TemporaryDirectory(prefix="takeover-bench-fleet-") as tmp:
         workspace, policy = settings.workspace, settings.policy
         if policy is None:
-            workspace, policy = _quick_model(Path(tmp), log)
+            workspace, policy = quick_model(Path(tmp), log)
         last = settings.seed + settings.episodes - 1
         for mode in settings.supervision:
             for n in settings.robots:

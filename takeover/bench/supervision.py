@@ -61,18 +61,30 @@ class SupervisionSettings:
     quick: bool = False
 
     def validate(self) -> None:
-        if self.policy is None and not self.quick:
-            raise UsageError("bench supervision needs --policy PATH (an ONNX model), or --quick "
-                             "to train a tiny one")
-        if self.policy is not None and not self.policy.is_file():
-            raise UsageError(f"--policy {self.policy}: no such file")
-        if self.workspace is not None and not (self.workspace / "takeover.toml").is_file():
-            raise UsageError(f"--workspace {self.workspace}: no takeover.toml there")
-        for flag, value in (("--episodes", self.episodes), ("--max-steps", self.max_steps)):
-            if value < 1:
-                raise UsageError(f"{flag} {value}: must be at least 1")
-        if self.seed < 0:
-            raise UsageError(f"--seed {self.seed}: must be 0 or more")
+        check_model_options("bench supervision", self.policy, self.workspace, self.quick)
+        if self.episodes < 1:
+            raise UsageError(f"--episodes {self.episodes}: must be at least 1")
+        check_run_options(self.seed, self.max_steps)
+
+
+def check_model_options(bench: str, policy: Path | None, workspace: Path | None,
+                        quick: bool) -> None:
+    """What the benches of the simulated operator (this one, bench fleet) need of their model:
+    a policy file, or --quick; a workspace, if given, with its takeover.toml. One line each."""
+    if policy is None and not quick:
+        raise UsageError(f"{bench} needs --policy PATH (an ONNX model), or --quick to train a "
+                         "tiny one")
+    if policy is not None and not policy.is_file():
+        raise UsageError(f"--policy {policy}: no such file")
+    if workspace is not None and not (workspace / "takeover.toml").is_file():
+        raise UsageError(f"--workspace {workspace}: no takeover.toml there")
+
+
+def check_run_options(seed: int, max_steps: int) -> None:
+    if max_steps < 1:
+        raise UsageError(f"--max-steps {max_steps}: must be at least 1")
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: must be 0 or more")
 
 
 def supervision_settings(*, quick: bool = False, episodes: int | None = None,
@@ -129,7 +141,7 @@ def run_supervision_bench(settings: SupervisionSettings,
     with tempfile.TemporaryDirectory(prefix="takeover-bench-supervision-") as tmp:
         workspace, policy = settings.workspace, settings.policy
         if policy is None:
-            workspace, policy = _quick_model(Path(tmp), log)
+            workspace, policy = quick_model(Path(tmp), log)
         result: dict[str, Any] = {}
         last = settings.seed + settings.episodes - 1
         for mode in MODES:
@@ -150,7 +162,7 @@ def run_supervision_bench(settings: SupervisionSettings,
     return result
 
 
-def _quick_model(tmp: Path, log: ProgressLog) -> tuple[Path, Path]:
+def quick_model(tmp: Path, log: ProgressLog) -> tuple[Path, Path]:
     """--quick: two demonstrations and a tiny ensemble (bench dagger's tiny preset), in a
     workspace whose camera matches it; (that workspace, the model's ONNX file)."""
     from takeover.policy.build import train_workspace  # torch: only for --quick
