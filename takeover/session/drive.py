@@ -221,7 +221,7 @@ def _run_episodes(link: RobotLink, config: Config, request: DriveRequest, rate_h
     if request.driver == "operator-sim":
         simulated = simulated_operator(link.dock_pose(), loop, rate_hz, config.supervision)
     tally = None if count_help is None else HelpTally(count_help, rate_hz, simulated)
-    writer = _start_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
+    writer = start_drive_writer(request, rate_hz, lockstep=link.lockstep, progress=progress)
     if writer is not None:
         loop.sinks.append(writer)
     def note(text: str) -> None:
@@ -334,14 +334,19 @@ def _truth(result: EpisodeResult, link: RobotLink) -> dict[str, str]:
     return {"outcome_truth": result.outcome} if link.supports_sim_control else {}
 
 
-def _start_writer(request: DriveRequest, rate_hz: float, lockstep: bool,
-                  progress: TextIO | None) -> EpisodeWriter | None:
+def start_drive_writer(request: DriveRequest, rate_hz: float, lockstep: bool,
+                       progress: TextIO | None, robot_name: str = "", label: str = ""
+                       ) -> EpisodeWriter | None:
+    """The recorder of `--record` (None without it), its alerts on `progress` as
+    "recorder[ label]: ...". robot_name: the name its episode files carry (a fleet's)."""
     if not request.record:
         return None
     assert request.workspace is not None
+    prefix = f"recorder {label}" if label else "recorder"
 
     def alert(a: RecorderAlert) -> None:
         if progress is not None:
-            print(f"recorder: {a.message}", file=progress, flush=True)
+            print(f"{prefix}: {a.message}", file=progress, flush=True)
 
-    return start_recorder(request.workspace, rate_hz, lockstep=lockstep, on_alert=alert)
+    return start_recorder(request.workspace, rate_hz, lockstep=lockstep, on_alert=alert,
+                          robot_name=robot_name)

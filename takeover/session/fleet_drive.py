@@ -60,16 +60,17 @@ from takeover.hw.base import LinkOptions, RobotLink, open_link
 from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.inputs.scripted import DeadmanHolder
 from takeover.recorder.episode_file import EpisodeMeta
-from takeover.recorder.writer import EpisodeWriter, RecorderAlert
+from takeover.recorder.writer import EpisodeWriter
 from takeover.session.drive import (
     DriveRequest,
     demonstration_noise,
     drive_config,
     load_drive_policy,
+    start_drive_writer,
 )
 from takeover.session.drive_resets import save_episode
 from takeover.session.help_tally import EpisodeHelp, HelpCounter, HelpTally, help_totals
-from takeover.session.stack import build_control_loop, simulated_operator, start_recorder
+from takeover.session.stack import build_control_loop, simulated_operator
 from takeover.types import CommandSource, Mode, Observation, StepRecord
 from takeover.workspace.layout import round_for_model
 
@@ -326,7 +327,11 @@ def run_fleet_drive(request: DriveRequest, run: FleetRun, progress: TextIO | Non
                 loop.operator = _Seat(fleet, robot)
             if count_help is not None:
                 robot.tally = HelpTally(count_help, rate_hz, robot.operator)
-            robot.writer = _start_writer(request, rate_hz, name, run.robots, progress)
+            # One writer per robot, each under its own robot's name (recorder/layout.py:
+            # episode numbers unique across them, one lock per robot); one robot: unnamed.
+            robot.writer = start_drive_writer(request, rate_hz, True, progress,
+                                              robot_name=name if run.robots > 1 else "",
+                                              label=name)
             if robot.writer is not None:
                 loop.sinks.append(robot.writer)
             robots.append(robot)
@@ -346,22 +351,6 @@ def run_fleet_drive(request: DriveRequest, run: FleetRun, progress: TextIO | Non
         policy_info = _policy_json(chunks, model_id)
     return _summary(robots, clock, request, config, rate_hz, url, wall_s, policy_info,
                     count_help is not None)
-
-
-def _start_writer(request: DriveRequest, rate_hz: float, name: str, n: int,
-                  progress: TextIO | None) -> EpisodeWriter | None:
-    if not request.record:
-        return None
-    assert request.workspace is not None
-
-    def alert(a: RecorderAlert) -> None:
-        if progress is not None:
-            print(f"recorder {name}: {a.message}", file=progress, flush=True)
-
-    # One writer per robot, each under its own robot's name (recorder/layout.py: episode
-    # numbers unique across them, one lock per robot). One robot records unnamed, as today.
-    return start_recorder(request.workspace, rate_hz, lockstep=True, on_alert=alert,
-                          robot_name=name if n > 1 else "")
 
 
 def _run(robots: list[_Robot], fleet: FleetOperator, clock: FleetClock, request: DriveRequest,
