@@ -126,21 +126,8 @@ def add_supervision_bench(bsub: argparse._SubParsersAction[argparse.ArgumentPars
         "operator twice: watching all the time (human) and looking only when the robot asks for "
         "help (robot). Per mode: success with its 95%% Wilson interval, attention_s, driving_s, "
         "requests, false_alarms, missed_failures.")
-    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
-                   help="the ONNX model to measure (its model card holds the novelty threshold)")
-    add_workspace_option(p, required=False,
-                         help="take the camera, [safety] and [supervision] from this workspace's "
-                         "takeover.toml (default: the defaults)")
-    p.add_argument("--episodes", type=int, default=None, metavar="N",
-                   help="seeds per mode (default 100)")
-    p.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="first seed (default 5000, the held-out evaluation seeds)")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
-                   help="steps before an episode times out (default 1200: 60 s at 20 Hz)")
-    p.add_argument("--quick", action="store_true",
-                   help="without --policy: record 2 demonstrations and train a tiny ensemble, then "
-                   "2 short episodes per mode; a smoke test, not a measurement")
-    p.add_argument("--json", action="store_true")
+    _add_simulated_operator_options(p, episodes_metavar="N", episodes_help="seeds per mode "
+                                    "(default 100)", quick_runs="2 short episodes per mode")
     p.set_defaults(func=_cmd_bench_supervision)
 
 
@@ -162,6 +149,27 @@ def _cmd_bench_supervision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_simulated_operator_options(p: argparse.ArgumentParser, *, episodes_metavar: str,
+                                    episodes_help: str, quick_runs: str) -> None:
+    """The options of the benches that run a model under the simulated operator (supervision,
+    fleet): the model, its workspace, the seeds, and --quick."""
+    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                   help="the ONNX model to measure (its model card holds the novelty threshold)")
+    add_workspace_option(p, required=False,
+                         help="take the camera, [safety] and [supervision] from this workspace's "
+                         "takeover.toml (default: the defaults)")
+    p.add_argument("--episodes", type=int, default=None, metavar=episodes_metavar,
+                   help=episodes_help)
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="first seed (default 5000, the held-out evaluation seeds)")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="steps before an episode times out (default 1200: 60 s at 20 Hz)")
+    p.add_argument("--quick", action="store_true",
+                   help="without --policy: record 2 demonstrations and train a tiny ensemble, then "
+                   f"{quick_runs}; a smoke test, not a measurement")
+    p.add_argument("--json", action="store_true")
+
+
 def add_fleet_bench(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`takeover bench fleet` (takeover/bench/fleet.py). --robots, --episodes and --max-steps
     default to None so that --quick supplies its own and an option given with it still wins."""
@@ -178,21 +186,9 @@ def add_fleet_bench(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="robot counts, comma-separated (default 1,2,4,8)")
     p.add_argument("--supervision", default=None, metavar="MODE,...",
                    help="human and/or robot, comma-separated (default human,robot)")
-    p.add_argument("--policy", type=Path, default=None, metavar="PATH",
-                   help="the ONNX model to measure (its model card holds the novelty threshold)")
-    add_workspace_option(p, required=False,
-                         help="take the camera, [safety] and [supervision] from this workspace's "
-                         "takeover.toml (default: the defaults)")
-    p.add_argument("--episodes", type=int, default=None, metavar="E",
-                   help="episodes per row, spread over its robots (default 40)")
-    p.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="first seed (default 5000, the held-out evaluation seeds)")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
-                   help="steps before an episode times out (default 1200: 60 s at 20 Hz)")
-    p.add_argument("--quick", action="store_true",
-                   help="without --policy: record 2 demonstrations and train a tiny ensemble, then "
-                   "2 short episodes for 1 and 2 robots; a smoke test, not a measurement")
-    p.add_argument("--json", action="store_true")
+    _add_simulated_operator_options(p, episodes_metavar="E", episodes_help="episodes per row, "
+                                    "spread over its robots (default 40)",
+                                    quick_runs="2 short episodes for 1 and 2 robots")
     p.set_defaults(func=_cmd_bench_fleet)
 
 
