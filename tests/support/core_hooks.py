@@ -151,7 +151,13 @@ def unfocused_pad_moves_nothing(session: OperatorSession) -> dict[str, Any]:
     session.loop.sinks.append(log)
     period_s = 1.0 / session.config.loop.rate_hz
 
+    def ticks_after(n: int) -> None:
+        latest = session.loop.latest
+        start = latest.step if latest is not None else -1
+        _wait(lambda: (s := session.loop.latest) is not None and s.step > start + n, "ticks")
+
     def moved_during(seconds: float) -> bool:
+        """Whether anything but zero went out in a window of `seconds` (absence needs one)."""
         latest = session.loop.latest
         start = latest.step if latest is not None else -1
         time.sleep(seconds)
@@ -169,7 +175,7 @@ def unfocused_pad_moves_nothing(session: OperatorSession) -> dict[str, Any]:
         held_through_focus = moved_during(20 * period_s)
         pad.button("leftshoulder", False)
         pad.axis("lefty", 0.0)
-        time.sleep(5 * period_s)
+        ticks_after(3)  # the loop has read the pad let go
         pad.axis("lefty", -1.0)
         pad.button("leftshoulder", True)
         pressed_again = moved_during(20 * period_s)
@@ -177,9 +183,8 @@ def unfocused_pad_moves_nothing(session: OperatorSession) -> dict[str, Any]:
         pad.axis("lefty", 0.0)
         gate.set_focused(False)
         pad.button("b", True)  # the pad's e-stop acts on every robot, focused or not
-        time.sleep(3 * period_s)
-        pad.button("b", False)
         _wait(lambda: session.mode.value == "ESTOP", "the pad's e-stop")
+        pad.button("b", False)
         return {"unfocused": unfocused, "held_through_focus": held_through_focus,
                 "pressed_again": pressed_again, "estop": session.mode.value}
     finally:
