@@ -29,6 +29,11 @@ from takeover.config import DockingConfig
 from takeover.control.reset_driver import DockFrame, draw_start_pose, staging_pose
 from takeover.types import Odometry, Outcome, Pose2D
 
+#: Resets that fail (end short of their target) one after another before the lifecycle stops
+#: starting them by itself: the robot needs a person. `takeover drive --reset drive` stops its
+#: run there; `takeover run` pauses `[docking] auto_reset` until the operator resets by hand.
+MAX_FAILED_RESETS_IN_A_ROW = 3
+
 
 @dataclass(frozen=True)
 class PlannedReset:

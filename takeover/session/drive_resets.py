@@ -29,7 +29,7 @@ from takeover.control.arbiter import OperatorEvent
 from takeover.control.episodes import OUTCOME_SUCCESS, EpisodeResult, EpisodeRunner, ResetResult
 from takeover.control.loop import ControlLoop, OperatorSource
 from takeover.control.reset_driver import ResetDriver, scan_points
-from takeover.control.reset_planner import ResetPlanner
+from takeover.control.reset_planner import MAX_FAILED_RESETS_IN_A_ROW, ResetPlanner
 from takeover.errors import UsageError
 from takeover.hw.base import RobotLink
 from takeover.inputs.operator_sim import SimulatedOperator
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 #: The simulator's truth outcomes that count as a collision during a reset.
 COLLISION_OUTCOMES = ("collision", "misaligned")
-#: Resets that fail one after another before the run stops: the robot needs a person.
-MAX_FAILED_RESETS_IN_A_ROW = 3
 
 
 def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rate_hz: float,
@@ -101,6 +99,7 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
     results: list[EpisodeResult] = []
     helped: list[EpisodeHelp] = []
     resets: list[ResetResult | None] = []
+    retries: list[int] = []  # per reset: which retry of the same start it began (0: none)
     saved: list[str] = []
     failed_resets = 0
     if not link.lockstep:
@@ -146,6 +145,7 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
             done = runner.reset(plan.target, undock=True, kind=plan.kind,
                                 timeout_s=config.docking.reset.timeout_s)
             resets.append(done)
+            retries.append(plan.retry)
             note(f"reset {len(resets)} ({plan.kind}): "
                  f"{'reached' if done.reached else 'not reached'} ({done.reason}) in "
                  f"{done.steps * period_s:.1f} s")
@@ -158,8 +158,8 @@ def run_drive_resets(link: RobotLink, config: Config, request: DriveRequest, rat
         if writer is not None:
             writer.stop()
     truth = read_truth_log(request.truth_log) if request.truth_log is not None else None
-    summary = _summary(link, request, policy, loop.timing().as_json(), results, resets, saved,
-                       period_s, truth)
+    summary = _summary(link, request, policy, loop.timing().as_json(), results, resets, retries,
+                       saved, period_s, truth)
     summary["supervision"] = config.supervision.mode
     if tally is not None:
         summary.update(help_totals(helped))
@@ -217,16 +217,19 @@ def _writer(request: DriveRequest, rate_hz: float, lockstep: bool,
 
 def _summary(link: RobotLink, request: DriveRequest, policy: ChunkPolicy | None,
              loop_json: dict[str, Any], results: list[EpisodeResult],
-             resets: list[ResetResult | None], saved: list[str], period_s: float,
-             truth: list[dict[str, Any]] | None) -> dict[str, Any]:
+             resets: list[ResetResult | None], retries: list[int], saved: list[str],
+             period_s: float, truth: list[dict[str, Any]] | None) -> dict[str, Any]:
     per_episode = []
-    for result, reset in zip(results, resets, strict=False):
+    for i, (result, reset) in enumerate(zip(results, resets, strict=False)):
         row: dict[str, Any] = result.as_json()
         if truth is not None:
             state = truth_at(truth, result.wall_end_ns)
             row["outcome_truth"] = OUTCOME_SUCCESS if state == "docked" else "failure"
         if reset is not None:
             row["reset"] = reset.as_json()
+            # kind "staging" is also where a reset goes when no start pose is free: the retry
+            # number tells a retry (`[docking] max_retries`) from that.
+            row["reset"]["retry"] = retries[i]
             if truth is not None:
                 # A collision or a misaligned touch; a good contact with the charger is not one.
                 row["reset"]["collisions_truth"] = contacts_between(

@@ -113,3 +113,37 @@ def test_what_a_drive_reset_cannot_do_is_one_line(tmp_path: Path, url: str, driv
         run_drive(DriveRequest(robot_url=url, driver=driver, policy=model,
                                **kwargs))  # type: ignore[arg-type]
     assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_failed_attempt_is_retried_from_the_staging_pose_before_a_new_start(
+        tmp_path: Path) -> None:
+    """`[docking] max_retries = 1`, as opennav_docking retries: the untrained policy's first
+    attempt fails, the robot drives back to the staging pose (0.6 m straight out from the
+    docked pose, facing the dock) and tries again; only after that a new start pose."""
+    model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx")
+    truth_log = tmp_path / "truth.jsonl"
+    config = config_with_docked_pose(tmp_path)
+    config.write_text(config.read_text().replace("[docking]\n", "[docking]\nmax_retries = 1\n"))
+    summary = run_drive(DriveRequest(
+        robot_url=f"sim://?fast=1&reset=drive&seed={SEED}&truth_log={truth_log}",
+        driver="policy", policy=model, episodes=3, max_steps=400, reset="drive",
+        truth_log=truth_log, config_path=config))
+    rows = summary["per_episode"]
+    assert len(rows) == 3
+    assert rows[0]["outcome"] == "failure" == rows[0]["outcome_truth"], rows[0]
+    retry = rows[0]["reset"]
+    assert (retry["kind"], retry["retry"]) == ("staging", 1), retry
+    assert retry["reached"] and "reset done" in retry["reason"], retry
+    assert retry["collisions_truth"] == 0
+    # The staging pose, from the simulator's own dock (not from the code under test).
+    dock = generate_world(SEED).dock
+    out = ROBOT_RADIUS_M + 0.6  # the docked robot's centre, then staging_m further out
+    staging = (dock.x_m + out * math.cos(dock.yaw_rad), dock.y_m + out * math.sin(dock.yaw_rad))
+    assert math.dist(retry["target"][:2], staging) < 0.005, (retry["target"], staging)
+    facing = math.remainder(retry["target"][2] - (dock.yaw_rad + math.pi), math.tau)
+    assert abs(facing) < 0.005
+    # The retry was an attempt of its own; after it, the retries are used up: a new start.
+    assert rows[1]["outcome"] in ("success", "failure")
+    assert (rows[1]["reset"]["kind"], rows[1]["reset"]["retry"]) == ("start", 0), rows[1]
+    assert math.dist(rows[1]["reset"]["target"][:2], staging) > 0.4
+    assert "reset" not in rows[2]
