@@ -346,6 +346,13 @@ class HelpRiskConfig:
     misaligned_gap_m: float = 0.06
     misaligned_heading_deg: float = 3.5
     misaligned_lateral_m: float = 0.025
+    # The robot's own answer first (control/realign.py, opennav_docking's retry): in AUTO, a
+    # confirmed misaligned signal makes the robot reverse out until its front is
+    # misaligned_backoff_m from the dock face and lets the policy approach again, this many
+    # times per engagement of AUTO, before it asks for help (0: ask at once). In every
+    # supervision mode: the policy alone retries too. Measured in docs/policy.md (Supervision).
+    misaligned_retries: int = 1
+    misaligned_backoff_m: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -624,6 +631,12 @@ def _validate_supervision(sv: SupervisionConfig) -> None:
         if not 0 < value <= top:
             raise ConfigError(f"supervision.risk.{name} = {value}: must be above 0 and at most "
                               f"{top:g} (misaligned_gap_m = 0 turns the signal off)")
+    if not 0 <= r.misaligned_retries <= 10:
+        raise ConfigError(f"supervision.risk.misaligned_retries = {r.misaligned_retries}: must be "
+                          "between 0 (ask at once) and 10")
+    if not r.misaligned_gap_m < r.misaligned_backoff_m <= 3.0:
+        raise ConfigError(f"supervision.risk.misaligned_backoff_m = {r.misaligned_backoff_m}: "
+                          f"must be above misaligned_gap_m ({r.misaligned_gap_m:g}) and at most 3")
 
 
 def _validate_inputs(config: Config) -> None:

@@ -113,7 +113,7 @@ def arm_summary(drive: dict[str, Any]) -> dict[str, Any]:
         "requests": drive["requests"], "robot_gated": drive["robot_gated"],
         "human_gated": drive["human_gated"], "false_alarms": drive["false_alarms"],
         "failures": sum(r["outcome"] == "failure" for r in drive["per_episode"]),
-        "missed_failures": drive["missed_failures"],
+        "missed_failures": drive["missed_failures"], "retries": drive.get("retries", 0),
         "interventions": sum(int(r["interventions"]) for r in drive["per_episode"]),
         "per_episode": [{"seed": r["seed"], "outcome": r["outcome"], "requests": r["requests"],
                          "attention_s": r["attention_s"]} for r in drive["per_episode"]],
@@ -193,7 +193,8 @@ def line(mode: str, arm: dict[str, Any]) -> str:
             f"({_pct(arm['success_rate'])}, 95% CI {_pct(arm['ci_low'])}-{_pct(arm['ci_high'])}); "
             f"attention {'-' if attention is None else f'{attention:.0f}'} s, driving "
             f"{arm['driving_s']:.0f} s; {arm['requests']} requests, {arm['false_alarms']} false "
-            f"alarms; {arm['missed_failures']} of {arm['failures']} failures missed")
+            f"alarms; {arm['missed_failures']} of {arm['failures']} failures missed; "
+            f"{arm['retries']} retries by the robot itself")
 
 
 def table_lines(result: dict[str, Any]) -> list[str]:

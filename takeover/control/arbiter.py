@@ -29,6 +29,12 @@ Rules (docs/safety.md):
   or button; a correction, recorded as any takeover) or a hand-back (HAND_BACK, or AUTO),
   after which the policy drives again from rest under the acceleration limits. Any change of
   mode ends the request.
+- A misaligned approach (the help monitor's misaligned signal, confirmed) is first answered by
+  the robot itself, in every supervision mode: `[supervision.risk] misaligned_retries` times
+  per engagement of AUTO it reverses out from the dock face (control/realign.py, opennav_docking's
+  retry) and the policy approaches again from rest; only then does it ask. The back-out stays
+  in AUTO under AUTO's limits, deadman and field, its steps are the robot's own (action_mode
+  robot, source reset: never labels), and any change of mode ends it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from takeover.config import SafetyConfig, SpeedLimits, SupervisionConfig
 from takeover.control.field import ProtectiveField
 from takeover.control.help import HelpMonitor, HelpVerdict
+from takeover.control.realign import MisalignedBackoff
 from takeover.types import (
     ACTION_MODE_DEMONSTRATION,
     ACTION_MODE_INTERVENTION,
@@ -50,6 +57,7 @@ from takeover.types import (
     CommandSource,
     FieldState,
     FieldStatus,
+    HelpReason,
     HelpStatus,
     Mode,
     Observation,
@@ -123,6 +131,8 @@ class Arbiter:
         self.supervision = supervision or SupervisionConfig()
         self.help_monitor = HelpMonitor(self.supervision, safety.field.footprint_radius_m)
         self._asking: HelpStatus | None = None  # the help request in force, while asking
+        self._backoff: MisalignedBackoff | None = None  # the robot's own retry, while backing out
+        self._retries_used = 0  # misaligned retries since AUTO was last engaged
         self._last_field: FieldStatus | None = None  # the field's verdict on the tick before
         self.policy_available = policy_available
         self.reset_available = False  # the loop has a reset driver with a target
@@ -220,6 +230,8 @@ class Arbiter:
         # Any change of mode (a takeover, a stop, a latch) ends a help request; the next AUTO
         # starts with fresh timers.
         self._asking = None
+        self._backoff = None
+        self._retries_used = 0
         self._last_field = None
         self.help_monitor.reset()
 
@@ -302,7 +314,16 @@ class Arbiter:
             return self._out(self._operator_command(operator, s.takeover, dt_s),
                              ACTION_MODE_INTERVENTION, drop, s.field.takeover, obs, now_ns)
         if mode is Mode.AUTO:
+            if self._backoff is not None:
+                backing = self._backoff_out(operator, proposal, obs, dt_s, now_ns, drop)
+                if backing is not None:
+                    return backing
+                drop = True  # backed out: the policy approaches again on a fresh chunk
             help_status = self._help(now_ns, obs, proposal, novelty, novelty_threshold)
+            if self._backoff is not None:  # the robot answers the misaligned signal itself
+                backing = self._backoff_out(operator, proposal, obs, dt_s, now_ns, True)
+                if backing is not None:
+                    return backing
             if self._asking is not None and help_status.since_ns == now_ns:
                 drop = True  # the request began on this tick: re-plan after the hand-back
             if self._asking is not None:
@@ -329,6 +350,18 @@ class Arbiter:
         if self._asking is not None:
             return dataclasses.replace(self._asking, score=verdict.score,
                                        threshold=verdict.threshold)
+        confirmed = verdict.confirmed
+        if (confirmed is not None and confirmed.reason is HelpReason.MISALIGNED
+                and self.help_monitor.dock is not None and obs is not None
+                and self._retries_used < self.supervision.risk.misaligned_retries):
+            self._retries_used += 1
+            self._backoff = MisalignedBackoff(
+                self.help_monitor.dock, self.supervision.risk.misaligned_backoff_m,
+                self.safety.field.footprint_radius_m, now_ns)
+            self.reason = (f"misaligned ({confirmed.detail}): backing out to try again "
+                           f"(retry {self._retries_used} of "
+                           f"{self.supervision.risk.misaligned_retries})")
+            return HelpStatus(False, None, verdict.score, verdict.threshold)
         if verdict.confirmed is not None and self.supervision.robot_gated:
             signal = verdict.confirmed
             self._asking = HelpStatus(True, signal.reason, verdict.score, verdict.threshold,
@@ -338,6 +371,37 @@ class Arbiter:
             return self._asking
         pending = verdict.raised[0].reason if verdict.raised else None
         return HelpStatus(False, pending, verdict.score, verdict.threshold)
+
+    def _backoff_out(self, operator: OperatorInput, proposal: Command | None,
+                     obs: Observation | None, dt_s: float, now_ns: int, drop: bool
+                     ) -> Decision | None:
+        """AUTO while the robot backs out of a misaligned approach (control/realign.py): its
+        command under AUTO's limits, deadman and field, as the policy's. None once it is out
+        (the policy drives on this tick) or has given up (then, robot-gated, it asks)."""
+        s = self.safety
+        backoff = self._backoff
+        assert backoff is not None
+        if obs is None or self._policy_fault(proposal) or (
+                s.deadman_in_auto and not operator.deadman):
+            # The policy's fault still stops the robot (IDLE), the deadman still holds it.
+            chosen = self._policy_command(operator, proposal, dt_s)
+        else:
+            step = backoff.step(obs.odom, now_ns)
+            if step.done:
+                self._backoff = None
+                self.help_monitor.reset()  # the approach starts afresh: every timer too
+                if not step.ok and self.supervision.robot_gated:
+                    self._asking = HelpStatus(True, HelpReason.MISALIGNED, since_ns=now_ns)
+                    self.reason = f"asking for help ({step.why}): take over, or hand back"
+                else:
+                    self.reason = "policy driving: approaching again" if step.ok else step.why
+                return None
+            chosen = (self._limit(step.command, s.auto, dt_s), CommandSource.RESET, self.reason)
+        decision = self._out(chosen, ACTION_MODE_ROBOT, drop, s.field.auto, obs, now_ns)
+        self._last_field = decision.field
+        if decision.mode is not Mode.AUTO:  # a policy fault: IDLE
+            return decision
+        return dataclasses.replace(decision, help=HelpStatus())
 
     def _hold_command(self, operator: OperatorInput, proposal: Command | None, dt_s: float
                       ) -> tuple[Command, CommandSource, str]:

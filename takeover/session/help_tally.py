@@ -10,7 +10,9 @@ layering (.importlinter), and the counting must have one home. Beside them, the
 simulated operator's own clock (inputs/operator_sim.py): `attention_s`, the seconds it had to
 look (all of AUTO and its driving in human-gated supervision; from each request to its answer,
 plus its driving, in robot-gated), and `driving_s`, the seconds it drove (TAKEOVER, human
-commands).
+commands). And `retries`: how often the robot backed out of a misaligned approach by itself
+(the Arbiter's retry, control/realign.py: AUTO steps with the source `reset`), which asked
+nobody.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import numpy as np
 
 from takeover.inputs.operator_sim import SimulatedOperator
 from takeover.recorder.schema import ACTION_MODE_UNLABELED, MODE_CODES
-from takeover.types import CommandSource, StepRecord
+from takeover.types import CommandSource, Mode, StepRecord
 
 #: The per-episode and total fields this module adds to `drive --json`.
 HELP_FIELDS = ("requests", "robot_gated", "human_gated", "false_alarms", "missed_failures",
-               "attention_s", "driving_s")
+               "retries", "attention_s", "driving_s")
 
 
 _COUNTS = ("requests", "robot_gated", "human_gated", "false_alarms", "missed_failures")
@@ -67,9 +69,10 @@ class EpisodeHelp:
     missed_failures: int
     attention_s: float | None
     driving_s: float
+    retries: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in _COUNTS},
+        return {**{k: getattr(self, k) for k in _COUNTS}, "retries": self.retries,
                 "attention_s": None if self.attention_s is None else round(self.attention_s, 3),
                 "driving_s": round(self.driving_s, 3)}
 
@@ -79,7 +82,8 @@ def help_totals(episodes: list[EpisodeHelp]) -> dict[str, Any]:
     watched = [e.attention_s for e in episodes if e.attention_s is not None]
     counts = {k: sum(getattr(e, k) for e in episodes) for k in _COUNTS}
     return EpisodeHelp(**counts, attention_s=sum(watched) if watched else None,
-                       driving_s=sum(e.driving_s for e in episodes)).as_json()
+                       driving_s=sum(e.driving_s for e in episodes),
+                       retries=sum(e.retries for e in episodes)).as_json()
 
 
 class HelpTally:
@@ -100,6 +104,8 @@ class HelpTally:
         self._requested: list[bool] = []
         self._human_steps = 0
         self._attention_s = 0.0
+        self._retries = 0
+        self._backing_out = False
 
     def on_record(self, rec: StepRecord) -> None:
         self._t_ns.append(rec.t_ns)
@@ -109,6 +115,10 @@ class HelpTally:
         self._requested.append(rec.help is not None and rec.help.requested)
         if rec.source is CommandSource.HUMAN:
             self._human_steps += 1
+        backing_out = rec.mode is Mode.AUTO and rec.source is CommandSource.RESET
+        if backing_out and not self._backing_out:
+            self._retries += 1
+        self._backing_out = backing_out
         if self.operator is not None:
             # As of the episode's last record: after it the runner may keep the loop ticking
             # (stopping the robot, waiting for a charge under way), which is not the episode.
@@ -121,4 +131,5 @@ class HelpTally:
             np.asarray(self._requested, dtype=bool), outcome, self.rate_hz)
         attention = None if self.operator is None else self._attention_s
         return EpisodeHelp(**{k: int(getattr(counts, k)) for k in _COUNTS},
-                           attention_s=attention, driving_s=self._human_steps / self.rate_hz)
+                           attention_s=attention, driving_s=self._human_steps / self.rate_hz,
+                           retries=self._retries)
