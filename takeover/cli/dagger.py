@@ -174,6 +174,9 @@ def add_dagger_bench(bench_sub: Any) -> None:
     b.add_argument("--demo-noise", type=float, default=None, metavar="W",
                    help="DART turn-rate noise (rad/s) in the expert's demonstrations "
                    "(presets: 0.3; 0 for clean demonstrations)")
+    b.add_argument("--demo-seed", type=int, default=None, metavar="S",
+                   help="first seed of the demonstrations (default 1000): another demonstration "
+                   "set, e.g. 1 or 3000 (must not overlap the round or evaluation seeds)")
     b.add_argument("--warm-lr", type=float, default=None, metavar="LR",
                    help="peak learning rate of DAgger's warm-started retraining (default 5e-4, as "
                    "`dagger train`)")
@@ -417,7 +420,8 @@ def _cmd_bench_dagger(args: argparse.Namespace) -> int:
                         rounds=args.rounds, round_episodes=args.round_episodes,
                         epochs=args.epochs, warm_epochs=args.warm_epochs,
                         eval_episodes=args.eval_episodes, demo_noise=args.demo_noise,
-                        warm_lr=args.warm_lr, dagger_weighting=args.dagger_weighting)
+                        warm_lr=args.warm_lr, dagger_weighting=args.dagger_weighting,
+                        demo_seed=args.demo_seed)
     from takeover.bench.dagger import run_dagger_bench
 
     result = run_dagger_bench(preset, out_dir=args.out, device=args.device, progress=sys.stderr)

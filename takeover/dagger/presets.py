@@ -59,9 +59,15 @@ class DaggerBenchPreset:
             raise UsageError(f"bench dagger: dagger-weighting {self.dagger_weighting!r}: use one "
                              f"of {', '.join(WEIGHTINGS)}")
         most = max(*self.bc_demos, self.initial_demos, self.match_demos)
-        if (self.demo_seed + most > self.round_seed
-                or self.round_seed + 100 * (self.rounds + 1) > self.eval_seed
-                or self.round_episodes > 100):
+        demos = range(self.demo_seed, self.demo_seed + most)
+        rounds = range(self.round_seed + 100, self.round_seed + 100 * (self.rounds + 1))
+        if (demos.start < rounds.stop and rounds.start < demos.stop) \
+                or (demos.start < self.eval_seed + self.eval_episodes
+                    and self.eval_seed < demos.stop):
+            raise UsageError(f"bench dagger: demonstration seeds {demos.start}..{demos.stop - 1} "
+                             f"overlap the round seeds ({rounds.start}..{rounds.stop - 1}) or the "
+                             f"evaluation seeds ({self.eval_seed}..); choose another --demo-seed")
+        if self.round_seed + 100 * (self.rounds + 1) > self.eval_seed or self.round_episodes > 100:
             raise UsageError("bench dagger: the budgets make the demonstration, round and "
                              "evaluation seed ranges overlap; use fewer episodes")
 
@@ -97,14 +103,18 @@ def preset_for(name: str, bc_demos: str | None = None, initial_demos: int | None
                epochs: int | None = None, warm_epochs: int | None = None,
                eval_episodes: int | None = None,
                demo_noise: float | None = None, warm_lr: float | None = None,
-               dagger_weighting: str | None = None) -> DaggerBenchPreset:
+               dagger_weighting: str | None = None,
+               demo_seed: int | None = None) -> DaggerBenchPreset:
     """A named preset with the command line's overrides applied (and checked)."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; use one of {', '.join(sorted(PRESETS))}")
     overrides: dict[str, Any] = {
         "initial_demos": initial_demos, "rounds": rounds, "round_episodes": round_episodes,
         "epochs": epochs, "warm_epochs": warm_epochs, "eval_episodes": eval_episodes,
-        "demo_noise": demo_noise, "warm_lr": warm_lr, "dagger_weighting": dagger_weighting}
+        "demo_noise": demo_noise, "warm_lr": warm_lr, "dagger_weighting": dagger_weighting,
+        "demo_seed": demo_seed}
+    if demo_seed is not None and demo_seed < 0:
+        raise UsageError(f"--demo-seed {demo_seed}: must be 0 or more")
     if bc_demos is not None:
         try:
             overrides["bc_demos"] = tuple(sorted({int(n) for n in bc_demos.split(",") if n.strip()}))

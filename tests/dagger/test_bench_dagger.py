@@ -80,3 +80,17 @@ def test_summary_answers_the_question_from_the_rows() -> None:
     never = summarize({"bc": [_row(1000, 0.5)], "dagger": [_row(1000, 0.5, None)]})
     assert never["bc_labels_to_target"] is None and never["dagger_share_of_bc_labels"] is None
     assert never["interventions_per_min_first"] is None and never["interventions_per_min_steps"] == 0
+
+
+def test_another_demonstration_set_is_one_option_and_never_overlaps() -> None:
+    """--demo-seed picks the demonstration set (issue 21: DAgger on a second set); seeds that
+    would overlap the rounds' or the evaluation's are refused with one line."""
+    from takeover.dagger.presets import preset_for
+    from takeover.errors import UsageError
+
+    assert preset_for("full", demo_seed=1).demo_seed == 1
+    assert preset_for("full").demo_seed == 1000
+    for seed, words in ((3000, "overlap the round seeds"), (4990, "or the evaluation seeds"),
+                        (-1, "must be 0 or more")):
+        with pytest.raises(UsageError, match=words):
+            preset_for("full", demo_seed=seed)
