@@ -18,7 +18,12 @@ operator instead of a batch:
   drives to that target in RESET (control/reset_driver.py): only on a base that does not
   teleport (`link.supports_sim_control` False), only with no episode open (the session checks),
   and only while the operator holds the deadman (the Arbiter's rule). A reset that was stopped
-  half way is resumed by the next `start_reset`.
+  half way is resumed by the next `start_reset`, unless an attempt has begun since (the robot
+  has moved on: the reset goes where that attempt's end planned).
+- **giving up**: after `MAX_FAILED_RESETS_IN_A_ROW` resets in a row that ended short of their
+  target (stopped: an obstacle, the LiDAR blind, the deadman, a fault), auto-reset pauses, as
+  `takeover drive --reset drive` stops its run there: the robot needs a person. The operator's
+  own reset ("n") starts again and clears the count; so does a reset that reaches its target.
 
 Runs in the control core's process, fed the loop's records by the session's `poll()`; what the
 screen needs crosses to the TUI as a `DockingStatus` in the snapshot. Not thread-safe on its
@@ -47,7 +52,7 @@ from takeover.control.docking_outcome import (
 )
 from takeover.control.loop import ControlLoop
 from takeover.control.reset_driver import ResetDriver, scan_points
-from takeover.control.reset_planner import PlannedReset, ResetPlanner
+from takeover.control.reset_planner import MAX_FAILED_RESETS_IN_A_ROW, PlannedReset, ResetPlanner
 from takeover.types import Mode, Observation, Outcome, StepRecord
 
 #: The modes in which the robot is driven for an attempt (by the operator or the policy).
@@ -83,6 +88,17 @@ class DockingStatus:
     reset_reason: str = ""  # why it stopped (the Arbiter's reason), or how it ended
     reset_kind: str = ""  # start | staging (a retry) | home (no docked pose known yet)
     reset_progress: float = 0.0  # 0..1 of the way to the target's position
+    failed_resets: int = 0  # resets in a row that ended short of their target
+
+    @property
+    def auto_reset_paused(self) -> bool:
+        """Auto-reset is on but has given up: too many resets in a row failed."""
+        return self.auto_reset and self.failed_resets >= MAX_FAILED_RESETS_IN_A_ROW
+
+    def paused_line(self) -> str:
+        """Why auto-reset starts nothing now, and what the operator does about it."""
+        return (f"auto-reset paused: {self.failed_resets} resets in a row failed, the robot "
+                "needs a person (n: reset by hand)")
 
     def outcome_line(self) -> str:
         """"attempt 4 · docked (battery_current 1.48 A held 520 ms)", or "" before any."""
@@ -138,6 +154,9 @@ class DockingLifecycle:
         self._last_obs: Observation | None = None
         self._plan: PlannedReset | None = None  # where the next reset goes (planned at the end)
         self._in_reset = False
+        # A reset stopped half way, with nothing driven since: "n" resumes it. An attempt
+        # begun since makes its target stale (the driver's own state is the loop thread's).
+        self._resumable = False
         # The first step that can have taken the last reset request: a request refused at once
         # (no deadman held: the Arbiter ends RESET on the tick it starts) never shows RESET.
         self._reset_from_step: int | None = None
@@ -202,6 +221,7 @@ class DockingLifecycle:
         frame = self.planner.frame  # "at the dock" needs the docked pose, once it is known
         self._detector = DockingOutcomeDetector(cfg, frame.pose if frame is not None else None)
         self._contact_t_ns = None
+        self._resumable = False
         obs = rec.observation
         self.planner.attempt_started(obs.odom if obs is not None else None)
         self._status = dataclasses.replace(self._status, attempt=self._status.attempt + 1,
@@ -233,11 +253,17 @@ class DockingLifecycle:
     # --- resets ----------------------------------------------------------------------------
 
     def start_reset(self) -> str:
-        """Drive to the planned start pose (or resume a reset stopped half way). One line for
-        the operator. The caller makes sure no episode is open."""
+        """The operator's reset ("n"): drive to the planned start pose (or resume a reset
+        stopped half way), and count failed resets from zero again (a paused auto-reset
+        resumes). One line for the operator. The caller makes sure no episode is open."""
+        if self.drives_resets:
+            self._status = dataclasses.replace(self._status, failed_resets=0)
+        return self._start_reset()
+
+    def _start_reset(self) -> str:
         if not self.drives_resets:
             return "this robot teleports: n gives it a new start pose"
-        if self.driver.active:
+        if self._resumable and self.driver.active:
             self._request_reset()
             self.loop.post(OperatorEvent.RESET)  # without a new target: resume the same one
             return "resuming the reset: hold the deadman"
@@ -271,10 +297,13 @@ class DockingLifecycle:
 
     def maybe_auto_reset(self) -> str:
         """After a detected outcome: start the reset by itself with `[docking] auto_reset` on a
-        base that drives its resets; "" when it does not."""
+        base that drives its resets, unless it has paused (see the module doc); "" when it does
+        not start one and has not paused."""
         if not (self.docking.auto_reset and self.drives_resets):
             return ""
-        return self.start_reset()
+        if self._status.auto_reset_paused:
+            return self._status.paused_line()
+        return self._start_reset()
 
     def _track_reset(self, rec: StepRecord) -> None:
         requested = self._reset_from_step is not None and rec.step >= self._reset_from_step
@@ -286,9 +315,11 @@ class DockingLifecycle:
         elif self._in_reset or requested:
             self._in_reset, self._reset_from_step = False, None
             done = self.driver.done and rec.reason.startswith("reset done")
+            self._resumable = not done
             self._status = dataclasses.replace(
                 self._status, reset=RESET_DONE if done else RESET_STOPPED,
-                reset_reason=rec.reason, reset_progress=1.0 if done else self.driver.progress)
+                reset_reason=rec.reason, reset_progress=1.0 if done else self.driver.progress,
+                failed_resets=0 if done else self._status.failed_resets + 1)
 
     # --- for the screen --------------------------------------------------------------------
 

@@ -14,13 +14,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from takeover.config import DockingConfig
 from takeover.control.arbiter import OperatorEvent
+from takeover.control.docking_outcome import SIGNAL_CURRENT, DockingOutcomeDetector
 from takeover.inputs.keyboard import DRIVE_KEYS, HOLD_KEY
 from takeover.session.docking_lifecycle import RESET_DONE, RESET_IDLE, RESET_STOPPED, DockingStatus
 from takeover.session.operator import SessionSnapshot
 from takeover.tui.camera import CameraView
 from takeover.tui.widgets import MiniMap, ModeBanner, bar, field_path, rollout
-from takeover.types import Command, Mode, Pose2D
+from takeover.types import POWER_SUPPLY_STATUS_NAMES, Command, Mode, Observation, Pose2D
 
 if TYPE_CHECKING:
     from takeover.tui.app import TakeoverApp
@@ -142,7 +144,9 @@ class DriveScreen(Screen[None]):
         if app.core_lost:
             alarm = app.core_lost
         idle = "m: drive by hand · p: run the policy"
-        if snap.docking.drives_resets:
+        if snap.docking.auto_reset_paused:
+            idle = f"{snap.docking.paused_line()} · {idle}"
+        elif snap.docking.drives_resets:
             idle += " · n: reset (drive to a start pose)"
         hint = {Mode.IDLE: idle,
                 Mode.ESTOP: "a: acknowledge (robot stays stopped)",
@@ -224,13 +228,7 @@ class DriveScreen(Screen[None]):
         t.append("policy  " + (f"{pa.v_mps:+.2f} m/s {pa.w_radps:+.2f} rad/s" if pa else "-") + "\n")
         t.append(f"source  {rec.source.value}\n")
         if obs is not None:
-            t.append(f"battery {obs.battery_frac * 100:5.1f} %\n")
-            t.append("docked  ")
-            t.append("YES" if obs.docked else "no", style="bold green" if obs.docked else "")
-            if obs.bumper:
-                t.append("  BUMPER", style="bold red")
-            if obs.estop:
-                t.append("  BASE E-STOP", style="bold red")
+            charge_lines(t, obs, self.tapp.config.docking, snap.docking.confirming)
         self.query_one("#telemetry", Static).update(t)
 
     def _episode(self, snap: SessionSnapshot) -> None:
@@ -322,6 +320,40 @@ class DriveScreen(Screen[None]):
 OUTCOME_STYLE = {"success": "bold green", "failure": "bold red", "aborted": "yellow"}
 
 
+def charge_lines(t: Text, obs: Observation, docking: DockingConfig, confirming: bool) -> None:
+    """The battery as the docking outcome detector reads it: the current with charging positive
+    ([docking] current_sign), whether it charges now and by which signal, a contact being
+    confirmed; the base's own docked flag only where one is used ([docking] use_docked_topic):
+    a real base has none, and "docked" is what the detector decides from the charge."""
+    detector = DockingOutcomeDetector(docking)  # for its signals only: it decides nothing here
+    current = detector.normalised_current_a(obs)
+    t.append(f"battery {obs.battery_frac * 100:5.1f} %")
+    if current is not None:
+        t.append(f"  {current:+.2f} A")
+    t.append("\ncharge  ")
+    signal = detector.charging_signal(obs)
+    if signal is not None:
+        t.append("CHARGING", style="bold green")
+        t.append(" (current)" if signal == SIGNAL_CURRENT else " (status)")
+    elif current is None and obs.power_supply_status is None:
+        t.append("not reported", style="dim")  # success cannot be detected on this base
+    else:
+        status = obs.power_supply_status
+        t.append("no")
+        if status is not None:
+            t.append(f" ({POWER_SUPPLY_STATUS_NAMES.get(status, str(status))})")
+    if confirming:
+        t.append("  confirming", style="bold yellow")
+    if obs.bumper:
+        t.append("  BUMPER", style="bold red")
+    if obs.estop:
+        t.append("  BASE E-STOP", style="bold red")
+    if docking.use_docked_topic:
+        t.append("\ndocked  ")
+        t.append("YES" if obs.docked else "no", style="bold green" if obs.docked else "")
+        t.append(" (the base's flag)", style="dim")
+
+
 def docking_lines(t: Text, d: DockingStatus) -> None:
     """Two lines: the attempt counter with the last detected outcome and its evidence, then the
     reset (its phase and progress) and whether auto-reset is on."""
@@ -354,6 +386,8 @@ def docking_lines(t: Text, d: DockingStatus) -> None:
         t.append(f" {d.reset_progress * 100:3.0f}%")
         if d.reset_kind:
             t.append(f" to {d.reset_kind}")
-    if d.drives_resets:
+    if d.auto_reset_paused:
+        t.append(f"  auto-reset PAUSED ({d.failed_resets} failed in a row)", style="bold red")
+    elif d.drives_resets:
         t.append("  auto-reset " + ("on" if d.auto_reset else "off"),
                  style="bold" if d.auto_reset else "dim")

@@ -16,6 +16,7 @@ from tui_support import SCREEN_TEST_SAFETY, ConstantPolicy
 
 from takeover.config import Config, DockingConfig, ResetConfig
 from takeover.control.arbiter import OperatorEvent, OperatorInput
+from takeover.control.reset_planner import MAX_FAILED_RESETS_IN_A_ROW
 from takeover.hw.base import open_link
 from takeover.recorder.reader import read_info
 from takeover.recorder.store import EpisodeStore
@@ -78,11 +79,13 @@ def step_until(session: OperatorSession, done: object, what: str,
 
 def dock_attempt(session: OperatorSession, link: SimLink, hand: Hand) -> SessionSnapshot:
     """Record an AUTO attempt that creeps onto the dock from just in front of it."""
+    attempt = session.poll().docking.attempt + 1
     place_at_dock(link.sim)
     assert "recording" in session.begin_episode()
     session.post(OperatorEvent.AUTO)
     hand.deadman = True
-    return step_until(session, lambda s: s.docking.outcome != "", "detected outcome")
+    return step_until(session, lambda s: s.docking.outcome_attempt == attempt,
+                      "detected outcome")
 
 
 def test_a_docked_attempt_is_detected_stored_relabelled_and_n_drives_a_reset(
@@ -156,6 +159,55 @@ def test_auto_reset_follows_a_detected_outcome_and_stops_when_the_deadman_is_rel
         snap = step_until(session, lambda s: s.mode is not Mode.IDLE, "the reset resumed")
         assert snap.mode is Mode.RESET
         assert [i.outcome for i in EpisodeStore(workspace).episodes()] == ["success"]
+    finally:
+        session.close()
+
+
+def test_auto_reset_pauses_after_three_failed_resets_in_a_row_until_the_operator_resets(
+        workspace: Path) -> None:
+    """As `takeover drive --reset drive` stops after MAX_FAILED_RESETS_IN_A_ROW, auto-reset
+    gives up: the next outcome starts nothing and says why; "n" starts a reset (to where the
+    last attempt's end planned, not the stale one) and clears the count."""
+    config = docking_config(auto_reset=True)
+    session, link, hand = open_session(config, workspace)
+    try:
+        for failed in range(1, MAX_FAILED_RESETS_IN_A_ROW + 1):
+            snap = dock_attempt(session, link, hand)
+            assert snap.docking.outcome == "success", snap.docking.evidence
+            assert "reset: undocking" in session.episode.message, session.episode.message
+            # Off the charger (so the next attempt docks afresh), then stopped short of its
+            # target: a failed reset.
+            step_until(session, lambda s: s.mode is Mode.RESET and s.docking.reset_progress > 0.1,
+                       "the auto-reset under way")
+            hand.deadman = False
+            snap = step_until(session, lambda s: s.docking.reset == "stopped", "the reset stopped")
+            assert snap.docking.failed_resets == failed
+            step_until(session, lambda s: link.sim.v == 0.0 and link.sim.w == 0.0,
+                       "the robot standing still")  # before it is placed at the dock again
+        assert snap.docking.auto_reset_paused
+        assert "3 resets in a row failed" in snap.docking.paused_line()
+
+        snap = dock_attempt(session, link, hand)  # charging again: no reset follows
+        assert snap.docking.outcome_attempt == MAX_FAILED_RESETS_IN_A_ROW + 1
+        assert "auto-reset paused" in session.episode.message, session.episode.message
+        for _ in range(60):
+            session.loop.tick()
+            snap = session.poll()
+            assert snap.mode is not Mode.RESET and snap.docking.reset == "stopped"
+        assert snap.docking.auto_reset_paused
+
+        # The operator's reset starts a new one (undocking first: the robot is on the charger)
+        # and clears the count; reaching the target keeps it clear.
+        assert session.reset_world(7).startswith("reset: undocking"), session.episode.message
+        snap = step_until(session, lambda s: s.mode is Mode.RESET, "the operator's reset")
+        assert snap.docking.failed_resets == 0 and not snap.docking.auto_reset_paused
+        assert snap.docking.reset == "undock"
+        snap = step_until(session, lambda s: s.mode is not Mode.RESET, "the reset's end",
+                          max_ticks=4000)
+        assert snap.docking.reset == "done", snap.docking.reset_reason
+        assert snap.docking.failed_resets == 0
+        snap = dock_attempt(session, link, hand)  # auto-reset is back
+        assert "reset: undocking" in session.episode.message, session.episode.message
     finally:
         session.close()
 

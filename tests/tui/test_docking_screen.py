@@ -5,22 +5,27 @@ screenshot (docs/img/docking.svg) catches the reset half way."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
 
 from dock_support import place_at_dock
+from rich.text import Text
 from textual.widgets import Static
 from tui_support import SCREEN_TEST_SAFETY, ConstantPolicy, wait_for
 
 from takeover.config import Config, DockingConfig, ResetConfig, TuiConfig
 from takeover.control.arbiter import OperatorEvent, OperatorInput
+from takeover.control.reset_planner import MAX_FAILED_RESETS_IN_A_ROW
 from takeover.hw.base import open_link
+from takeover.session.docking_lifecycle import DockingStatus
 from takeover.session.operator import OperatorSession
 from takeover.sim.link import SimLink
 from takeover.sim.world import ROBOT_RADIUS_M, generate_world
 from takeover.tui.app import TakeoverApp, make_app
-from takeover.types import Command, Mode, Observation
+from takeover.tui.drive import charge_lines, docking_lines
+from takeover.types import POWER_SUPPLY_STATUS_DISCHARGING, Command, Mode, Observation
 
 SIZE = (140, 44)
 SEED = 21
@@ -35,17 +40,21 @@ class Hand:
         return OperatorInput(deadman=True)
 
 
-def config() -> Config:
+def config(auto_reset: bool = False) -> Config:
     dock = generate_world(SEED).dock
     reset = ResetConfig(x_m=dock.x_m + ROBOT_RADIUS_M * math.cos(dock.yaw_rad),
                         y_m=dock.y_m + ROBOT_RADIUS_M * math.sin(dock.yaw_rad),
                         yaw_rad=dock.yaw_rad + math.pi)
     return Config(safety=SCREEN_TEST_SAFETY, tui=TuiConfig(camera="halfblock"),
-                  docking=DockingConfig(reset=reset))
+                  docking=DockingConfig(reset=reset, auto_reset=auto_reset))
 
 
 def system_text(app: TakeoverApp) -> str:
     return str(app.screen.query_one("#system", Static).render())
+
+
+def telemetry_text(app: TakeoverApp) -> str:
+    return str(app.screen.query_one("#telemetry", Static).render())
 
 
 async def test_drive_screen_shows_attempts_detected_outcome_and_reset_progress(
@@ -101,3 +110,75 @@ async def test_drive_screen_shows_attempts_detected_outcome_and_reset_progress(
                 break
         await wait_for(pilot, lambda: "done" in system_text(app) and "100%" in system_text(app),
                        what="the reset done on screen")
+
+
+async def test_auto_reset_starts_by_itself_after_a_detected_outcome_and_shows_its_phase(
+        workspace: Path) -> None:
+    """`[docking] auto_reset = true` on a base that drives its resets: after the attempt's
+    detected outcome the reset starts with no key pressed, and the screen shows its phase. The
+    telemetry shows the charge as the detector reads it (this base has no docked flag)."""
+    link = open_link(f"sim://?fast=1&reset=drive&seed={SEED}")
+    assert isinstance(link, SimLink)
+    app = make_app(config(auto_reset=True), link, ConstantPolicy(Command(0.08, 0.0)), workspace,
+                   use_gamepad=False)
+    session = app.session
+    assert isinstance(session, OperatorSession)
+    session.loop.operator = Hand()
+
+    def step() -> None:
+        session.loop.tick()
+        session.poll()
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.connected, what="the link")
+        step()
+        await wait_for(pilot, lambda: "auto-reset on" in system_text(app), what="auto-reset on")
+        assert "charge  no" in telemetry_text(app) and "docked" not in telemetry_text(app)
+        place_at_dock(link.sim)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: session.episode.recording, what="recording")
+        session.post(OperatorEvent.AUTO)
+        for _ in range(400):
+            step()
+            if session.docking.status().outcome:
+                break
+        assert session.docking.status().outcome == "success"
+        step()  # the tick that takes the RESET the outcome posted
+        await wait_for(pilot, lambda: "attempt 1 · docked (" in system_text(app),
+                       what="the detected outcome on screen")
+        await wait_for(pilot, lambda: "CHARGING (current)" in telemetry_text(app),
+                       what="the charge in the telemetry")
+        assert "docked" not in telemetry_text(app)  # no flag on this base: not shown
+        for _ in range(400):  # no key pressed: the reset drives by itself
+            step()
+            if session.mode is Mode.RESET and session.docking.driver.phase.value == "drive":
+                break
+        assert session.mode is Mode.RESET
+        await wait_for(pilot, lambda: "drive " in system_text(app) and "% to start" in system_text(app),
+                       what="the reset's phase on screen")
+        assert "R E S E T" in str(app.screen.query_one("#banner").render())
+        assert "auto-reset on" in system_text(app)
+
+
+def test_the_docked_flag_is_shown_only_where_the_base_has_one() -> None:
+    obs = Observation(t_ns=0, docked=True, battery_current_a=-1.5,
+                      power_supply_status=POWER_SUPPLY_STATUS_DISCHARGING)
+    plain, flagged = Text(), Text()
+    charge_lines(plain, obs, DockingConfig(current_sign="negative"), confirming=True)
+    charge_lines(flagged, obs, DockingConfig(use_docked_topic=True), confirming=False)
+    # Sign-normalised: this base reports charging as negative.
+    assert "+1.50 A" in plain.plain and "CHARGING (current)" in plain.plain
+    assert "confirming" in plain.plain and "docked" not in plain.plain
+    assert "-1.50 A" in flagged.plain and "charge  no (discharging)" in flagged.plain
+    assert "docked  YES (the base's flag)" in flagged.plain
+
+
+def test_a_paused_auto_reset_says_so() -> None:
+    on = DockingStatus(auto_reset=True, drives_resets=True)
+    paused = dataclasses.replace(on, failed_resets=MAX_FAILED_RESETS_IN_A_ROW)
+    t_on, t_paused = Text(), Text()
+    docking_lines(t_on, on)
+    docking_lines(t_paused, paused)
+    assert "auto-reset on" in t_on.plain and not on.auto_reset_paused
+    assert f"auto-reset PAUSED ({MAX_FAILED_RESETS_IN_A_ROW} failed in a row)" in t_paused.plain
+    assert "needs a person (n: reset by hand)" in paused.paused_line()
