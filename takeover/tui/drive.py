@@ -63,6 +63,9 @@ class DriveScreen(Screen[None]):
         self._last_image_t = 0.0
         self._asking = False  # the robot asked for help on the last record shown
         self.help_alerts = 0  # help requests announced (bell and banner) since the screen opened
+        # The attempt whose detected outcome the message line announced last; None: take the
+        # next snapshot's silently (a fresh screen, another robot focused).
+        self._outcome_said: int | None = None
 
     @property
     def tapp(self) -> TakeoverApp:
@@ -171,6 +174,7 @@ class DriveScreen(Screen[None]):
             hint = "move a stick (or t) to take over and correct · h: hand back, let it drive on"
         self.query_one(ModeBanner).show(mode if app.connected else None, snap.reason, hint, alarm,
                                         field, help_status, robot=app.robot_name)
+        self._announce_outcome(snap.docking)
         if rec is None or rec.step == self._last_record_step:
             return
         self._last_record_step = rec.step
@@ -199,6 +203,17 @@ class DriveScreen(Screen[None]):
         self.query_one(MiniMap).show(pose, snap.trail, obs.scan_m if obs is not None else None,
                                      plan, app.dock, rec.field,
                                      fcfg.footprint_radius_m + fcfg.protective_m, free)
+
+    def _announce_outcome(self, d: DockingStatus) -> None:
+        """A new detected outcome on the message line: the session decided it on its own (no
+        key was pressed, so no reply of a request says it), and so may auto-reset have paused."""
+        if self._outcome_said is None or not d.outcome:
+            self._outcome_said = d.outcome_attempt
+            return
+        if d.outcome_attempt != self._outcome_said:
+            self._outcome_said = d.outcome_attempt
+            self.say(f"{d.outcome_line()} · robot stopped"
+                     + (f" · {d.paused_line()}" if d.auto_reset_paused else ""))
 
     def _plan_commands(self, planned: list[Command], proposal: Command | None) -> list[Command]:
         """The policy's queued chunk where the runtime exposes it (`planned_actions()`), else
@@ -306,6 +321,7 @@ class DriveScreen(Screen[None]):
         self._last_record_step = -1
         self._last_image_t = 0.0
         self._asking = False
+        self._outcome_said = None
         if self.ready:
             self.query_one(ModeBanner).show(None, f"{self.tapp.robot_name}: waiting for its "
                                             "telemetry...", robot=self.tapp.robot_name)

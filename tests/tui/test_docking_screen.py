@@ -148,6 +148,8 @@ async def test_auto_reset_starts_by_itself_after_a_detected_outcome_and_shows_it
                        what="the detected outcome on screen")
         await wait_for(pilot, lambda: "CHARGING (current)" in telemetry_text(app),
                        what="the charge in the telemetry")
+        await wait_for(pilot, lambda: "attempt 1 · docked (" in str(
+            app.screen.query_one("#message", Static).render()), what="the outcome announced")
         assert "docked" not in telemetry_text(app)  # no flag on this base: not shown
         for _ in range(400):  # no key pressed: the reset drives by itself
             step()
