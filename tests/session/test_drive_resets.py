@@ -76,7 +76,10 @@ def test_the_expert_docks_again_and_again_on_the_docked_pose_it_was_given(
 
 def test_operator_sim_takes_over_a_tiny_policy_and_keeps_hands_off_the_resets(
         tmp_path: Path) -> None:
-    model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx")
+    # Seeded: whether an untrained policy strays enough within an attempt's 6 s for the
+    # simulated operator to step in depends on its random weights (with unseeded ones this
+    # failed about one run in five; with seed 4 always, with 0 never).
+    model = tiny_onnx_model(tmp_path / "r001" / "policy.onnx", seed=0)
     truth_log = tmp_path / "truth.jsonl"
     config = config_with_docked_pose(tmp_path)
     # Re-planning every tick, as this test was written for: executing its whole 5-step chunk

@@ -87,11 +87,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-def tiny_onnx_model(path: Path, camera_hw: int = 96, model_id: str = "r001") -> Path:
+def tiny_onnx_model(path: Path, camera_hw: int = 96, model_id: str = "r001",
+                    seed: int | None = None) -> Path:
     """A real, untrained ONNX policy (resnet10t at 8 channels) exported with the project's own
-    exporter: what a deployed model is, in a second of CPU."""
+    exporter: what a deployed model is, in a second of CPU. seed: its initial weights (None:
+    whatever torch's generator holds), for a test that needs one particular untrained
+    behaviour."""
+    import torch
+
     from takeover.policy.export import export_onnx
     from takeover.policy.model import DockingPolicy, ModelConfig
+
+    if seed is not None:
+        torch.manual_seed(seed)
 
     model = DockingPolicy(ModelConfig(
         backbone_args={"channels": [8, 8, 8, 8], "stem_width": 8}, image_height=camera_hw,
