@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 import pytest
+from dock_support import tick_until_settled
 from expert_driver import ExpertDriver
 
 from takeover.config import HelpRiskConfig, SafetyConfig, SupervisionConfig, config_from_dict
@@ -173,15 +174,7 @@ def run(driver_of, mode: str = "robot", seed: int = 3, risk: HelpRiskConfig = RI
     loop = ControlLoop(link, arbiter, Deadman(), driver_of(link), rate_hz=RATE_HZ)
     loop.refresh_dock_pose()
     loop.post(OperatorEvent.AUTO)
-    records = []
-    for _ in range(round(seconds / DT_S)):
-        rec = loop.tick()
-        records.append(rec)
-        if link.sim.outcome is not SimOutcome.RUNNING \
-                or (rec.help is not None and rec.help.requested and rec.command.is_zero
-                    and abs(link.sim.v) < 1e-6):
-            break
-    return link, records
+    return link, tick_until_settled(link, loop, seconds)
 
 
 def test_a_policy_creeping_in_5_degrees_off_asks_and_stops_before_the_face() -> None:

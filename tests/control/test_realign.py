@@ -8,6 +8,7 @@ import dataclasses
 import math
 
 import pytest
+from dock_support import tick_until_settled
 
 from takeover.config import HelpRiskConfig, SafetyConfig, SupervisionConfig, config_from_dict
 from takeover.control.arbiter import Arbiter, OperatorEvent, OperatorInput
@@ -82,15 +83,7 @@ def make_loop(driver_of, mode: str = "robot", risk: HelpRiskConfig = RISK,  # ty
 
 
 def run(link: SimLink, loop: ControlLoop, seconds: float = 60.0) -> list[StepRecord]:
-    records = []
-    for _ in range(round(seconds / DT_S)):
-        rec = loop.tick()
-        records.append(rec)
-        if link.sim.outcome is not SimOutcome.RUNNING \
-                or (rec.help is not None and rec.help.requested and rec.command.is_zero
-                    and abs(link.sim.v) < 1e-6):
-            break
-    return records
+    return tick_until_settled(link, loop, seconds)
 
 
 def backoffs(records: list[StepRecord]) -> list[list[StepRecord]]:

@@ -1,4 +1,5 @@
-"""Putting a simulated robot at its dock, for the tests of charge detection over every link."""
+"""Putting a simulated robot at its dock, for the tests of charge detection over every link, and
+ticking a lockstep loop until an approach has settled (the help-signal tests)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import time
 import numpy as np
 import pytest
 
+from takeover.control.loop import ControlLoop
 from takeover.hw.base import RobotLink
-from takeover.sim.simulator import Simulator
+from takeover.sim.link import SimLink
+from takeover.sim.simulator import SimOutcome, Simulator
 from takeover.sim.world import ROBOT_RADIUS_M
-from takeover.types import Command
+from takeover.types import Command, StepRecord
 
 
 def place_at_dock(sim: Simulator, lateral_m: float = 0.0, heading_deg: float = 0.0,
@@ -38,3 +41,17 @@ def creep_until_docked(link: RobotLink, timeout_s: float = 10.0) -> None:
             return
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s:g} s waiting for the robot to dock")
+
+
+def tick_until_settled(link: SimLink, loop: ControlLoop, seconds: float) -> list[StepRecord]:
+    """Tick a lockstep loop (its rate) until the simulator decides the attempt (docked, a
+    contact) or the robot stands still asking for help, at most `seconds`; every record."""
+    records = []
+    for _ in range(round(seconds * loop.rate_hz)):
+        rec = loop.tick()
+        records.append(rec)
+        if link.sim.outcome is not SimOutcome.RUNNING \
+                or (rec.help is not None and rec.help.requested and rec.command.is_zero
+                    and abs(link.sim.v) < 1e-6):
+            break
+    return records
