@@ -164,7 +164,9 @@ def test_onnx_policies_record_into_one_workspace_under_their_names(tmp_path: Pat
     assert out["policy"]["inferences"] > 0  # both robots ran the model in onnxruntime
     recorded = sorted(Path(p).name for p in out["recorded"])
     assert len(recorded) == 2 and len(set(recorded)) == 2
-    assert recorded[0].endswith("_robot1.hdf5") and recorded[1].endswith("_robot2.hdf5")
+    # Each robot's episode under its own name; which robot reserved the lower number depends
+    # on which got to the numbering lock first (under load robot2 sometimes does).
+    assert sorted(name.split("_", 2)[2] for name in recorded) == ["robot1.hdf5", "robot2.hdf5"]
     assert all(Path(p).is_file() for p in out["recorded"])
 
 
