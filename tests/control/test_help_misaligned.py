@@ -141,24 +141,6 @@ def test_not_where_nothing_is_about_to_touch_the_face(gap_m: float, lateral_m: f
 # --- the real loop over the simulator ---------------------------------------------------------
 
 
-class TurnedDockDriver:
-    """A PolicyDriver that docks confidently to the dock turned `off_deg` about its face's
-    centre: it arrives centred but that far off the dock's heading (a contact the simulated
-    charger calls misaligned, 3 degrees being its tolerance)."""
-
-    def __init__(self, link: SimLink, off_deg: float) -> None:
-        d = link.dock_pose()
-        self.expert = DockingExpert(Pose2D(d.x_m, d.y_m, d.yaw_rad + math.radians(off_deg)))
-
-    def propose(self, obs: Observation) -> Command | None:
-        return self.expert.command(obs.odom)
-
-    def drop_queued_actions(self) -> None:
-        pass
-
-    def reset(self) -> None:
-        self.expert.reset()
-
 
 class Deadman:
     def read(self, obs: Observation | None, now_ns: int) -> OperatorInput:
@@ -178,7 +160,7 @@ def run(driver_of, mode: str = "robot", seed: int = 3, risk: HelpRiskConfig = RI
 
 
 def test_a_policy_creeping_in_5_degrees_off_asks_and_stops_before_the_face() -> None:
-    link, records = run(lambda link: TurnedDockDriver(link, 5.0))
+    link, records = run(lambda link: ExpertDriver(link, 5.0))
     asked = [r for r in records if r.help is not None and r.help.requested]
     assert asked, f"no request; the simulator says {link.sim.outcome.value}"
     assert asked[0].help is not None and asked[0].help.reason is HelpReason.MISALIGNED
@@ -195,7 +177,7 @@ def test_a_policy_creeping_in_5_degrees_off_asks_and_stops_before_the_face() -> 
 
 def test_without_the_signal_that_policy_touches_the_dock_misaligned() -> None:
     """The scenario above is a failure when nobody asks: the simulator's bumper."""
-    link, records = run(lambda link: TurnedDockDriver(link, 5.0),
+    link, records = run(lambda link: ExpertDriver(link, 5.0),
                         risk=dataclasses.replace(RISK, misaligned_gap_m=0.0))
     assert not any(r.help is not None and r.help.reason is not None for r in records)
     assert link.sim.outcome is SimOutcome.MISALIGNED

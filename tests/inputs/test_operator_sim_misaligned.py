@@ -4,11 +4,11 @@ real Arbiter and loop over the simulator in lockstep, a policy that creeps in 5 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import h5py
 import pytest
+from expert_driver import ExpertDriver
 
 from takeover.config import SafetyConfig, SupervisionConfig
 from takeover.control.arbiter import Arbiter, OperatorEvent
@@ -20,28 +20,9 @@ from takeover.recorder.episode_file import EpisodeMeta
 from takeover.recorder.reader import read_episode
 from takeover.recorder.verify import verify_episode
 from takeover.recorder.writer import EpisodeWriter
-from takeover.sim.expert import DockingExpert
 from takeover.sim.link import SimLink
 from takeover.sim.simulator import SimOutcome
-from takeover.types import Command, CommandSource, HelpReason, Mode, Observation, Pose2D, StepRecord
-
-
-class TurnedDockDriver:
-    """Docks confidently to the dock turned `off_deg` about its face's centre: it arrives off
-    the charger's 3-degree tolerance (a misaligned contact, if nobody stops it)."""
-
-    def __init__(self, link: SimLink, off_deg: float) -> None:
-        d = link.dock_pose()
-        self.expert = DockingExpert(Pose2D(d.x_m, d.y_m, d.yaw_rad + math.radians(off_deg)))
-
-    def propose(self, obs: Observation) -> Command | None:
-        return self.expert.command(obs.odom)
-
-    def drop_queued_actions(self) -> None:
-        pass
-
-    def reset(self) -> None:
-        self.expert.reset()
+from takeover.types import CommandSource, HelpReason, Mode, StepRecord
 
 
 def drive(seed: int, mode: str, seconds: float = 60.0
@@ -51,7 +32,7 @@ def drive(seed: int, mode: str, seconds: float = 60.0
     link.connect()
     loop = ControlLoop(link, Arbiter(SafetyConfig(), policy_available=True,
                                      supervision=supervision), None,
-                       TurnedDockDriver(link, 5.0), rate_hz=20.0)
+                       ExpertDriver(link, 5.0), rate_hz=20.0)
     loop.refresh_dock_pose()
     operator = SimulatedOperator(link.dock_pose(), loop.post, supervision=supervision)
     loop.operator = operator
@@ -93,7 +74,7 @@ def test_the_request_is_recorded_as_misaligned(tmp_path: Path) -> None:
     link.connect()
     loop = ControlLoop(link, Arbiter(SafetyConfig(), policy_available=True,
                                      supervision=supervision), None,
-                       TurnedDockDriver(link, 5.0), rate_hz=20.0)
+                       ExpertDriver(link, 5.0), rate_hz=20.0)
     operator = SimulatedOperator(link.dock_pose(), loop.post, supervision=supervision)
     loop.operator = operator
     writer = EpisodeWriter(tmp_path, rate_hz=20.0, backpressure=True, fsync=False)
