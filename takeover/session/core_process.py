@@ -654,7 +654,16 @@ def main() -> None:
     except Exception as err:  # a bad URL or config: answer every request with it
         _refuse(conn, _one_line(err))
         return
-    server.serve()
+    try:
+        server.serve()
+    except _ParentGone:
+        # The terminal killed outright closes the socket (EOF) and sends SIGTERM at about the
+        # same moment: a SIGTERM landing after the EOF but before serve()'s finally ignores
+        # further ones raises there and skips its shutdown (seen once in a test run: the last
+        # command on the wire was not a stop). Shut down here instead, once.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        server.shutdown("the operator's terminal died")
     sys.stderr.flush()
     os._exit(0)  # a worker may still be inside a slow call (a model loading): do not wait for it
 
