@@ -20,8 +20,12 @@ operator instead of a batch:
   and only while the operator holds the deadman (the Arbiter's rule). A reset that was stopped
   half way is resumed by the next `start_reset`, unless an attempt has begun since (the robot
   has moved on: the reset goes where that attempt's end planned).
+- **a reset's time limit**: `[docking.reset] timeout_s` of ticks in RESET (a pause with the
+  deadman released does not count) without reaching the target stops the robot; the reset ends
+  "timed out", is not resumed (the next one goes to a fresh start pose) and counts as failed, as
+  `takeover drive --reset drive` counts it.
 - **giving up**: after `MAX_FAILED_RESETS_IN_A_ROW` resets in a row that ended short of their
-  target (stopped: an obstacle, the LiDAR blind, the deadman, a fault), auto-reset pauses, as
+  target (stopped: an obstacle, the LiDAR blind, the deadman, a fault, the time limit), auto-reset pauses, as
   `takeover drive --reset drive` stops its run there: the robot needs a person. The operator's
   own reset ("n") starts again and clears the count; so does a reset that reaches its target.
 
@@ -89,6 +93,7 @@ class DockingStatus:
     reset_kind: str = ""  # start | staging (a retry) | home (no docked pose known yet)
     reset_progress: float = 0.0  # 0..1 of the way to the target's position
     failed_resets: int = 0  # resets in a row that ended short of their target
+    reset_resumable: bool = False  # a stopped reset "n" resumes (False: it plans a new one)
 
     @property
     def auto_reset_paused(self) -> bool:
@@ -160,6 +165,10 @@ class DockingLifecycle:
         # The first step that can have taken the last reset request: a request refused at once
         # (no deadman held: the Arbiter ends RESET on the tick it starts) never shows RESET.
         self._reset_from_step: int | None = None
+        # Ticks spent in RESET towards the current target (a resumed reset carries on counting),
+        # and whether the time limit is what stopped it.
+        self._reset_ticks = 0
+        self._reset_timed_out = False
         self._status = DockingStatus(auto_reset=self.docking.auto_reset,
                                      drives_resets=self.drives_resets)
         self.anchor_corridor()
@@ -225,7 +234,8 @@ class DockingLifecycle:
         obs = rec.observation
         self.planner.attempt_started(obs.odom if obs is not None else None)
         self._status = dataclasses.replace(self._status, attempt=self._status.attempt + 1,
-                                           attempting=True, confirming=False)
+                                           attempting=True, confirming=False,
+                                           reset_resumable=False)
 
     def _finish(self, decided: DetectedOutcome) -> DetectedOutcome:
         self._detector = None
@@ -273,6 +283,7 @@ class DockingLifecycle:
                     "x_m, y_m, yaw_rad")
         self._plan = None
         self._request_reset()
+        self._reset_ticks, self._reset_timed_out = 0, False
         self.loop.request_reset(plan.target, undock=True)
         self._status = dataclasses.replace(self._status, reset=self.driver.phase.value,
                                            reset_reason="", reset_kind=plan.kind,
@@ -309,17 +320,30 @@ class DockingLifecycle:
         requested = self._reset_from_step is not None and rec.step >= self._reset_from_step
         if rec.mode is Mode.RESET:
             self._in_reset, self._reset_from_step = True, None
+            self._reset_ticks += 1
             self._status = dataclasses.replace(
                 self._status, reset=self.driver.phase.value, reset_reason=rec.reason,
                 reset_progress=self.driver.progress)
+            if not self._reset_timed_out and self._reset_ticks >= self._reset_tick_limit():
+                self._reset_timed_out = True
+                self.loop.post(OperatorEvent.STOP)  # the robot stands; the next tick leaves RESET
         elif self._in_reset or requested:
             self._in_reset, self._reset_from_step = False, None
             done = self.driver.done and rec.reason.startswith("reset done")
-            self._resumable = not done
+            reason = rec.reason
+            if self._reset_timed_out and not done:
+                reason = f"reset timed out after {self.docking.reset.timeout_s:g} s"
+            # A reset out of time is over: the next one plans afresh (from where the robot is).
+            self._resumable = not done and not self._reset_timed_out
             self._status = dataclasses.replace(
                 self._status, reset=RESET_DONE if done else RESET_STOPPED,
-                reset_reason=rec.reason, reset_progress=1.0 if done else self.driver.progress,
-                failed_resets=0 if done else self._status.failed_resets + 1)
+                reset_reason=reason, reset_progress=1.0 if done else self.driver.progress,
+                failed_resets=0 if done else self._status.failed_resets + 1,
+                reset_resumable=self._resumable)
+
+    def _reset_tick_limit(self) -> int:
+        """`[docking.reset] timeout_s` in control ticks."""
+        return max(1, round(self.docking.reset.timeout_s * 1e9 / self.loop.period_ns))
 
     # --- for the screen --------------------------------------------------------------------
 

@@ -391,7 +391,8 @@ def docking_lines(t: Text, d: DockingStatus) -> None:
     elif d.reset == RESET_IDLE:
         t.append("idle (n: reset)", style="dim")
     elif d.reset == RESET_STOPPED:
-        t.append(f"stopped {d.reset_progress * 100:3.0f}%  {d.reset_reason}  (n: resume)",
+        again = "n: resume" if d.reset_resumable else "n: a new reset"
+        t.append(f"stopped {d.reset_progress * 100:3.0f}%  {d.reset_reason}  ({again})",
                  style="bold yellow")
     else:
         cells = 10

@@ -184,3 +184,62 @@ def test_a_paused_auto_reset_says_so() -> None:
     assert "auto-reset on" in t_on.plain and not on.auto_reset_paused
     assert f"auto-reset PAUSED ({MAX_FAILED_RESETS_IN_A_ROW} failed in a row)" in t_paused.plain
     assert "needs a person (n: reset by hand)" in paused.paused_line()
+
+
+async def test_a_reset_out_of_time_stops_the_robot_counts_as_failed_and_is_not_resumed(
+        workspace: Path) -> None:
+    """`[docking.reset] timeout_s` holds in `takeover run` as in `drive --reset drive`: a reset
+    still short of its target after that long in RESET stops the robot, says it timed out,
+    counts as a failed reset, and the next "n" plans a new reset instead of resuming it."""
+    base = config()
+    cfg = dataclasses.replace(base, docking=dataclasses.replace(
+        base.docking, reset=dataclasses.replace(base.docking.reset, timeout_s=1.0)))
+    link = open_link(f"sim://?fast=1&reset=drive&seed={SEED}")
+    assert isinstance(link, SimLink)
+    app = make_app(cfg, link, ConstantPolicy(Command(0.08, 0.0)), workspace, use_gamepad=False)
+    session = app.session
+    assert isinstance(session, OperatorSession)
+    session.loop.operator = Hand()
+
+    def step() -> None:
+        session.loop.tick()
+        session.poll()
+
+    def message() -> str:
+        return str(app.screen.query_one("#message", Static).render())
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.connected, what="the link")
+        step()
+        place_at_dock(link.sim)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: session.episode.recording, what="recording")
+        session.post(OperatorEvent.AUTO)
+        for _ in range(400):
+            step()
+            if session.docking.status().outcome:
+                break
+        step(), step()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "reset: undocking" in message(), what="the reset requested")
+        ticks_in_reset = 0
+        for _ in range(400):  # the reset needs far more than 1 s: undock, turn, drive
+            step()
+            if session.mode is Mode.RESET:
+                ticks_in_reset += 1
+            elif ticks_in_reset:
+                break
+        status = session.docking.status()
+        assert status.reset == "stopped" and status.reset_reason == "reset timed out after 1 s"
+        assert 20 <= ticks_in_reset <= 22  # 1 s at 20 Hz, and the tick that takes the stop
+        assert status.failed_resets == 1 and not status.reset_resumable
+        assert session.mode is Mode.IDLE
+        assert session.loop.latest is not None and session.loop.latest.command.is_zero
+        await wait_for(pilot, lambda: "reset timed out after 1 s" in system_text(app)
+                       and "(n: a new reset)" in system_text(app), what="the timeout on screen")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "driving to a new start pose" in message(),
+                       what="a new reset, not a resumed one")
+        for _ in range(5):
+            step()
+        assert session.mode is Mode.RESET  # it drives again, under the operator's deadman
