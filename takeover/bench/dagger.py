@@ -139,16 +139,23 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
                     symlinks=True)
     warm_train = replace(base_train, epochs=preset.warm_epochs,
                          lr=preset.warm_lr, weighting=preset.dagger_weighting)
+    scratch = preset.dagger_retrain == "scratch"
+    scratch_train = replace(base_train, epochs=preset.epochs)
     dagger_rows: list[dict[str, Any]] = []
     supervised_rounds: list[RoundMetrics] = []
     ev: dict[str, Any] | None
     for k in range(1, preset.rounds + 1):
         model_id = f"r{k:03d}"
         if k > 1:
-            log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d}, warm start "
-                f"({warm_train.epochs} epochs, peak lr {warm_train.lr:g}, weighting "
-                f"{warm_train.weighting})")
-            card = train_next_model(ws, warm_train, deploy=True)
+            if scratch:
+                log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d} from scratch "
+                    f"({scratch_train.epochs} epochs, as BC)")
+                card = train_workspace(ws, model_config, scratch_train, deploy=True)
+            else:
+                log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d}, warm start "
+                    f"({warm_train.epochs} epochs, peak lr {warm_train.lr:g}, weighting "
+                    f"{warm_train.weighting})")
+                card = train_next_model(ws, warm_train, deploy=True)
             assert card["model_id"] == model_id, card["model_id"]
             ev = None
             if preset.eval_every_model or k == preset.rounds:

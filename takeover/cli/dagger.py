@@ -29,6 +29,7 @@ from takeover.dagger.metrics import (
     workspace_metrics,
     workspace_metrics_by_robot,
 )
+from takeover.dagger.presets import DAGGER_RETRAINS
 from takeover.errors import UsageError
 from takeover.recorder.store import EpisodeStore
 
@@ -183,6 +184,10 @@ def add_dagger_bench(bench_sub: Any) -> None:
     b.add_argument("--dagger-weighting", choices=WEIGHTINGS, default=None,
                    help="intervention weighting of DAgger's retraining (default iwr, as `dagger "
                    "train`; docs/policy.md)")
+    b.add_argument("--dagger-retrain", choices=DAGGER_RETRAINS, default=None,
+                   help="how DAgger's next model is trained: warm (default; `dagger train`, "
+                   "warm-started from the last model) or scratch (`takeover train`: a new model "
+                   "on every round, --epochs, as BC; docs/dagger.md)")
     b.add_argument("--device", default="auto", metavar="D")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_dagger)
@@ -421,7 +426,7 @@ def _cmd_bench_dagger(args: argparse.Namespace) -> int:
                         epochs=args.epochs, warm_epochs=args.warm_epochs,
                         eval_episodes=args.eval_episodes, demo_noise=args.demo_noise,
                         warm_lr=args.warm_lr, dagger_weighting=args.dagger_weighting,
-                        demo_seed=args.demo_seed)
+                        demo_seed=args.demo_seed, dagger_retrain=args.dagger_retrain)
     from takeover.bench.dagger import run_dagger_bench
 
     result = run_dagger_bench(preset, out_dir=args.out, device=args.device, progress=sys.stderr)

@@ -13,6 +13,9 @@ from typing import Any
 from takeover.config import WEIGHTINGS
 from takeover.errors import UsageError
 
+#: How DAgger's next model is trained (DaggerBenchPreset.dagger_retrain).
+DAGGER_RETRAINS = ("warm", "scratch")
+
 
 @dataclass(frozen=True)
 class DaggerBenchPreset:
@@ -33,6 +36,10 @@ class DaggerBenchPreset:
     # `takeover dagger train` (policy/settings.py DEFAULT_WARM_LR, DEFAULT_WARM_WEIGHTING).
     warm_lr: float = 5e-4
     dagger_weighting: str = "iwr"  # none | iwr | sirius (TrainConfig.weighting)
+    # How DAgger's r(k+1) is trained: "warm" (`dagger train`: warm-started from rk for
+    # warm_epochs at warm_lr, with dagger_weighting) or "scratch" (`takeover train`: a new
+    # model on every round, `epochs` at the from-scratch learning rate, unweighted, as BC).
+    dagger_retrain: str = "warm"
     demo_seed: int = 1000
     round_seed: int = 2000
     eval_seed: int = 5000
@@ -55,6 +62,9 @@ class DaggerBenchPreset:
         if not 0.0 < self.warm_lr <= 1.0:
             raise UsageError(f"bench dagger: warm-lr {self.warm_lr}: must be above 0 and at "
                              "most 1")
+        if self.dagger_retrain not in DAGGER_RETRAINS:
+            raise UsageError(f"bench dagger: dagger-retrain {self.dagger_retrain!r}: use one of "
+                             f"{', '.join(DAGGER_RETRAINS)}")
         if self.dagger_weighting not in WEIGHTINGS:
             raise UsageError(f"bench dagger: dagger-weighting {self.dagger_weighting!r}: use one "
                              f"of {', '.join(WEIGHTINGS)}")
@@ -104,7 +114,8 @@ def preset_for(name: str, bc_demos: str | None = None, initial_demos: int | None
                eval_episodes: int | None = None,
                demo_noise: float | None = None, warm_lr: float | None = None,
                dagger_weighting: str | None = None,
-               demo_seed: int | None = None) -> DaggerBenchPreset:
+               demo_seed: int | None = None,
+               dagger_retrain: str | None = None) -> DaggerBenchPreset:
     """A named preset with the command line's overrides applied (and checked)."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; use one of {', '.join(sorted(PRESETS))}")
@@ -112,7 +123,7 @@ def preset_for(name: str, bc_demos: str | None = None, initial_demos: int | None
         "initial_demos": initial_demos, "rounds": rounds, "round_episodes": round_episodes,
         "epochs": epochs, "warm_epochs": warm_epochs, "eval_episodes": eval_episodes,
         "demo_noise": demo_noise, "warm_lr": warm_lr, "dagger_weighting": dagger_weighting,
-        "demo_seed": demo_seed}
+        "demo_seed": demo_seed, "dagger_retrain": dagger_retrain}
     if demo_seed is not None and demo_seed < 0:
         raise UsageError(f"--demo-seed {demo_seed}: must be 0 or more")
     if bc_demos is not None:

@@ -10,6 +10,8 @@ import pytest
 
 from takeover.bench.dagger import summarize
 from takeover.cli import main
+from takeover.dagger.presets import preset_for
+from takeover.errors import UsageError
 from takeover.recorder.reader import EpisodeReader
 
 
@@ -85,8 +87,6 @@ def test_summary_answers_the_question_from_the_rows() -> None:
 def test_another_demonstration_set_is_one_option_and_never_overlaps() -> None:
     """--demo-seed picks the demonstration set (issue 21: DAgger on a second set); seeds that
     would overlap the rounds' or the evaluation's are refused with one line."""
-    from takeover.dagger.presets import preset_for
-    from takeover.errors import UsageError
 
     assert preset_for("full", demo_seed=1).demo_seed == 1
     assert preset_for("full").demo_seed == 1000
@@ -94,3 +94,20 @@ def test_another_demonstration_set_is_one_option_and_never_overlaps() -> None:
                         (-1, "must be 0 or more")):
         with pytest.raises(UsageError, match=words):
             preset_for("full", demo_seed=seed)
+
+
+def test_bench_dagger_can_retrain_each_round_from_scratch(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`--dagger-retrain scratch`: DAgger's r002 is a new model on every round (BC's training,
+    no warm start, no weighting), on the same data the warm start would have had."""
+    assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path),
+                 "--dagger-retrain", "scratch", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["config"]["dagger_retrain"] == "scratch"
+    card = json.loads((tmp_path / "work" / "dagger" / "models" / "r002" / "card.json").read_text())
+    assert card["warm_start_model"] is None
+    assert (card["train_config"]["lr"], card["train_config"]["weighting"]) == (2e-3, "none")
+    assert card["data"]["rounds"] == [0, 1]
+    assert result["dagger"][1]["expert_labels"] == card["data"]["human_steps"]
+    with pytest.raises(UsageError, match="dagger-retrain"):
+        preset_for("tiny", dagger_retrain="cold")
