@@ -87,7 +87,6 @@ def test_summary_answers_the_question_from_the_rows() -> None:
 def test_another_demonstration_set_is_one_option_and_never_overlaps() -> None:
     """--demo-seed picks the demonstration set (issue 21: DAgger on a second set); seeds that
     would overlap the rounds' or the evaluation's are refused with one line."""
-
     assert preset_for("full", demo_seed=1).demo_seed == 1
     assert preset_for("full").demo_seed == 1000
     for seed, words in ((3000, "overlap the round seeds"), (4990, "or the evaluation seeds"),
