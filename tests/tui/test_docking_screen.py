@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from dock_support import place_at_dock
 from rich.text import Text
+from textual.pilot import Pilot
 from textual.widgets import Static
 from tui_support import SCREEN_TEST_SAFETY, ConstantPolicy, wait_for
 
@@ -49,6 +51,42 @@ def config(auto_reset: bool = False) -> Config:
                   docking=DockingConfig(reset=reset, auto_reset=auto_reset))
 
 
+def open_drive_screen(cfg: Config, workspace: Path) -> tuple[SimLink, TakeoverApp,
+                                                              OperatorSession]:
+    """The drive screen on the simulator run as a real base (resets driven), a policy that
+    creeps forward, and the operator's deadman held."""
+    link = open_link(f"sim://?fast=1&reset=drive&seed={SEED}")
+    assert isinstance(link, SimLink)
+    app = make_app(cfg, link, ConstantPolicy(Command(0.08, 0.0)), workspace, use_gamepad=False)
+    session = app.session
+    assert isinstance(session, OperatorSession)
+    session.loop.operator = Hand()
+    return link, app, session
+
+
+def stepper(session: OperatorSession) -> Callable[[int], None]:
+    """Tick the loop from the test, feeding the lifecycle as the TUI's refresh does."""
+    def step(n: int = 1) -> None:
+        for _ in range(n):
+            session.loop.tick()
+            session.poll()
+    return step
+
+
+async def dock_once(pilot: Pilot[None], link: SimLink, session: OperatorSession,
+                    step: Callable[[int], None]) -> None:
+    """One recorded attempt from just short of the dock, in AUTO, until its detected outcome."""
+    place_at_dock(link.sim)
+    await pilot.press("r")
+    await wait_for(pilot, lambda: session.episode.recording, what="recording")
+    session.post(OperatorEvent.AUTO)
+    for _ in range(400):
+        step(1)
+        if session.docking.status().outcome:
+            break
+    assert session.docking.status().outcome == "success"
+
+
 def system_text(app: TakeoverApp) -> str:
     return str(app.screen.query_one("#system", Static).render())
 
@@ -59,32 +97,14 @@ def telemetry_text(app: TakeoverApp) -> str:
 
 async def test_drive_screen_shows_attempts_detected_outcome_and_reset_progress(
         workspace: Path, tmp_path: Path) -> None:
-    link = open_link(f"sim://?fast=1&reset=drive&seed={SEED}")
-    assert isinstance(link, SimLink)
-    app = make_app(config(), link, ConstantPolicy(Command(0.08, 0.0)), workspace,
-                   use_gamepad=False)
-    session = app.session
-    assert isinstance(session, OperatorSession)
-    session.loop.operator = Hand()
-
-    def step(n: int = 1) -> None:
-        for _ in range(n):
-            session.loop.tick()
-            session.poll()  # the lifecycle is fed here, as by the TUI's refresh
-
+    link, app, session = open_drive_screen(config(), workspace)
+    step = stepper(session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.connected, what="the link")
-        step()
+        step(1)
         await wait_for(pilot, lambda: "no attempt yet" in system_text(app), what="the dock line")
         assert "idle (n: reset)" in system_text(app) and "auto-reset off" in system_text(app)
-        place_at_dock(link.sim)
-        await pilot.press("r")
-        await wait_for(pilot, lambda: session.episode.recording, what="recording")
-        session.post(OperatorEvent.AUTO)
-        for _ in range(400):
-            step()
-            if session.docking.status().outcome:
-                break
+        await dock_once(pilot, link, session, step)
         step(2)
         await wait_for(pilot, lambda: "attempt 1 · docked (" in system_text(app),
                        what="the detected outcome on screen")
@@ -95,7 +115,7 @@ async def test_drive_screen_shows_attempts_detected_outcome_and_reset_progress(
         await wait_for(pilot, lambda: "reset: undocking" in str(
             app.screen.query_one("#message", Static).render()), what="the reset requested")
         for _ in range(2000):
-            step()
+            step(1)
             if session.mode is Mode.RESET and session.docking.driver.progress >= 0.4:
                 break
         await wait_for(pilot, lambda: "drive " in system_text(app) and "% to start" in system_text(app),
@@ -105,7 +125,7 @@ async def test_drive_screen_shows_attempts_detected_outcome_and_reset_progress(
         directory.mkdir(parents=True, exist_ok=True)
         app.save_screenshot("docking.svg", path=str(directory))
         for _ in range(3000):
-            step()
+            step(1)
             if session.mode is not Mode.RESET:
                 break
         await wait_for(pilot, lambda: "done" in system_text(app) and "100%" in system_text(app),
@@ -117,33 +137,15 @@ async def test_auto_reset_starts_by_itself_after_a_detected_outcome_and_shows_it
     """`[docking] auto_reset = true` on a base that drives its resets: after the attempt's
     detected outcome the reset starts with no key pressed, and the screen shows its phase. The
     telemetry shows the charge as the detector reads it (this base has no docked flag)."""
-    link = open_link(f"sim://?fast=1&reset=drive&seed={SEED}")
-    assert isinstance(link, SimLink)
-    app = make_app(config(auto_reset=True), link, ConstantPolicy(Command(0.08, 0.0)), workspace,
-                   use_gamepad=False)
-    session = app.session
-    assert isinstance(session, OperatorSession)
-    session.loop.operator = Hand()
-
-    def step() -> None:
-        session.loop.tick()
-        session.poll()
-
+    link, app, session = open_drive_screen(config(auto_reset=True), workspace)
+    step = stepper(session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.connected, what="the link")
-        step()
+        step(1)
         await wait_for(pilot, lambda: "auto-reset on" in system_text(app), what="auto-reset on")
         assert "charge  no" in telemetry_text(app) and "docked" not in telemetry_text(app)
-        place_at_dock(link.sim)
-        await pilot.press("r")
-        await wait_for(pilot, lambda: session.episode.recording, what="recording")
-        session.post(OperatorEvent.AUTO)
-        for _ in range(400):
-            step()
-            if session.docking.status().outcome:
-                break
-        assert session.docking.status().outcome == "success"
-        step()  # the tick that takes the RESET the outcome posted
+        await dock_once(pilot, link, session, step)
+        step(1)  # the tick that takes the RESET the outcome posted
         await wait_for(pilot, lambda: "attempt 1 · docked (" in system_text(app),
                        what="the detected outcome on screen")
         await wait_for(pilot, lambda: "CHARGING (current)" in telemetry_text(app),
@@ -152,7 +154,7 @@ async def test_auto_reset_starts_by_itself_after_a_detected_outcome_and_shows_it
             app.screen.query_one("#message", Static).render()), what="the outcome announced")
         assert "docked" not in telemetry_text(app)  # no flag on this base: not shown
         for _ in range(400):  # no key pressed: the reset drives by itself
-            step()
+            step(1)
             if session.mode is Mode.RESET and session.docking.driver.phase.value == "drive":
                 break
         assert session.mode is Mode.RESET
@@ -194,37 +196,22 @@ async def test_a_reset_out_of_time_stops_the_robot_counts_as_failed_and_is_not_r
     base = config()
     cfg = dataclasses.replace(base, docking=dataclasses.replace(
         base.docking, reset=dataclasses.replace(base.docking.reset, timeout_s=1.0)))
-    link = open_link(f"sim://?fast=1&reset=drive&seed={SEED}")
-    assert isinstance(link, SimLink)
-    app = make_app(cfg, link, ConstantPolicy(Command(0.08, 0.0)), workspace, use_gamepad=False)
-    session = app.session
-    assert isinstance(session, OperatorSession)
-    session.loop.operator = Hand()
-
-    def step() -> None:
-        session.loop.tick()
-        session.poll()
+    link, app, session = open_drive_screen(cfg, workspace)
+    step = stepper(session)
 
     def message() -> str:
         return str(app.screen.query_one("#message", Static).render())
 
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.connected, what="the link")
-        step()
-        place_at_dock(link.sim)
-        await pilot.press("r")
-        await wait_for(pilot, lambda: session.episode.recording, what="recording")
-        session.post(OperatorEvent.AUTO)
-        for _ in range(400):
-            step()
-            if session.docking.status().outcome:
-                break
-        step(), step()
+        step(1)
+        await dock_once(pilot, link, session, step)
+        step(2)
         await pilot.press("n")
         await wait_for(pilot, lambda: "reset: undocking" in message(), what="the reset requested")
         ticks_in_reset = 0
         for _ in range(400):  # the reset needs far more than 1 s: undock, turn, drive
-            step()
+            step(1)
             if session.mode is Mode.RESET:
                 ticks_in_reset += 1
             elif ticks_in_reset:
@@ -240,6 +227,5 @@ async def test_a_reset_out_of_time_stops_the_robot_counts_as_failed_and_is_not_r
         await pilot.press("n")
         await wait_for(pilot, lambda: "driving to a new start pose" in message(),
                        what="a new reset, not a resumed one")
-        for _ in range(5):
-            step()
+        step(5)
         assert session.mode is Mode.RESET  # it drives again, under the operator's deadman
