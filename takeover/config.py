@@ -184,6 +184,8 @@ class PolicyConfig:
 
 # Intervention weightings of training ([train] weighting; policy/dataset.py sample_weights).
 WEIGHTINGS = ("none", "iwr", "sirius")
+# How `takeover dagger train` makes the next model ([train] dagger_retrain).
+DAGGER_RETRAINS = ("warm", "scratch")
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ class TrainSettings:
     batch_size: int | None = None
     lr: float | None = None
     weighting: str | None = None  # none | iwr | sirius; default none, iwr for a warm start
+    # How `takeover dagger train` makes the next model: warm (from the deployed model's weights,
+    # warm_epochs at warm_lr) | scratch (new weights, epochs at lr, as `takeover train`).
+    dagger_retrain: str | None = None  # default warm
     keep: str | None = None  # last | best: the weights kept (policy/train.py TrainConfig.keep)
     label: str | None = None  # intent | sent
     pose_loss_weight: float | None = None
@@ -497,7 +502,7 @@ def _validate(config: Config) -> None:
         if value is not None and value < 1:
             raise ConfigError(f"train.{name} must be at least 1")
     choices = {"weighting": WEIGHTINGS, "label": ("intent", "sent"),
-               "keep": ("last", "best")}
+               "keep": ("last", "best"), "dagger_retrain": DAGGER_RETRAINS}
     for name, allowed in choices.items():
         value = getattr(t, name)
         if value is not None and value not in allowed:

@@ -22,14 +22,13 @@ from typing import Any
 
 from takeover.cli.common import add_workspace_option
 from takeover.cli.output import print_json
-from takeover.config import WEIGHTINGS
+from takeover.config import DAGGER_RETRAINS, WEIGHTINGS
 from takeover.dagger.metrics import (
     format_status_table,
     intervention_trend,
     workspace_metrics,
     workspace_metrics_by_robot,
 )
-from takeover.dagger.presets import DAGGER_RETRAINS
 from takeover.errors import UsageError
 from takeover.recorder.store import EpisodeStore
 
@@ -65,6 +64,10 @@ def add_dagger_parser(subparsers: Any) -> None:
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads (default: [train] threads, else all cores)")
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--scratch", action="store_true",
+                       help="new weights instead of the deployed model's (same architecture, "
+                       "[train] epochs and lr), as [train] dagger_retrain = \"scratch\"; "
+                       "docs/dagger.md measures both")
     train.add_argument("--deploy", action="store_true",
                        help="also deploy the new model (skip the human gate)")
     train.add_argument("--eval", type=int, default=0, metavar="N",
@@ -239,11 +242,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = workspace_config(args.workspace).train
     model_config, base = workspace_training_configs(settings)
     source, _, _ = warm_start_source(args.workspace)
-    if source is not None:
+    scratch = args.scratch or settings.dagger_retrain == "scratch"
+    if source is not None and not scratch:
         base = warm_start_config(settings, base)
     config = train_config_with(base, epochs=args.epochs, device=args.device, seed=args.seed,
                                threads=args.threads or base.threads or os.cpu_count() or 1)
     card = train_next_model(args.workspace, config, model_config=model_config, deploy=args.deploy,
+                            scratch=scratch,
                             on_progress=progress_reporter(progress),
                             on_status=lambda msg: print(msg, file=progress, flush=True))
     if not card:  # a non-main torchrun process

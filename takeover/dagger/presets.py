@@ -10,11 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from takeover.config import WEIGHTINGS
+from takeover.config import DAGGER_RETRAINS, WEIGHTINGS
 from takeover.errors import UsageError
-
-#: How DAgger's next model is trained (DaggerBenchPreset.dagger_retrain).
-DAGGER_RETRAINS = ("warm", "scratch")
 
 
 @dataclass(frozen=True)

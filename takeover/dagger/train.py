@@ -45,10 +45,12 @@ def train_next_model(
     deploy: bool = False,
     on_progress: ProgressCallback | None = None,
     on_status: Callable[[str], None] | None = None,
+    scratch: bool = False,
 ) -> dict[str, Any]:
-    """Train the next model warm-started from the deployed one; returns its card (with
-    `deployed` and `warm_start_model`). `model_config` is used only for a cold start: a warm
-    start keeps the deployed model's architecture."""
+    """Train the next model warm-started from the deployed one (or, `scratch`, from new
+    weights on the same data: `[train] dagger_retrain = "scratch"`); returns its card (with
+    `deployed` and `warm_start_model`). The deployed model's architecture is kept either way;
+    `model_config` is used only without a deployed model."""
     workspace = workspace.expanduser()
     if not (workspace / "rounds").is_dir():
         raise UsageError(f"{workspace}: not a workspace (no rounds/ directory); create one with "
@@ -57,6 +59,9 @@ def train_next_model(
     source, checkpoint, warm_config = warm_start_source(workspace)
     if source is None:
         status("no deployed model: training the first one from scratch")
+    elif scratch:
+        status(f"from scratch on every round, with the architecture of {source}")
+        checkpoint = None
     else:
         status(f"warm start from {source} ({checkpoint})")
     config = warm_config or model_config or ModelConfig()

@@ -60,13 +60,14 @@ DEFAULT_WARM_WEIGHTING = "iwr"
 
 
 WARM_ONLY = ("warm_epochs", "warm_lr")  # [train] keys read only by a warm-started retrain
+DAGGER_ONLY = ("dagger_retrain",)  # read by `takeover dagger train` to choose warm or scratch
 
 
 def workspace_training_configs(settings: TrainSettings) -> tuple[ModelConfig, TrainConfig]:
     """The defaults with a workspace's [train] section applied (warm_epochs and warm_lr aside:
-    `warm_start_config` applies them)."""
+    `warm_start_config` applies them; dagger_retrain is `dagger train`'s own)."""
     values = {f.name: getattr(settings, f.name) for f in fields(TrainSettings)
-              if f.name not in WARM_ONLY}
+              if f.name not in WARM_ONLY + DAGGER_ONLY}
     return apply_overrides(ModelConfig(), TrainConfig(), values, "takeover.toml [train]")
 
 

@@ -81,6 +81,29 @@ def test_dagger_train_registers_next_model_warm_started_without_deploying(
     assert card["evaluation"]["seeds"] == [5000] and card["evaluation"]["held_out"]  # --eval 1
 
 
+def test_dagger_train_from_scratch_keeps_the_architecture_and_trains_new_weights(
+        two_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--scratch` (or `[train] dagger_retrain = "scratch"`): the next model on every round
+    from new weights, as `takeover train` would, in the deployed model's architecture."""
+    ws = tmp_path / "ws"
+    shutil.copytree(two_models, ws, symlinks=True)
+    w = ["--workspace", str(ws), "--threads", "1", "--epochs", "1", "--json"]
+    card = run(["dagger", "train", *w, "--scratch"], capsys)
+    assert card["model_id"] == "r003" and card["warm_start_model"] is None
+    assert card["warm_start"] is None and not card["deployed"]
+    assert card["model_config"]["image_height"] == TINY_HW  # the deployed r001's
+    assert card["data"]["rounds"] == [0, 1]
+    # BC's schedule: the from-scratch learning rate, no intervention weighting.
+    assert (card["train_config"]["lr"], card["train_config"]["weighting"]) == (2e-3, "none")
+    with (ws / "takeover.toml").open("a") as f:
+        f.write('dagger_retrain = "scratch"\n')  # into the [train] table two_models appended
+    card = run(["dagger", "train", *w], capsys)
+    assert card["model_id"] == "r004" and card["warm_start_model"] is None
+    toml = ws / "takeover.toml"
+    toml.write_text(toml.read_text().replace('dagger_retrain = "scratch"', 'dagger_retrain = "cold"'))
+    assert "dagger_retrain" in one_line_error(["dagger", "train", *w], capsys)
+
+
 def test_promote_and_rollback_move_current_and_refuse_a_tampered_model(
         two_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = tmp_path / "ws"
