@@ -185,7 +185,7 @@ class PolicyConfig:
 # Intervention weightings of training ([train] weighting; policy/dataset.py sample_weights).
 WEIGHTINGS = ("none", "iwr", "sirius")
 # How `takeover dagger train` makes the next model ([train] dagger_retrain).
-DAGGER_RETRAINS = ("warm", "scratch")
+DAGGER_RETRAINS = ("auto", "warm", "scratch")
 
 
 @dataclass(frozen=True)
@@ -201,8 +201,9 @@ class TrainSettings:
     lr: float | None = None
     weighting: str | None = None  # none | iwr | sirius; default none, iwr for a warm start
     # How `takeover dagger train` makes the next model: warm (from the deployed model's weights,
-    # warm_epochs at warm_lr) | scratch (new weights, epochs at lr, as `takeover train`).
-    dagger_retrain: str | None = None  # default warm
+    # warm_epochs at warm_lr) | scratch (new weights, epochs at lr, as `takeover train`) | auto
+    # (scratch while that costs no more than a warm retrain of 20k frames; policy/settings.py).
+    dagger_retrain: str | None = None  # default auto
     keep: str | None = None  # last | best: the weights kept (policy/train.py TrainConfig.keep)
     label: str | None = None  # intent | sent
     pose_loss_weight: float | None = None

@@ -66,8 +66,8 @@ def add_dagger_parser(subparsers: Any) -> None:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--scratch", action="store_true",
                        help="new weights instead of the deployed model's (same architecture, "
-                       "[train] epochs and lr), as [train] dagger_retrain = \"scratch\"; "
-                       "docs/dagger.md measures both")
+                       "[train] epochs and lr), as [train] dagger_retrain = \"scratch\" (default "
+                       "auto: scratch while the workspace is small; docs/dagger.md)")
     train.add_argument("--deploy", action="store_true",
                        help="also deploy the new model (skip the human gate)")
     train.add_argument("--eval", type=int, default=0, metavar="N",
@@ -234,7 +234,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from takeover.cli.policy import progress_reporter
     from takeover.config import workspace_config
     from takeover.dagger.train import train_config_with, train_next_model, warm_start_source
-    from takeover.policy.settings import warm_start_config, workspace_training_configs
+    from takeover.policy.settings import (
+        retrain_from_scratch,
+        warm_epochs,
+        warm_start_config,
+        workspace_training_configs,
+    )
 
     progress = sys.stderr if args.json else sys.stdout
     t0 = time.perf_counter()
@@ -242,7 +247,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = workspace_config(args.workspace).train
     model_config, base = workspace_training_configs(settings)
     source, _, _ = warm_start_source(args.workspace)
-    scratch = args.scratch or settings.dagger_retrain == "scratch"
+    labels = sum(e.human_steps for e in EpisodeStore(args.workspace).episodes() if not e.partial)
+    scratch = args.scratch or retrain_from_scratch(settings.dagger_retrain, labels, base.epochs,
+                                                   warm_epochs(settings))
     if source is not None and not scratch:
         base = warm_start_config(settings, base)
     config = train_config_with(base, epochs=args.epochs, device=args.device, seed=args.seed,

@@ -63,8 +63,8 @@ def add_policy_parsers(sub: SubParsers) -> None:
     p.add_argument("--no-augment", action="store_true", help="no colour jitter or shifts")
     p.add_argument("--augment", choices=["on", "off", "camera"], default=None,
                    help="image augmentation: on (colour jitter, the default), off, or camera "
-                   "(also exposure, blur, sensor noise and covered patches at the robustness "
-                   "suite's severity 1: docs/evaluation.md)")
+                   "(also exposure, blur and sensor noise up to the robustness suite's "
+                   "severity 1, each on a quarter of the samples: docs/evaluation.md)")
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="warm start from a previous model's checkpoint.pt")
     p.add_argument("--int8", action="store_true", help="also try static INT8 quantisation")

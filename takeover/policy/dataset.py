@@ -332,9 +332,12 @@ class AugmentConfig:
 
     @classmethod
     def camera(cls) -> AugmentConfig:
-        """The default jitter plus camera randomisation at the suite's severity 1."""
-        return cls(camera_p=0.5, exposure_stops=2.0, blur_sigma_px=2.0, sensor_noise_std=25.5,
-                   erase_fraction=0.5)
+        """The default jitter plus camera randomisation up to the suite's severity 1: exposure,
+        blur and sensor noise, each on a quarter of the samples. Measured (docs/evaluation.md):
+        on half of the samples and with covered patches it lifted the camera rows too, but cost
+        30-41 points of nominal success on two of three demonstration sets; this milder draw
+        costs 0-5."""
+        return cls(camera_p=0.25, exposure_stops=2.0, blur_sigma_px=2.0, sensor_noise_std=25.5)
 
     @classmethod
     def named(cls, name: str) -> AugmentConfig:

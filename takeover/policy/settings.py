@@ -58,6 +58,23 @@ DEFAULT_WARM_EPOCHS = 4
 DEFAULT_WARM_LR = 5e-4
 DEFAULT_WARM_WEIGHTING = "iwr"
 
+# [train] dagger_retrain = "auto" (the default): a DAgger retrain from new weights while the
+# workspace is small, warm-started beyond. From scratch, every DAgger model on demonstration set 1
+# docked far more than its warm-started counterpart at the same labels (53/71/78/86 against
+# 9/22/35/30 of 100 for r002-r005; docs/dagger.md, "Retraining from scratch"), but it costs
+# `epochs` over all the data instead of `warm_epochs`. So scratch while epochs x labels stay
+# within the warm retrain's budget: warm_epochs (4) over 20k frames, under 5 minutes on two cores.
+WARM_BUDGET_FRAMES = 20_000
+
+
+def retrain_from_scratch(choice: str | None, labels: int, epochs: int,
+                         warm_epochs_: int) -> bool:
+    """Whether `dagger train` trains the next model from new weights: [train] dagger_retrain
+    (None: auto), the workspace's expert labels, and the two epoch counts that would apply."""
+    if choice in ("warm", "scratch"):
+        return choice == "scratch"
+    return epochs * labels <= warm_epochs_ * WARM_BUDGET_FRAMES
+
 
 WARM_ONLY = ("warm_epochs", "warm_lr")  # [train] keys read only by a warm-started retrain
 DAGGER_ONLY = ("dagger_retrain",)  # read by `takeover dagger train` to choose warm or scratch

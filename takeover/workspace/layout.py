@@ -173,7 +173,7 @@ threads = 1               # onnxruntime threads
 # warm_epochs = 4         # a DAgger retrain, warm-started from the deployed model
 # warm_lr = 0.0005        # its peak learning rate
 # weighting = "none"      # none | iwr | sirius (unset: none, iwr for a warm start)
-# dagger_retrain = "warm"  # dagger train: warm (from the deployed weights) | scratch (docs/dagger.md)
+# dagger_retrain = "auto"  # dagger train: warm | scratch | auto (scratch while small; docs/dagger.md)
 # device = "auto"         # auto | cpu | cuda | cuda:N
 """
 

@@ -50,7 +50,8 @@ def two_models(trained_workspace: Path, tmp_path_factory: pytest.TempPathFactory
                                      max_steps=60))
     assert Path(summary["recorded"][0]).parent.name == "r001"
     with (ws / "takeover.toml").open("a") as f:  # no --epochs: [train] warm_epochs decides
-        f.write("\n[train]\nwarm_epochs = 1\nwarm_lr = 0.0007\n")
+        # warm: auto would train this tiny workspace from scratch (few labels)
+        f.write('\n[train]\nwarm_epochs = 1\nwarm_lr = 0.0007\ndagger_retrain = "warm"\n')
     assert main(["dagger", "train", "--workspace", str(ws), "--threads", "1",
                  "--eval", "1", "--eval-seed", "5000", "--json"]) == 0
     return ws
@@ -88,20 +89,23 @@ def test_dagger_train_from_scratch_keeps_the_architecture_and_trains_new_weights
     ws = tmp_path / "ws"
     shutil.copytree(two_models, ws, symlinks=True)
     w = ["--workspace", str(ws), "--threads", "1", "--epochs", "1", "--json"]
-    card = run(["dagger", "train", *w, "--scratch"], capsys)
+    card = run(["dagger", "train", *w, "--scratch"], capsys)  # over [train] dagger_retrain = warm
     assert card["model_id"] == "r003" and card["warm_start_model"] is None
     assert card["warm_start"] is None and not card["deployed"]
     assert card["model_config"]["image_height"] == TINY_HW  # the deployed r001's
     assert card["data"]["rounds"] == [0, 1]
     # BC's schedule: the from-scratch learning rate, no intervention weighting.
     assert (card["train_config"]["lr"], card["train_config"]["weighting"]) == (2e-3, "none")
-    with (ws / "takeover.toml").open("a") as f:
-        f.write('dagger_retrain = "scratch"\n')  # into the [train] table two_models appended
+    toml = ws / "takeover.toml"
+    toml.write_text(toml.read_text().replace('dagger_retrain = "warm"', 'dagger_retrain = "scratch"'))
     card = run(["dagger", "train", *w], capsys)
     assert card["model_id"] == "r004" and card["warm_start_model"] is None
-    toml = ws / "takeover.toml"
     toml.write_text(toml.read_text().replace('dagger_retrain = "scratch"', 'dagger_retrain = "cold"'))
     assert "dagger_retrain" in one_line_error(["dagger", "train", *w], capsys)
+    # Unset (auto): a workspace this small is retrained from scratch.
+    toml.write_text(toml.read_text().replace('dagger_retrain = "cold"', ''))
+    card = run(["dagger", "train", *w], capsys)
+    assert card["model_id"] == "r005" and card["warm_start_model"] is None
 
 
 def test_promote_and_rollback_move_current_and_refuse_a_tampered_model(

@@ -90,3 +90,17 @@ def test_bench_dagger_presets_retrain_as_dagger_train_does() -> None:
     assert (warm.lr, warm.weighting) == (DEFAULT_WARM_LR, DEFAULT_WARM_WEIGHTING)
     for preset in PRESETS.values():
         assert (preset.warm_lr, preset.dagger_weighting) == (warm.lr, warm.weighting), preset.name
+
+
+def test_dagger_retrain_auto_trains_from_scratch_only_within_the_warm_budget() -> None:
+    """auto (unset): scratch while epochs x labels fit in warm_epochs x 20k frames (the warm
+    retrain's 5-minute budget on two cores); warm and scratch are taken as said."""
+    from takeover.policy.settings import WARM_BUDGET_FRAMES, retrain_from_scratch
+
+    budget = 4 * WARM_BUDGET_FRAMES
+    assert retrain_from_scratch(None, budget // 12, 12, 4)
+    assert retrain_from_scratch("auto", 5_000, 12, 4)
+    assert not retrain_from_scratch(None, budget // 12 + 1, 12, 4)
+    assert not retrain_from_scratch("auto", 20_000, 12, 4)
+    assert not retrain_from_scratch("warm", 10, 12, 4)
+    assert retrain_from_scratch("scratch", 10**6, 12, 4)
