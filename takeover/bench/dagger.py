@@ -52,6 +52,7 @@ from takeover.dagger.train import train_next_model
 from takeover.errors import UsageError
 from takeover.policy.build import train_workspace
 from takeover.policy.model import ModelConfig
+from takeover.policy.settings import retrain_from_scratch
 from takeover.policy.train import TrainConfig
 from takeover.recorder.store import EpisodeStore
 from takeover.session.drive import DriveRequest, run_drive
@@ -139,7 +140,6 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
                     symlinks=True)
     warm_train = replace(base_train, epochs=preset.warm_epochs,
                          lr=preset.warm_lr, weighting=preset.dagger_weighting)
-    scratch = preset.dagger_retrain == "scratch"
     scratch_train = replace(base_train, epochs=preset.epochs)
     dagger_rows: list[dict[str, Any]] = []
     supervised_rounds: list[RoundMetrics] = []
@@ -147,15 +147,16 @@ def run_dagger_bench(preset: DaggerBenchPreset, out_dir: Path | None = None,
     for k in range(1, preset.rounds + 1):
         model_id = f"r{k:03d}"
         if k > 1:
-            if scratch:
-                log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d} from scratch "
-                    f"({scratch_train.epochs} epochs, as BC)")
-                card = train_workspace(ws, model_config, scratch_train, deploy=True)
-            else:
-                log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d}, warm start "
-                    f"({warm_train.epochs} epochs, peak lr {warm_train.lr:g}, weighting "
-                    f"{warm_train.weighting})")
-                card = train_next_model(ws, warm_train, deploy=True)
+            # As `dagger train` decides it ([train] dagger_retrain; auto looks at the labels).
+            labels = sum(e.human_steps for e in EpisodeStore(ws).episodes() if not e.partial)
+            scratch = retrain_from_scratch(preset.dagger_retrain, labels, scratch_train.epochs,
+                                           warm_train.epochs)
+            how = (f"from scratch ({scratch_train.epochs} epochs, as BC)" if scratch else
+                   f"warm start ({warm_train.epochs} epochs, peak lr {warm_train.lr:g}, "
+                   f"weighting {warm_train.weighting})")
+            log(f"DAgger: training {model_id} on rounds r000..r{k - 1:03d}, {how}")
+            card = train_next_model(ws, scratch_train if scratch else warm_train, deploy=True,
+                                    scratch=scratch)
             assert card["model_id"] == model_id, card["model_id"]
             ev = None
             if preset.eval_every_model or k == preset.rounds:

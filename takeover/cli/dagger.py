@@ -188,9 +188,10 @@ def add_dagger_bench(bench_sub: Any) -> None:
                    help="intervention weighting of DAgger's retraining (default iwr, as `dagger "
                    "train`; docs/policy.md)")
     b.add_argument("--dagger-retrain", choices=DAGGER_RETRAINS, default=None,
-                   help="how DAgger's next model is trained: warm (default; `dagger train`, "
-                   "warm-started from the last model) or scratch (`takeover train`: a new model "
-                   "on every round, --epochs, as BC; docs/dagger.md)")
+                   help="how DAgger's next model is trained: warm (default: warm-started from "
+                   "the last model), scratch (a new model on every round, --epochs, as BC) or "
+                   "auto (`dagger train`'s default: scratch while the workspace is small; "
+                   "docs/dagger.md)")
     b.add_argument("--device", default="auto", metavar="D")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_bench_dagger)

@@ -33,9 +33,10 @@ class DaggerBenchPreset:
     # `takeover dagger train` (policy/settings.py DEFAULT_WARM_LR, DEFAULT_WARM_WEIGHTING).
     warm_lr: float = 5e-4
     dagger_weighting: str = "iwr"  # none | iwr | sirius (TrainConfig.weighting)
-    # How DAgger's r(k+1) is trained: "warm" (`dagger train`: warm-started from rk for
-    # warm_epochs at warm_lr, with dagger_weighting) or "scratch" (`takeover train`: a new
-    # model on every round, `epochs` at the from-scratch learning rate, unweighted, as BC).
+    # How DAgger's r(k+1) is trained: "warm" (warm-started from rk for warm_epochs at warm_lr,
+    # with dagger_weighting), "scratch" (a new model on every round, `epochs` at the
+    # from-scratch learning rate, unweighted, as BC) or "auto" (`dagger train`'s default:
+    # scratch while epochs x labels fit the warm budget; policy/settings.py).
     dagger_retrain: str = "warm"
     demo_seed: int = 1000
     round_seed: int = 2000

@@ -25,7 +25,8 @@ operator instead of a batch:
   "timed out", is not resumed (the next one goes to a fresh start pose) and counts as failed, as
   `takeover drive --reset drive` counts it.
 - **giving up**: after `MAX_FAILED_RESETS_IN_A_ROW` resets in a row that ended short of their
-  target (stopped: an obstacle, the LiDAR blind, the deadman, a fault, the time limit), auto-reset pauses, as
+  target (stopped: an obstacle, the LiDAR blind, the deadman, a fault, the time limit),
+  auto-reset pauses, as
   `takeover drive --reset drive` stops its run there: the robot needs a person. The operator's
   own reset ("n") starts again and clears the count; so does a reset that reaches its target.
 
@@ -159,9 +160,8 @@ class DockingLifecycle:
         self._last_obs: Observation | None = None
         self._plan: PlannedReset | None = None  # where the next reset goes (planned at the end)
         self._in_reset = False
-        # A reset stopped half way, with nothing driven since: "n" resumes it. An attempt
-        # begun since makes its target stale (the driver's own state is the loop thread's).
-        self._resumable = False
+        # A reset stopped half way, with nothing driven since, is resumable (the status's
+        # reset_resumable): "n" resumes it. An attempt begun since makes its target stale.
         # The first step that can have taken the last reset request: a request refused at once
         # (no deadman held: the Arbiter ends RESET on the tick it starts) never shows RESET.
         self._reset_from_step: int | None = None
@@ -230,7 +230,6 @@ class DockingLifecycle:
         frame = self.planner.frame  # "at the dock" needs the docked pose, once it is known
         self._detector = DockingOutcomeDetector(cfg, frame.pose if frame is not None else None)
         self._contact_t_ns = None
-        self._resumable = False
         obs = rec.observation
         self.planner.attempt_started(obs.odom if obs is not None else None)
         self._status = dataclasses.replace(self._status, attempt=self._status.attempt + 1,
@@ -273,7 +272,7 @@ class DockingLifecycle:
     def _start_reset(self) -> str:
         if not self.drives_resets:
             return "this robot teleports: n gives it a new start pose"
-        if self._resumable and self.driver.active:
+        if self._status.reset_resumable and self.driver.active:
             self._request_reset()
             self.loop.post(OperatorEvent.RESET)  # without a new target: resume the same one
             return "resuming the reset: hold the deadman"
@@ -333,13 +332,12 @@ class DockingLifecycle:
             reason = rec.reason
             if self._reset_timed_out and not done:
                 reason = f"reset timed out after {self.docking.reset.timeout_s:g} s"
-            # A reset out of time is over: the next one plans afresh (from where the robot is).
-            self._resumable = not done and not self._reset_timed_out
             self._status = dataclasses.replace(
                 self._status, reset=RESET_DONE if done else RESET_STOPPED,
                 reset_reason=reason, reset_progress=1.0 if done else self.driver.progress,
                 failed_resets=0 if done else self._status.failed_resets + 1,
-                reset_resumable=self._resumable)
+                # A reset out of time is over: the next one plans afresh from where it stands.
+                reset_resumable=not done and not self._reset_timed_out)
 
     def _reset_tick_limit(self) -> int:
         """`[docking.reset] timeout_s` in control ticks."""

@@ -95,14 +95,16 @@ def test_another_demonstration_set_is_one_option_and_never_overlaps() -> None:
             preset_for("full", demo_seed=seed)
 
 
-def test_bench_dagger_can_retrain_each_round_from_scratch(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """`--dagger-retrain scratch`: DAgger's r002 is a new model on every round (BC's training,
-    no warm start, no weighting), on the same data the warm start would have had."""
+@pytest.mark.parametrize("retrain", ["scratch", "auto"])
+def test_bench_dagger_can_retrain_each_round_from_scratch(
+        retrain: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--dagger-retrain scratch` (or auto, `dagger train`'s default, on a workspace this
+    small): DAgger's r002 is a new model on every round (BC's training, no warm start, no
+    weighting), on the same data the warm start would have had."""
     assert main(["bench", "dagger", "--preset", "tiny", "--out", str(tmp_path),
-                 "--dagger-retrain", "scratch", "--json"]) == 0
+                 "--dagger-retrain", retrain, "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["config"]["dagger_retrain"] == "scratch"
+    assert result["config"]["dagger_retrain"] == retrain
     card = json.loads((tmp_path / "work" / "dagger" / "models" / "r002" / "card.json").read_text())
     assert card["warm_start_model"] is None
     assert (card["train_config"]["lr"], card["train_config"]["weighting"]) == (2e-3, "none")
